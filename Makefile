@@ -1,0 +1,52 @@
+# inferstack: `make dev` serves the example deployment locally, `make test` runs every check.
+# Both install what is missing first (Python venv, the CDK CLI, the example models).
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+ARGS   ?=
+export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: setup dev test lint unit synth doctor bench clean models
+
+setup: $(VENV)/.stamp node_modules/.stamp models
+
+$(VENV)/.stamp: pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[infra,dev]'
+	touch $@
+
+node_modules/.stamp: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+models: models/iris.onnx
+
+models/iris.onnx: models/build_iris.py $(VENV)/.stamp
+	$(BIN)/python models/build_iris.py --out $@
+
+dev: setup
+	$(BIN)/inferstack dev $(ARGS)
+
+lint: $(VENV)/.stamp
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+test: setup lint
+	$(BIN)/pytest -n 2 --dist loadgroup
+
+unit: setup
+	$(BIN)/pytest tests/unit tests/functional
+
+synth: setup
+	npx cdk synth --quiet
+
+doctor: setup
+	$(BIN)/inferstack doctor
+
+bench: setup
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf build cdk.out .pytest_cache .mypy_cache .ruff_cache

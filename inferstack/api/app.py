@@ -1,0 +1,158 @@
+"""The FastAPI application behind every HTTP route.
+
+One factory serves both kinds of function: the API function gets the catalog and no predictors (it never
+imports onnxruntime); a predict function gets the one predictor it serves.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from fastapi import FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from inferstack import __version__, env
+from inferstack.api import problems
+from inferstack.api.problems import PROBLEM_JSON, ProblemType
+from inferstack.api.schemas import Health, ModelList, PredictRequest, PredictResponse, Problem
+from inferstack.catalog import Catalog, ModelInfo
+from inferstack.inference.exceptions import InputValidationError
+from inferstack.observability import logger
+
+if TYPE_CHECKING:
+    from inferstack.inference.session import Predictor
+
+_STATUS_PROBLEMS = {p.status: p for p in (problems.NOT_FOUND, problems.METHOD_NOT_ALLOWED,
+                                          problems.PAYLOAD_TOO_LARGE)}
+_ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    code: {"model": Problem, "content": {PROBLEM_JSON: {}}} for code in (400, 403, 404, 413, 422, 429, 500)
+}
+
+
+class ProblemError(Exception):
+    """Raise to answer with a problem+json response."""
+
+    def __init__(self, problem: ProblemType, detail: str, **extensions: Any) -> None:
+        self.problem, self.detail, self.extensions = problem, detail, extensions
+        super().__init__(detail)
+
+
+def problem_response(problem: ProblemType, detail: str, *, headers: Mapping[str, str] | None = None,
+                     **extensions: Any) -> Response:
+    return Response(problem.encode(detail, **extensions), status_code=problem.status, media_type=PROBLEM_JSON,
+                    headers=headers)
+
+
+def _json(data: Any) -> Response:
+    return Response(json.dumps(data, separators=(",", ":")).encode(), media_type="application/json")
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    async def on_problem(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, ProblemError)
+        return problem_response(exc.problem, exc.detail, **exc.extensions)
+
+    async def on_http(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        problem = _STATUS_PROBLEMS.get(exc.status_code) or ProblemType("http-error", exc.status_code, "HTTP error")
+        return problem_response(problem, str(exc.detail), headers=exc.headers)
+
+    async def on_validation(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        errors = [{"input": ".".join(str(p) for p in e["loc"]), "detail": e["msg"]} for e in exc.errors()]
+        return problem_response(problems.INVALID_REQUEST, "; ".join(f"{e['input']}: {e['detail']}" for e in errors),
+                                errors=errors)
+
+    async def on_inputs(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, InputValidationError)
+        return problem_response(problems.INVALID_INPUT, str(exc), errors=[p.as_dict() for p in exc.problems])
+
+    async def on_crash(request: Request, exc: Exception) -> Response:
+        logger.exception("unhandled error", extra={"path": request.url.path})
+        return problem_response(problems.INTERNAL, "An internal error occurred; it has been logged.")
+
+    app.add_exception_handler(ProblemError, on_problem)
+    app.add_exception_handler(StarletteHTTPException, on_http)
+    app.add_exception_handler(RequestValidationError, on_validation)
+    app.add_exception_handler(InputValidationError, on_inputs)
+    app.add_exception_handler(Exception, on_crash)
+
+
+def parse_json_body(raw: bytes) -> Any:
+    try:
+        return json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ProblemError(problems.MALFORMED_JSON, f"The body is not valid JSON: {exc}") from None
+
+
+def max_body_bytes() -> int:
+    return int(os.environ.get(env.MAX_BODY_BYTES) or 5 * 1024 * 1024)
+
+
+def create_app(catalog: Catalog, predictors: Mapping[str, Predictor] | None = None, *,
+               max_body: int | None = None) -> FastAPI:
+    predictors = predictors or {}
+    body_limit = max_body or max_body_bytes()
+    app = FastAPI(
+        title="inferstack",
+        version=__version__,
+        description="ONNX models served on AWS Lambda, SQS and SageMaker. Every route but /v1/health needs "
+        "an API key in the `x-api-key` header. Errors are RFC 9457 problem+json.",
+        docs_url="/v1/docs",
+        openapi_url="/v1/openapi.json",
+        redoc_url=None,
+        responses=_ERROR_RESPONSES,
+    )
+    install_problem_handlers(app)
+    model_infos = {m.name: m.public() for m in catalog.models}
+    listing = ModelList(models=list(model_infos.values())).model_dump(mode="json")
+
+    def known(name: str) -> ModelInfo:
+        info = model_infos.get(name)
+        if info is None:
+            raise ProblemError(problems.MODEL_NOT_FOUND, f"No model named {name!r}; GET /v1/models lists them",
+                               model=name)
+        return info
+
+    @app.get("/v1/health", tags=["service"])
+    async def health() -> Health:
+        return Health()
+
+    @app.get("/v1/models", tags=["models"], response_model=ModelList)
+    async def list_models() -> Response:
+        return _json(listing)
+
+    @app.get("/v1/models/{name}", tags=["models"])
+    async def get_model(name: str) -> ModelInfo:
+        return known(name)
+
+    @app.post("/v1/models/{name}/predict", tags=["models"], response_model=PredictResponse,
+              openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
+                  "schema": PredictRequest.model_json_schema(ref_template="#/components/schemas/{model}")}}}})
+    async def predict(name: str, request: Request) -> Response:
+        info = known(name)
+        predictor = predictors.get(name)
+        if predictor is None:
+            raise ProblemError(problems.MISROUTED, f"Model {name!r} is served by its own function; this request "
+                               "reached one that does not serve it (check the API's routes)")
+        raw = await request.body()
+        if len(raw) > body_limit:
+            raise ProblemError(problems.PAYLOAD_TOO_LARGE, f"The body is {len(raw)} bytes; this API accepts at most "
+                               f"{body_limit} bytes (send large batches as jobs)")
+        body = parse_json_body(raw)
+        if not isinstance(body, dict) or "inputs" not in body:
+            raise ProblemError(problems.INVALID_REQUEST, 'The body must be a JSON object {"inputs": ...}',
+                               errors=[{"input": "inputs", "detail": "required"}])
+        unknown = sorted(set(body) - {"inputs"})
+        if unknown:
+            raise ProblemError(problems.INVALID_REQUEST, f"Unknown field(s) {', '.join(unknown)}; "
+                               'the body is {"inputs": ...}',
+                               errors=[{"input": k, "detail": "unknown field"} for k in unknown])
+        outputs = predictor.predict(body["inputs"])
+        return _json({"model": info.name, "version": info.version, "outputs": outputs})
+
+    return app

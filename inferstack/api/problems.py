@@ -1,0 +1,84 @@
+"""RFC 9457 problem details: the one error format of the API, the app's and the gateway's alike."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+PROBLEM_JSON = "application/problem+json"
+TYPE_PREFIX = "urn:inferstack:problem:"
+
+
+@dataclass(frozen=True)
+class ProblemType:
+    slug: str
+    status: int
+    title: str
+
+    @property
+    def uri(self) -> str:
+        return TYPE_PREFIX + self.slug
+
+    def body(self, detail: str, **extensions: Any) -> dict[str, Any]:
+        return {"type": self.uri, "title": self.title, "status": self.status, "detail": detail, **extensions}
+
+    def encode(self, detail: str, **extensions: Any) -> bytes:
+        return json.dumps(self.body(detail, **extensions)).encode()
+
+
+MALFORMED_JSON = ProblemType("malformed-json", 400, "Malformed JSON body")
+BAD_REQUEST_BODY = ProblemType("bad-request-body", 400, "Request body does not match the route's schema")
+FORBIDDEN = ProblemType("forbidden", 403, "Forbidden")
+NOT_FOUND = ProblemType("not-found", 404, "Not found")
+MODEL_NOT_FOUND = ProblemType("model-not-found", 404, "Unknown model")
+METHOD_NOT_ALLOWED = ProblemType("method-not-allowed", 405, "Method not allowed")
+PAYLOAD_TOO_LARGE = ProblemType("payload-too-large", 413, "Request body too large")
+INVALID_INPUT = ProblemType("invalid-input", 422, "Inputs do not match the model's signature")
+INVALID_REQUEST = ProblemType("invalid-request", 422, "Invalid request")
+THROTTLED = ProblemType("throttled", 429, "Too many requests")
+QUOTA_EXCEEDED = ProblemType("quota-exceeded", 429, "Usage plan quota exceeded")
+INTERNAL = ProblemType("internal", 500, "Internal error")
+MISROUTED = ProblemType("misrouted", 500, "Request reached the wrong function")
+BAD_GATEWAY = ProblemType("bad-gateway", 502, "Bad gateway")
+UNAVAILABLE = ProblemType("unavailable", 503, "Service unavailable")
+GATEWAY_TIMEOUT = ProblemType("gateway-timeout", 504, "Integration timed out")
+
+
+@dataclass(frozen=True)
+class GatewayResponse:
+    """An API Gateway gateway response (`ResponseType`) rendered as problem+json.
+
+    The CDK app installs each one with the `detail` below as a mapping template; the local gateway answers the
+    same bodies, so a client sees the same errors on AWS and under `inferstack dev`.
+    """
+
+    response_type: str
+    problem: ProblemType
+    detail: str
+    retry_after: bool = False
+
+
+GATEWAY_RESPONSES: tuple[GatewayResponse, ...] = (
+    GatewayResponse("MISSING_AUTHENTICATION_TOKEN", FORBIDDEN,
+                    "No route matches this method and path, or the x-api-key header is missing"),
+    GatewayResponse("INVALID_API_KEY", FORBIDDEN, "The x-api-key header does not hold a valid API key"),
+    GatewayResponse("ACCESS_DENIED", FORBIDDEN, "Access denied"),
+    GatewayResponse("THROTTLED", THROTTLED, "Rate limit exceeded; retry after the Retry-After delay",
+                    retry_after=True),
+    GatewayResponse("QUOTA_EXCEEDED", QUOTA_EXCEEDED, "This API key's usage plan quota is used up for the period",
+                    retry_after=True),
+    GatewayResponse("REQUEST_TOO_LARGE", PAYLOAD_TOO_LARGE, "The request body is larger than the API accepts"),
+    GatewayResponse("BAD_REQUEST_BODY", BAD_REQUEST_BODY, "Malformed JSON or a body that is not "
+                    '{"inputs": ...}'),
+    GatewayResponse("INTEGRATION_TIMEOUT", GATEWAY_TIMEOUT, "The backend did not answer within the time limit"),
+    GatewayResponse("DEFAULT_4XX", INVALID_REQUEST, "The request was rejected by the API gateway"),
+    GatewayResponse("DEFAULT_5XX", BAD_GATEWAY, "The API gateway could not reach the backend"),
+)
+
+#: Seconds a throttled client is told to wait (API Gateway's token buckets refill every second).
+RETRY_AFTER_S = 1
+
+
+def gateway_response(response_type: str) -> GatewayResponse:
+    return next(g for g in GATEWAY_RESPONSES if g.response_type == response_type)

@@ -1,0 +1,70 @@
+"""The model catalog: names, versions and signatures of every model in a deployment.
+
+It is computed at build time (by `infra`, from the ONNX graphs) and bundled with every function as JSON, so
+that the API function can list models without importing onnxruntime or numpy.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from inferstack import env
+
+
+class TensorSpec(BaseModel):
+    """One input or output of a model: `shape` holds ints for fixed dims, strings for symbolic ones
+    (`"N"`), and null for dims the graph leaves unnamed."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    dtype: str
+    shape: list[int | str | None]
+
+    def shape_text(self) -> str:
+        return "[" + ", ".join("?" if d is None else str(d) for d in self.shape) + "]"
+
+    def describe(self) -> str:
+        return f"{self.dtype}, shape {self.shape_text()}"
+
+
+class ModelInfo(BaseModel):
+    """What `GET /v1/models/{name}` returns."""
+
+    name: str
+    tier: Literal["light", "heavy"]
+    version: str
+    inputs: list[TensorSpec]
+    outputs: list[TensorSpec]
+
+
+class CatalogEntry(ModelInfo):
+    #: The model file, relative to the catalog's model root.
+    artifact: str
+    allow_non_finite: bool = False
+
+    def public(self) -> ModelInfo:
+        return ModelInfo.model_validate(self.model_dump(include=set(ModelInfo.model_fields)))
+
+
+class Catalog(BaseModel):
+    models: list[CatalogEntry]
+
+    def get(self, name: str) -> CatalogEntry | None:
+        return next((m for m in self.models if m.name == name), None)
+
+    def dump(self, path: Path) -> None:
+        path.write_text(json.dumps(self.model_dump(mode="json"), indent=2) + "\n")
+
+
+def load_catalog(path: str | Path | None = None) -> tuple[Catalog, Path]:
+    """Load the catalog named by `$INFERSTACK_CATALOG`; returns it with the directory models are found in."""
+    where = Path(path or os.environ.get(env.CATALOG_PATH) or "catalog.json")
+    catalog = Catalog.model_validate_json(where.read_bytes())
+    root = Path(os.environ.get(env.MODEL_ROOT) or where.parent)
+    return catalog, root

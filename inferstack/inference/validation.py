@@ -1,0 +1,180 @@
+"""Turn a request's `inputs` (JSON nested lists) into numpy arrays that match a model's signature.
+
+Every problem is reported with the input's path, what the model expects and what was given, so that a client
+can fix its request from the 422 alone. All problems of a request are reported at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from inferstack.catalog import TensorSpec
+from inferstack.inference.exceptions import InputProblem, InputValidationError
+
+#: onnxruntime's type strings (`NodeArg.type`) to numpy dtype names.
+ORT_TYPES: dict[str, str] = {
+    "tensor(float)": "float32",
+    "tensor(double)": "float64",
+    "tensor(float16)": "float16",
+    "tensor(int8)": "int8",
+    "tensor(int16)": "int16",
+    "tensor(int32)": "int32",
+    "tensor(int64)": "int64",
+    "tensor(uint8)": "uint8",
+    "tensor(uint16)": "uint16",
+    "tensor(uint32)": "uint32",
+    "tensor(uint64)": "uint64",
+    "tensor(bool)": "bool",
+    "tensor(string)": "str",
+}
+
+
+def _kind_name(arr: np.ndarray) -> str:
+    return {"b": "booleans", "i": "integers", "u": "integers", "f": "numbers", "U": "strings"}.get(
+        arr.dtype.kind, "mixed values"
+    )
+
+
+def _ragged_path(value: Any, path: str) -> tuple[str, str] | None:
+    """Find the first place where a nested list is not rectangular: `(path, description)`."""
+    if not isinstance(value, list):
+        return None
+    lengths = [len(v) if isinstance(v, list) else None for v in value]
+    first = lengths[0] if lengths else None
+    for i, n in enumerate(lengths):
+        if n != first:
+            want = "a scalar" if first is None else f"a list of {first} items"
+            got = "a scalar" if n is None else f"a list of {n} items"
+            return f"{path}[{i}]", f"ragged nested list: expected {want} (like {path}[0]), got {got}"
+    for i, v in enumerate(value):
+        found = _ragged_path(v, f"{path}[{i}]")
+        if found:
+            return found
+    return None
+
+
+def _to_array(value: Any, spec: TensorSpec, path: str) -> np.ndarray | InputProblem:
+    expected = spec.describe()
+    if spec.shape and not isinstance(value, list):
+        return InputProblem(path, f"expected a nested list ({expected}), got {type(value).__name__}",
+                            expected=spec.shape_text())
+    try:
+        arr = np.asarray(value)
+    except (ValueError, TypeError):
+        found = _ragged_path(value, path)
+        where, what = found if found else (path, "not a rectangular nested list")
+        return InputProblem(where, what, expected=spec.shape_text())
+    if arr.dtype == object:
+        found = _ragged_path(value, path)
+        if found:
+            return InputProblem(found[0], found[1], expected=spec.shape_text())
+        return InputProblem(path, f"contains null or mixed types; expected {spec.dtype} values",
+                            expected=spec.dtype)
+    return _cast(arr, spec, path)
+
+
+def _cast(arr: np.ndarray, spec: TensorSpec, path: str) -> np.ndarray | InputProblem:
+    target = np.dtype(spec.dtype) if spec.dtype != "str" else np.dtype(object)
+    given = arr.dtype.kind
+    if spec.dtype == "str":
+        if given != "U":
+            return InputProblem(path, f"expected strings, got {_kind_name(arr)}", expected="str", given=str(arr.dtype))
+        return arr.astype(object)
+    if target.kind == "b":
+        if given != "b":
+            return InputProblem(path, f"expected booleans, got {_kind_name(arr)}", expected="bool")
+        return arr
+    if given not in "iuf":
+        return InputProblem(path, f"expected {spec.dtype} numbers, got {_kind_name(arr)}", expected=spec.dtype)
+    if target.kind in "iu":
+        if given == "f" and not (np.all(np.isfinite(arr)) and np.all(np.mod(arr, 1) == 0)):
+            return InputProblem(path, f"expected integers ({spec.dtype}); non-integral numbers cannot be "
+                                "cast safely", expected=spec.dtype, given="float")
+        info = np.iinfo(spec.dtype)
+        if arr.size and (arr.min() < info.min or arr.max() > info.max):
+            return InputProblem(path, f"values out of range for {spec.dtype} ({info.min}..{info.max})",
+                                expected=spec.dtype)
+    return arr.astype(target, copy=False)
+
+
+def _check_shape(arr: np.ndarray, spec: TensorSpec, path: str, symbols: dict[str, tuple[int, str]]
+                 ) -> InputProblem | None:
+    want, got = spec.shape, arr.shape
+    given_text = "[" + ", ".join(str(d) for d in got) + "]"
+    if len(got) != len(want):
+        hint = " (the leading axis is the batch: wrap a single row in a list)" if len(got) + 1 == len(want) else ""
+        return InputProblem(path, f"expected rank {len(want)}, shape {spec.shape_text()}; got rank {len(got)}, "
+                            f"shape {given_text}{hint}", expected=spec.shape_text(), given=given_text)
+    for axis, (w, g) in enumerate(zip(want, got, strict=True)):
+        if isinstance(w, int) and w >= 0 and w != g:
+            return InputProblem(path, f"dimension {axis} must be {w}, got {g} (expected shape "
+                                f"{spec.shape_text()}, given {given_text})", expected=spec.shape_text(),
+                                given=given_text)
+        if isinstance(w, str):
+            seen = symbols.setdefault(w, (g, path))
+            if seen[0] != g:
+                return InputProblem(path, f"dimension {axis} ({w}) is {g} here but {seen[0]} in {seen[1]}; "
+                                    f"inputs sharing {w} must agree", expected=spec.shape_text(), given=given_text)
+    if got and got[0] == 0:
+        return InputProblem(path, "empty batch: send at least one row", expected=spec.shape_text(), given=given_text)
+    return None
+
+
+def validate_inputs(raw: Any, specs: Sequence[TensorSpec], *, allow_non_finite: bool = False
+                    ) -> dict[str, np.ndarray]:
+    """Validate `inputs` from a request body against `specs`; raise `InputValidationError` with every problem."""
+    if isinstance(raw, list):
+        if len(specs) != 1:
+            names = ", ".join(s.name for s in specs)
+            raise InputValidationError([InputProblem(
+                "inputs", f"a bare array is only accepted by models with one input; this model has {names}: "
+                "send an object mapping each input name to a nested list")])
+        raw = {specs[0].name: raw}
+    if not isinstance(raw, Mapping):
+        raise InputValidationError([InputProblem(
+            "inputs", f"expected an object mapping input names to nested lists, got {type(raw).__name__}",
+            expected="{" + ", ".join(f'"{s.name}": [...]' for s in specs) + "}")])
+
+    problems: list[InputProblem] = []
+    known = {s.name for s in specs}
+    for name in raw:
+        if name not in known:
+            problems.append(InputProblem(f"inputs.{name}", f"unknown input; this model's inputs are "
+                                         f"{', '.join(sorted(known))}", expected=", ".join(sorted(known)), given=name))
+    arrays: dict[str, np.ndarray] = {}
+    symbols: dict[str, tuple[int, str]] = {}
+    for spec in specs:
+        path = f"inputs.{spec.name}"
+        if spec.name not in raw:
+            problems.append(InputProblem(path, f"missing; expected {spec.describe()}", expected=spec.describe()))
+            continue
+        converted = _to_array(raw[spec.name], spec, path)
+        if isinstance(converted, InputProblem):
+            problems.append(converted)
+            continue
+        shape_problem = _check_shape(converted, spec, path, symbols)
+        if shape_problem:
+            problems.append(shape_problem)
+            continue
+        if not allow_non_finite and converted.dtype.kind == "f" and not np.all(np.isfinite(converted)):
+            bad = np.argwhere(~np.isfinite(converted))[0].tolist()
+            problems.append(InputProblem(path, f"NaN or infinite value at {path}{bad} (or a number too large for "
+                                         f"{spec.dtype}); this model accepts finite numbers only",
+                                         expected="finite " + spec.dtype))
+            continue
+        arrays[spec.name] = converted
+    if problems:
+        raise InputValidationError(problems)
+    return arrays
+
+
+def to_jsonable(arr: np.ndarray) -> Any:
+    """A numpy array as nested lists; NaN and infinities (not representable in JSON) become null."""
+    if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
+        out = arr.astype(object)
+        out[~np.isfinite(arr)] = None
+        return out.tolist()
+    return arr.tolist()

@@ -1,0 +1,283 @@
+"""The deployment manifest (`inferstack.toml`): one schema shared by the CDK app and `inferstack dev`.
+
+`load_manifest(path)` returns a validated `Manifest` or raises `ManifestError`, whose message names every
+offending field by its path in the file (`models[0] (iris).cold_start.min`) and says what to do.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+MODEL_NAME_PATTERN = r"^[a-z][a-z0-9-]{0,39}$"
+LAMBDA_MAX_MEMORY_MB = 10240
+API_GATEWAY_TIMEOUT_S = 29
+
+#: Fields that only make sense on one tier: a model on the other tier that sets one is rejected.
+LIGHT_ONLY_FIELDS = ("memory_mb", "timeout_s", "reserved_concurrency", "cold_start")
+HEAVY_ONLY_FIELDS = ("instance_type", "instances", "batching", "image_uri")
+
+
+class ManifestError(ValueError):
+    """The manifest is unreadable or invalid; `problems` holds one `(field path, message)` per finding."""
+
+    def __init__(self, source: str, problems: list[tuple[str, str]]) -> None:
+        self.source = source
+        self.problems = problems
+        lines = "\n".join(f"  - {where}: {what}" for where, what in problems)
+        super().__init__(f"{source} is not a valid inferstack manifest:\n{lines}")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Throttle(_Strict):
+    """Token bucket: `rate` requests per second on average, bursts of up to `burst`."""
+
+    rate: Annotated[float, Field(gt=0, le=10000)]
+    burst: Annotated[int, Field(ge=1, le=5000)]
+
+
+class Quota(_Strict):
+    limit: Annotated[int, Field(ge=1)]
+    period: Literal["DAY", "WEEK", "MONTH"]
+
+
+class UsagePlan(_Strict):
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+    throttle: Throttle
+    quota: Quota | None = None
+
+
+class ApiConfig(_Strict):
+    throttle: Throttle = Throttle(rate=200, burst=400)
+    plans: list[UsagePlan] = Field(
+        default_factory=lambda: [UsagePlan(name="default", throttle=Throttle(rate=50, burst=100))])
+    #: Largest request body accepted. Lambda's synchronous payload limit is 6 MB, event envelope included.
+    max_body_kb: Annotated[int, Field(ge=1, le=6000)] = 5 * 1024
+    #: Attach an AWS WAF web ACL (AWS managed common rules + IP rate limit) to the stage.
+    waf: bool = False
+
+    @field_validator("plans")
+    @classmethod
+    def _plans_unique(cls, plans: list[UsagePlan]) -> list[UsagePlan]:
+        if not plans:
+            raise ValueError("declare at least one [[api.plans]]: API keys are bound to usage plans")
+        names = [p.name for p in plans]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"usage plan names must be unique; {', '.join(dupes)} appears more than once")
+        return plans
+
+
+class ColdStart(_Strict):
+    """How a light model's function fights cold starts.
+
+    `provisioned`: provisioned concurrency on the `live` alias, scaled between `min` and `max` by target
+    tracking on its utilisation. `snapstart`: Lambda SnapStart on published versions (cannot be combined with
+    provisioned concurrency). `none`: on-demand only.
+    """
+
+    mode: Literal["provisioned", "snapstart", "none"] = "none"
+    min: Annotated[int, Field(ge=1, le=1000)] | None = None
+    max: Annotated[int, Field(ge=1, le=1000)] | None = None
+    target_utilization: Annotated[float, Field(gt=0.0, lt=1.0)] | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ColdStart:
+        scaling = [f for f in ("min", "max", "target_utilization") if getattr(self, f) is not None]
+        if self.mode != "provisioned" and scaling:
+            hint = (
+                "SnapStart cannot be combined with provisioned concurrency"
+                if self.mode == "snapstart"
+                else f"mode = {self.mode!r} uses no provisioned concurrency"
+            )
+            raise ValueError(
+                f"{', '.join(scaling)} only apply to mode = 'provisioned'; {hint}: "
+                f"remove {', '.join(scaling)} or set mode = 'provisioned'"
+            )
+        if self.mode == "provisioned":
+            lo = self.min if self.min is not None else 1
+            hi = self.max if self.max is not None else lo
+            if hi < lo:
+                raise ValueError(f"max ({hi}) must be >= min ({lo})")
+        return self
+
+    @property
+    def min_instances(self) -> int:
+        return self.min if self.min is not None else 1
+
+    @property
+    def max_instances(self) -> int:
+        return self.max if self.max is not None else max(self.min_instances, 10)
+
+    @property
+    def utilization(self) -> float:
+        return self.target_utilization if self.target_utilization is not None else 0.7
+
+
+class Instances(_Strict):
+    min: Annotated[int, Field(ge=1, le=100)] = 1
+    max: Annotated[int, Field(ge=1, le=100)] = 1
+    target_invocations_per_instance: Annotated[int, Field(ge=1)] = 100
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Instances:
+        if self.max < self.min:
+            raise ValueError(f"max ({self.max}) must be >= min ({self.min})")
+        return self
+
+
+class Batching(_Strict):
+    max_batch_size: Annotated[int, Field(ge=1, le=4096)] = 32
+    max_delay_ms: Annotated[float, Field(ge=0, le=1000)] = 5
+
+
+class Model(_Strict):
+    name: Annotated[str, Field(pattern=MODEL_NAME_PATTERN)]
+    path: Path
+    tier: Literal["light", "heavy"]
+    #: Shown in responses; defaults to the first 12 hex digits of the file's SHA-256.
+    version: Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]{1,64}$")] | None = None
+    #: Accept NaN and +/-inf in inputs (rejected with 422 by default).
+    allow_non_finite: bool = False
+    #: Per-route throttle on this model's predict route (in addition to the stage and plan throttles).
+    throttle: Throttle | None = None
+    # light tier
+    memory_mb: Annotated[int, Field(ge=128, le=LAMBDA_MAX_MEMORY_MB)] = 1024
+    timeout_s: Annotated[int, Field(ge=1, le=API_GATEWAY_TIMEOUT_S)] = 10
+    reserved_concurrency: Annotated[int, Field(ge=1)] | None = None
+    cold_start: ColdStart = ColdStart()
+    # heavy tier
+    instance_type: str | None = None
+    instances: Instances = Instances()
+    batching: Batching = Batching()
+    image_uri: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fields_match_tier(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        tier = data.get("tier")
+        wrong = {"light": HEAVY_ONLY_FIELDS, "heavy": LIGHT_ONLY_FIELDS}.get(str(tier), ())
+        misplaced = [f for f in wrong if f in data]
+        if misplaced:
+            other = "heavy" if tier == "light" else "light"
+            raise ValueError(
+                f"{', '.join(misplaced)} only apply to tier = {other!r}; this model has tier = {tier!r}: "
+                f"remove {', '.join(misplaced)} or set tier = {other!r}"
+            )
+        return data
+
+    @model_validator(mode="after")
+    def _heavy_needs_instance(self) -> Model:
+        if self.tier == "heavy" and not self.instance_type:
+            raise ValueError("a heavy model needs instance_type, a SageMaker GPU instance such as 'ml.g5.xlarge'")
+        return self
+
+
+class Manifest(_Strict):
+    #: The CloudFormation stack name and the prefix of every resource.
+    name: Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9-]{0,63}$")] = "inferstack"
+    api: ApiConfig = ApiConfig()
+    models: list[Model]
+    #: Directory the relative model paths are resolved against (the manifest's own directory).
+    root: Annotated[Path, Field(exclude=True)] = Path(".")
+
+    @field_validator("models")
+    @classmethod
+    def _unique_models(cls, models: list[Model]) -> list[Model]:
+        if not models:
+            raise ValueError("declare at least one [[models]] table")
+        names = [m.name for m in models]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"model names must be unique; {', '.join(dupes)} appears more than once: rename one")
+        return models
+
+    def model_file(self, model: Model) -> Path:
+        return model.path if model.path.is_absolute() else (self.root / model.path)
+
+    def model(self, name: str) -> Model:
+        for m in self.models:
+            if m.name == name:
+                return m
+        raise KeyError(name)
+
+    @property
+    def light_models(self) -> list[Model]:
+        return [m for m in self.models if m.tier == "light"]
+
+    @property
+    def heavy_models(self) -> list[Model]:
+        return [m for m in self.models if m.tier == "heavy"]
+
+
+def _field_path(loc: Iterable[int | str], raw: dict[str, Any]) -> str:
+    """Render a pydantic location as the path a user sees in TOML: `models[0] (iris).cold_start.min`."""
+    out = ""
+    node: Any = raw
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+            node = node[part] if isinstance(node, list) and part < len(node) else None
+            if isinstance(node, dict) and isinstance(node.get("name"), str):
+                out += f" ({node['name']})"
+        else:
+            if part in {"function-after[_consistent()]", "function-before[_fields_match_tier()]"}:
+                continue
+            out += f".{part}" if out else part
+            node = node.get(part) if isinstance(node, dict) else None
+    return out or "(top level)"
+
+
+def _message(err: Any) -> str:
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        return "unknown key: remove it or check its spelling"
+    if kind == "missing":
+        return "required: add it"
+    msg = str(err["msg"])
+    return msg.removeprefix("Value error, ")
+
+
+def parse_manifest(raw: dict[str, Any], *, root: Path = Path("."), source: str = "manifest",
+                   check_files: bool = True) -> Manifest:
+    try:
+        manifest = Manifest.model_validate({**raw, "root": root})
+    except ValidationError as exc:
+        problems = [(_field_path(e["loc"], raw), _message(e)) for e in exc.errors()]
+        raise ManifestError(source, problems) from None
+    if check_files:
+        missing = [
+            (f"models[{i}] ({m.name}).path", f"file {manifest.model_file(m)} does not exist: "
+             "build it (`make models`) or fix the path")
+            for i, m in enumerate(manifest.models)
+            if not manifest.model_file(m).is_file()
+        ]
+        if missing:
+            raise ManifestError(source, missing)
+    return manifest
+
+
+def load_manifest(path: str | Path, *, check_files: bool = True) -> Manifest:
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ManifestError(str(path), [("(file)", "not found: pass --manifest or create inferstack.toml")]) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ManifestError(str(path), [("(syntax)", f"not valid TOML: {exc}")]) from None
+    return parse_manifest(raw, root=path.resolve().parent, source=str(path), check_files=check_files)
+
+
+def resource_id(name: str) -> str:
+    """`iris-v2` -> `IrisV2`: a CloudFormation-friendly logical id fragment."""
+    return "".join(p.capitalize() for p in re.split(r"[^A-Za-z0-9]", name) if p)

@@ -1,0 +1,114 @@
+"""The `inferstack` command.
+
+    inferstack dev [--manifest FILE] [--port PORT] [--api-key KEY[:PLAN] ...]
+    inferstack doctor [--manifest FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from inferstack.manifest import Manifest, ManifestError, load_manifest
+
+
+def _manifest(path: str) -> Manifest:
+    try:
+        return load_manifest(path)
+    except ManifestError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def parse_api_keys(values: list[str] | None, manifest: Manifest) -> dict[str, str]:
+    """`KEY[:PLAN]` pairs; a key without a plan binds to the manifest's first plan."""
+    from infra.local.stack import DEFAULT_API_KEY
+
+    default_plan = manifest.api.plans[0].name
+    out: dict[str, str] = {}
+    for value in values or [DEFAULT_API_KEY]:
+        key, _, plan = value.partition(":")
+        if len(key) < 8:
+            raise SystemExit(f"error: --api-key {value!r}: a key needs at least 8 characters")
+        out[key] = plan or default_plan
+    return out
+
+
+def cmd_dev(args: argparse.Namespace) -> int:
+    from infra.local.stack import DevStack, PortBusyError
+
+    manifest = _manifest(args.manifest)
+    keys = parse_api_keys(args.api_key, manifest)
+    stack = DevStack(manifest, api_keys=keys, host=args.host, port=args.port)
+    key = next(iter(keys))
+    light = manifest.light_models[0].name if manifest.light_models else "MODEL"
+
+    def banner() -> None:
+        print(f"""
+inferstack dev: {manifest.name} is up at {stack.url}/v1  (Ctrl-C stops everything)
+  API keys:  {', '.join(f'{k} (plan {p})' for k, p in keys.items())}
+  docs:      {stack.url}/v1/docs
+  models:    {', '.join(f'{m.name} ({m.tier})' for m in manifest.models)}
+  try:       curl -s -H 'x-api-key: {key}' {stack.url}/v1/models/{light}/predict \\
+               -d '{{"inputs": {{"features": [[5.1, 3.5, 1.4, 0.2]]}}}}'
+""", flush=True)
+
+    try:
+        stack.serve(on_ready=banner)
+    except PortBusyError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from inferstack.topology import functions
+    from infra.catalog import build_catalog
+    from infra.packaging import LAMBDA_MAX_UNZIPPED_BYTES, build_layer, dir_size, layer_names, stage_function
+
+    manifest = _manifest(args.manifest)
+    print(f"manifest {args.manifest}: ok ({len(manifest.models)} model(s), {len(manifest.api.plans)} usage plan(s))")
+    catalog = build_catalog(manifest)
+    mb = 1024 * 1024
+    print(f"\n{'function':<24}{'code':>10}{'layers':>10}{'total':>10}   Lambda limit 250 MB (unzipped)")
+    worst = 0
+    for spec in functions(manifest):
+        code = dir_size(stage_function(spec, manifest, catalog))
+        layers = sum(dir_size(build_layer(name)) for name in layer_names(spec))
+        total = code + layers
+        worst = max(worst, total)
+        flag = "ok" if total <= LAMBDA_MAX_UNZIPPED_BYTES else "TOO LARGE"
+        print(f"{spec.key:<24}{code / mb:>8.1f}MB{layers / mb:>8.1f}MB{total / mb:>8.1f}MB   {flag}, "
+              f"{(LAMBDA_MAX_UNZIPPED_BYTES - total) / mb:.0f} MB to spare")
+    return 0 if worst <= LAMBDA_MAX_UNZIPPED_BYTES else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="inferstack", description="Serve ONNX models on AWS serverless.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    dev = sub.add_parser("dev", help="run the whole deployment locally")
+    dev.add_argument("--manifest", default="inferstack.toml")
+    dev.add_argument("--host", default="127.0.0.1")
+    dev.add_argument("--port", type=int, default=8000)
+    dev.add_argument("--api-key", action="append", metavar="KEY[:PLAN]",
+                     help="an accepted API key, bound to a usage plan (default: the first plan); repeatable")
+    dev.set_defaults(func=cmd_dev)
+
+    doctor = sub.add_parser("doctor", help="validate the manifest and size every Lambda package")
+    doctor.add_argument("--manifest", default="inferstack.toml")
+    doctor.set_defaults(func=cmd_doctor)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    if getattr(args, "manifest", None) and not Path(args.manifest).exists():
+        print(f"error: manifest {args.manifest} not found (pass --manifest FILE)", file=sys.stderr)
+        raise SystemExit(2)
+    raise SystemExit(args.func(args))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,117 @@
+"""Run each Lambda function of the deployment as local runtime processes and invoke them over loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any
+
+import httpx
+
+from inferstack import env
+from inferstack.topology import FunctionSpec
+from infra.local.runtime import READY
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class FunctionProcess:
+    """One execution environment: a `infra.local.runtime` process serving one invocation at a time."""
+
+    def __init__(self, spec: FunctionSpec, environment: dict[str, str], log: Callable[[str], None]) -> None:
+        self.spec, self.environment, self.log = spec, environment, log
+        self.proc: subprocess.Popen[str] | None = None
+        self.url = ""
+
+    def start(self, ready_timeout_s: float = 120) -> None:
+        cmd = [sys.executable, "-m", "infra.local.runtime", "--handler", self.spec.handler, "--name", self.spec.key,
+               "--memory-mb", str(self.spec.memory_mb), "--timeout-s", str(self.spec.timeout_s)]
+        environ = {**os.environ, **self.environment, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1",
+                   env.LAMBDA_MEMORY_MB: str(self.spec.memory_mb), "AWS_LAMBDA_FUNCTION_NAME": self.spec.key}
+        self.proc = subprocess.Popen(cmd, cwd=ROOT, env=environ, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                     text=True, bufsize=1)
+        ready = threading.Event()
+        threading.Thread(target=self._pump, args=(self.proc.stdout, ready), daemon=True).start()
+        if not ready.wait(ready_timeout_s) or not self.url:
+            self.stop()
+            raise RuntimeError(f"function {self.spec.key} did not start (see its log above)")
+
+    def _pump(self, stream: IO[str] | None, ready: threading.Event) -> None:
+        assert stream is not None
+        for line in stream:
+            if line.startswith(READY) and not ready.is_set():
+                self.url = f"http://127.0.0.1:{line.split()[1]}/2015-03-31/functions/{self.spec.key}/invocations"
+                ready.set()
+            else:
+                self.log(line.rstrip("\n"))
+        ready.set()
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def _prefixed(log: Callable[[str, str], None], part: str) -> Callable[[str], None]:
+    return lambda line: log(part, line)
+
+
+class LocalFunctions:
+    """The gateway's `Invoker`: one process per function, invocations queued as Lambda queues a burst
+    onto a fixed number of environments. A function that runs past the gateway's timeout is restarted,
+    as Lambda replaces an environment whose invocation timed out."""
+
+    def __init__(self, specs: list[FunctionSpec], environment: Callable[[FunctionSpec], dict[str, str]],
+                 log: Callable[[str, str], None]) -> None:
+        self.procs = {s.key: FunctionProcess(s, environment(s), _prefixed(log, s.key)) for s in specs}
+        self.locks: dict[str, asyncio.Lock] = {}
+        self.client: httpx.AsyncClient | None = None
+
+    def start(self) -> None:
+        errors: list[BaseException] = []
+
+        def run(p: FunctionProcess) -> None:
+            try:
+                p.start()
+            except BaseException as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=run, args=(p,)) for p in self.procs.values()]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        if errors:
+            self.stop()
+            raise errors[0]
+
+    def stop(self) -> None:
+        for p in self.procs.values():
+            p.stop()
+
+    async def invoke(self, function: str, event: dict[str, Any], timeout_s: float) -> tuple[Any, bool]:
+        if self.client is None:
+            self.client = httpx.AsyncClient(timeout=None)
+        lock = self.locks.setdefault(function, asyncio.Lock())
+        proc = self.procs[function]
+        async with lock:
+            try:
+                response = await asyncio.wait_for(self.client.post(proc.url, json=event), timeout_s)
+            except TimeoutError:
+                await asyncio.to_thread(self._restart, proc)
+                raise
+            return response.json(), "x-amz-function-error" in response.headers
+
+    @staticmethod
+    def _restart(proc: FunctionProcess) -> None:
+        proc.stop()
+        proc.start()

@@ -1,0 +1,296 @@
+"""A local API Gateway (REST API, Lambda proxy integrations), as an ASGI app.
+
+It routes with the same route table as the CDK app (`inferstack.topology.routes`), enforces API keys bound
+to usage plans (token-bucket rate and burst, quota per period), the stage and per-route throttles, the
+request body schema and API Gateway's payload limit, turns each request into a REST proxy event, invokes the
+function's local runtime and maps the proxy result back. Its errors are the problem+json gateway responses
+that the CDK app installs (`inferstack.api.problems.GATEWAY_RESPONSES`).
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import json
+import re
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+from urllib.parse import parse_qsl, unquote
+
+import jsonschema
+
+from inferstack.api.problems import PROBLEM_JSON, RETRY_AFTER_S, gateway_response
+from inferstack.manifest import Manifest, Quota, Throttle, UsagePlan
+from inferstack.topology import API_STAGE, Route
+
+#: API Gateway's fixed limits for REST APIs.
+MAX_PAYLOAD_BYTES = 10 * 1024 * 1024
+INTEGRATION_TIMEOUT_S = 29.0
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+class Invoker(Protocol):
+    """Invokes a function by its key with an event; returns (payload, function_error)."""
+
+    async def invoke(self, function: str, event: dict[str, Any], timeout_s: float) -> tuple[Any, bool]: ...
+
+
+class TokenBucket:
+    """API Gateway's throttle: `rate` tokens a second refill a bucket of `burst`; one request takes one."""
+
+    def __init__(self, throttle: Throttle) -> None:
+        self.rate, self.capacity = throttle.rate, float(throttle.burst)
+        self.tokens, self.stamp = self.capacity, time.monotonic()
+
+    def take(self) -> bool:
+        now = time.monotonic()
+        self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return True
+        return False
+
+
+def _period_start(period: str, now: dt.datetime) -> dt.datetime:
+    day = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    if period == "WEEK":
+        return day - dt.timedelta(days=day.weekday())
+    if period == "MONTH":
+        return day.replace(day=1)
+    return day
+
+
+@dataclass
+class QuotaCounter:
+    quota: Quota
+    window: dt.datetime | None = None
+    used: int = 0
+
+    def take(self) -> bool:
+        start = _period_start(self.quota.period, dt.datetime.now(dt.UTC))
+        if start != self.window:
+            self.window, self.used = start, 0
+        if self.used >= self.quota.limit:
+            return False
+        self.used += 1
+        return True
+
+
+@dataclass
+class ApiKey:
+    value: str
+    plan: UsagePlan
+    bucket: TokenBucket = field(init=False)
+    quota: QuotaCounter | None = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.bucket = TokenBucket(self.plan.throttle)
+        self.quota = QuotaCounter(self.plan.quota) if self.plan.quota else None
+
+    @property
+    def id(self) -> str:
+        return "key-" + hashlib.sha256(self.value.encode()).hexdigest()[:10]
+
+
+@dataclass(frozen=True)
+class CompiledRoute:
+    route: Route
+    pattern: re.Pattern[str]
+    params: tuple[str, ...]
+    static_segments: int
+
+
+def compile_routes(routes: list[Route]) -> list[CompiledRoute]:
+    out = []
+    for r in routes:
+        params = tuple(re.findall(r"{(\w+)}", r.path))
+        regex = "^" + re.sub(r"\\{(\w+)\\}", r"(?P<\1>[^/]+)", re.escape(r.path)) + "$"
+        static = sum(1 for s in r.path.split("/") if s and not s.startswith("{"))
+        out.append(CompiledRoute(r, re.compile(regex), params, static))
+    # API Gateway prefers static path parts over {params}: most static segments first.
+    return sorted(out, key=lambda c: -c.static_segments)
+
+
+def match_route(table: list[CompiledRoute], method: str, path: str) -> tuple[Route, dict[str, str]] | None:
+    for compiled in table:
+        m = compiled.pattern.match(path)
+        if m:
+            # The most specific resource matched; a method it lacks is a 403, as on API Gateway.
+            for same in table:
+                if same.route.path == compiled.route.path and same.route.method == method:
+                    return same.route, {k: unquote(v) for k, v in m.groupdict().items()}
+            return None
+    return None
+
+
+def _multi(pairs: list[tuple[str, str]]) -> tuple[dict[str, str] | None, dict[str, list[str]] | None]:
+    if not pairs:
+        return None, None
+    single: dict[str, str] = {}
+    multi: dict[str, list[str]] = {}
+    for k, v in pairs:
+        single[k] = v  # API Gateway keeps the last value
+        multi.setdefault(k, []).append(v)
+    return single, multi
+
+
+def build_event(*, route: Route, params: Mapping[str, str], method: str, path: str, query: str,
+                headers: list[tuple[str, str]], body: bytes, source_ip: str, api_key: ApiKey | None,
+                request_id: str) -> dict[str, Any]:
+    """A REST API Lambda proxy event with the fields API Gateway sends."""
+    single_h, multi_h = _multi(headers)
+    single_q, multi_q = _multi(parse_qsl(query, keep_blank_values=True))
+    try:
+        text: str | None = body.decode() if body else None
+        is_b64 = False
+    except UnicodeDecodeError:
+        text, is_b64 = base64.b64encode(body).decode(), True
+    now = time.time()
+    return {
+        "resource": route.path,
+        "path": path,
+        "httpMethod": method,
+        "headers": single_h,
+        "multiValueHeaders": multi_h,
+        "queryStringParameters": single_q,
+        "multiValueQueryStringParameters": multi_q,
+        "pathParameters": dict(params) or None,
+        "stageVariables": None,
+        "requestContext": {
+            "resourceId": hashlib.sha256(route.path.encode()).hexdigest()[:6],
+            "resourcePath": route.path,
+            "httpMethod": method,
+            "extendedRequestId": request_id[:16],
+            "requestTime": time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(now)),
+            "path": f"/{API_STAGE}{path}",
+            "accountId": "123456789012",
+            "protocol": "HTTP/1.1",
+            "stage": API_STAGE,
+            "domainPrefix": "localhost",
+            "requestTimeEpoch": int(now * 1000),
+            "requestId": request_id,
+            "identity": {
+                "sourceIp": source_ip,
+                "userAgent": (single_h or {}).get("user-agent"),
+                "apiKey": api_key.value if api_key else None,
+                "apiKeyId": api_key.id if api_key else None,
+                "accountId": None, "caller": None, "user": None, "userArn": None,
+                "cognitoIdentityId": None, "cognitoIdentityPoolId": None,
+                "cognitoAuthenticationType": None, "cognitoAuthenticationProvider": None,
+            },
+            "domainName": "localhost",
+            "apiId": "local",
+        },
+        "body": text,
+        "isBase64Encoded": is_b64,
+    }
+
+
+class Gateway:
+    def __init__(self, manifest: Manifest, routes: list[Route], invoker: Invoker,
+                 api_keys: Mapping[str, str], *, log: Callable[[str], None] = print,
+                 integration_timeout_s: float = INTEGRATION_TIMEOUT_S) -> None:
+        plans = {p.name: p for p in manifest.api.plans}
+        self.keys = {value: ApiKey(value, plans[plan]) for value, plan in api_keys.items()}
+        self.table = compile_routes(routes)
+        self.invoker = invoker
+        self.stage_bucket = TokenBucket(manifest.api.throttle)
+        self.route_buckets = {(r.method, r.path): TokenBucket(r.throttle) for r in routes if r.throttle}
+        self.log = log
+        self.integration_timeout_s = integration_timeout_s
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            while (await receive())["type"] != "lifespan.shutdown":
+                await send({"type": "lifespan.startup.complete"})
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+        started = time.perf_counter()
+        status, headers, payload = await self.handle(scope, receive)
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [(k.lower().encode(), v.encode()) for k, v in headers]})
+        await send({"type": "http.response.body", "body": payload})
+        ms = (time.perf_counter() - started) * 1000
+        self.log(f"{scope['method']} {scope['path']} {status} {ms:.1f}ms")
+
+    def _gateway_error(self, response_type: str, detail: str | None = None
+                       ) -> tuple[int, list[tuple[str, str]], bytes]:
+        g = gateway_response(response_type)
+        headers = [("Content-Type", PROBLEM_JSON)]
+        if g.retry_after:
+            headers.append(("Retry-After", str(RETRY_AFTER_S)))
+        return g.problem.status, headers, g.problem.encode(detail or g.detail)
+
+    async def handle(self, scope: Scope, receive: Receive) -> tuple[int, list[tuple[str, str]], bytes]:
+        method, path = scope["method"], scope["path"]
+        raw_headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]]
+        header = {k.lower(): v for k, v in raw_headers}
+
+        body = bytearray()
+        declared = int(header.get("content-length") or 0)
+        if declared > MAX_PAYLOAD_BYTES:
+            return self._gateway_error("REQUEST_TOO_LARGE")
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if len(body) > MAX_PAYLOAD_BYTES:
+                return self._gateway_error("REQUEST_TOO_LARGE")
+            if not message.get("more_body"):
+                break
+
+        matched = match_route(self.table, method, path)
+        if matched is None:
+            return self._gateway_error("MISSING_AUTHENTICATION_TOKEN")
+        route, params = matched
+
+        key: ApiKey | None = None
+        if route.api_key_required:
+            key = self.keys.get(header.get("x-api-key", ""))
+            if key is None:
+                return self._gateway_error("INVALID_API_KEY")
+            if not key.bucket.take():
+                return self._gateway_error("THROTTLED")
+            if key.quota and not key.quota.take():
+                return self._gateway_error("QUOTA_EXCEEDED")
+        route_bucket = self.route_buckets.get((route.method, route.path))
+        if (route_bucket and not route_bucket.take()) or not self.stage_bucket.take():
+            return self._gateway_error("THROTTLED")
+
+        if route.body_schema is not None:
+            try:
+                jsonschema.validate(json.loads(body), route.body_schema)
+            except (ValueError, jsonschema.ValidationError) as exc:
+                reason = exc.message if isinstance(exc, jsonschema.ValidationError) else f"Invalid JSON: {exc}"
+                return self._gateway_error("BAD_REQUEST_BODY", f"Invalid request body: [{reason}]")
+
+        request_id = str(uuid.uuid4())
+        client = scope.get("client") or ("127.0.0.1", 0)
+        event = build_event(route=route, params=params, method=method, path=path,
+                            query=scope.get("query_string", b"").decode(), headers=raw_headers, body=bytes(body),
+                            source_ip=client[0], api_key=key, request_id=request_id)
+        try:
+            result, failed = await self.invoker.invoke(route.function, event, self.integration_timeout_s)
+        except TimeoutError:
+            return self._gateway_error("INTEGRATION_TIMEOUT")
+        if failed or not isinstance(result, dict) or "statusCode" not in result:
+            self.log(f"function {route.function} failed: {str(result)[:500]}")
+            return self._gateway_error("DEFAULT_5XX", "Internal server error (the function failed; see its log)")
+        return self._proxy_response(result, request_id)
+
+    @staticmethod
+    def _proxy_response(result: dict[str, Any], request_id: str) -> tuple[int, list[tuple[str, str]], bytes]:
+        headers = [(k, str(v)) for k, v in (result.get("headers") or {}).items()]
+        for k, values in (result.get("multiValueHeaders") or {}).items():
+            headers.extend((k, str(v)) for v in values)
+        headers.append(("x-amzn-RequestId", request_id))
+        text = result.get("body") or ""
+        payload = base64.b64decode(text) if result.get("isBase64Encoded") else text.encode()
+        return int(result["statusCode"]), headers, payload

@@ -1,0 +1,93 @@
+"""A local Lambda execution environment: one process, one function, one invocation at a time.
+
+    python -m infra.local.runtime --handler functions.predict.handler.handler --name predict-iris
+
+It imports the handler module (the init phase: the model loads here, as on Lambda), then serves the Lambda
+Invoke API on loopback (`POST /2015-03-31/functions/<name>/invocations`, the event as the body) and prints
+`INFERSTACK_READY <port>` on stdout once it is ready. A handler that raises answers as Lambda does: status 200
+with `X-Amz-Function-Error: Unhandled` and the error document.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+import time
+import traceback
+import uuid
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from typing import Any
+
+READY = "INFERSTACK_READY"
+
+
+class LocalContext:
+    """The attributes of Lambda's context object that handlers and Powertools read."""
+
+    def __init__(self, name: str, memory_mb: int, timeout_s: float, request_id: str) -> None:
+        self.function_name = name
+        self.function_version = "$LATEST"
+        self.invoked_function_arn = f"arn:aws:lambda:us-east-1:123456789012:function:{name}:live"
+        self.memory_limit_in_mb = memory_mb
+        self.aws_request_id = request_id
+        self.log_group_name = f"/aws/lambda/{name}"
+        self.log_stream_name = "local"
+        self._deadline = time.monotonic() + timeout_s
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self._deadline - time.monotonic()) * 1000))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--handler", required=True)
+    parser.add_argument("--name", required=True)
+    parser.add_argument("--memory-mb", type=int, default=1024)
+    parser.add_argument("--timeout-s", type=float, default=30)
+    parser.add_argument("--port", type=int, default=0)
+    args = parser.parse_args(argv)
+
+    module_name, attr = args.handler.rsplit(".", 1)
+    handler = getattr(importlib.import_module(module_name), attr)
+
+    class Invoke(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self) -> None:
+            event = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
+            request_id = self.headers.get("X-Amz-Request-Id") or str(uuid.uuid4())
+            context = LocalContext(args.name, args.memory_mb, args.timeout_s, request_id)
+            headers = {"Content-Type": "application/json"}
+            try:
+                result: Any = handler(event, context)
+            except Exception as exc:
+                traceback.print_exc()
+                headers["X-Amz-Function-Error"] = "Unhandled"
+                result = {"errorMessage": str(exc), "errorType": type(exc).__name__,
+                          "stackTrace": traceback.format_tb(exc.__traceback__)}
+            payload = json.dumps(result).encode()
+            self.send_response(200)
+            for key, value in headers.items():
+                self.send_header(key, value)
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass  # the gateway logs requests
+
+    server = HTTPServer(("127.0.0.1", args.port), Invoke)
+    print(f"{READY} {server.server_address[1]}", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+        sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,117 @@
+"""Build what Lambda runs, without Docker: dependency layers for Lambda's platform, and function bundles.
+
+Layers are installed with pip for `manylinux_2_28_aarch64` / CPython 3.14 (Lambda's python3.14 on arm64,
+Amazon Linux 2023), trimmed of what never runs (tests, caches, stubs, unused subpackages), and cached under
+`build/layers/<name>-<hash>` keyed by the recipe and the trim rules.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from inferstack.catalog import Catalog, CatalogEntry
+from inferstack.manifest import Manifest
+from inferstack.topology import FunctionSpec
+
+ROOT = Path(__file__).resolve().parent.parent
+LAYERS_DIR = ROOT / "layers"
+BUILD_DIR = Path(os.environ.get("INFERSTACK_BUILD_DIR", ROOT / "build"))
+
+LAMBDA_PYTHON = "3.14"
+LAMBDA_PLATFORMS = ("manylinux_2_28_aarch64", "manylinux_2_17_aarch64", "manylinux2014_aarch64")
+LAMBDA_MAX_UNZIPPED_BYTES = 250 * 1024 * 1024
+
+#: Removed from every layer: never imported by a running function.
+TRIM_DIRS = {"tests", "test", "testing", "__pycache__", "bin", "include"}
+TRIM_SUFFIXES = (".pyi", ".pyc", ".pyx", ".pxd", ".c", ".h", ".hpp")
+#: Whole subpackages that no function imports.
+TRIM_PATHS = (
+    "onnxruntime/transformers", "onnxruntime/quantization", "onnxruntime/tools", "onnxruntime/datasets",
+    "numpy/f2py", "numpy/distutils", "numpy/_pyinstaller", "numpy/typing/tests", "numpy/doc",
+    "aws_lambda_powertools/utilities/parser/models",
+    "fastapi/cli.py",
+)
+TRIM_VERSION = "1"
+
+
+def layer_names(spec: FunctionSpec) -> list[str]:
+    return ["base", "inference"] if spec.inference else ["base"]
+
+
+def _recipe_hash(recipe: Path) -> str:
+    digest = hashlib.sha256(recipe.read_bytes())
+    digest.update(json.dumps([LAMBDA_PYTHON, LAMBDA_PLATFORMS, sorted(TRIM_DIRS), TRIM_SUFFIXES, TRIM_PATHS,
+                              TRIM_VERSION]).encode())
+    return digest.hexdigest()[:12]
+
+
+def trim(site: Path) -> None:
+    for rel in TRIM_PATHS:
+        target = site / rel
+        if target.is_dir():
+            shutil.rmtree(target)
+        elif target.exists():
+            target.unlink()
+    for path in sorted(site.rglob("*"), reverse=True):
+        if path.is_dir() and path.name in TRIM_DIRS:
+            shutil.rmtree(path, ignore_errors=True)
+        elif path.is_file() and path.name.endswith(TRIM_SUFFIXES):
+            path.unlink()
+
+
+def build_layer(name: str, *, quiet: bool = True) -> Path:
+    """Build (or reuse) a layer; returns the directory that holds `python/`."""
+    recipe = LAYERS_DIR / f"{name}.txt"
+    out = BUILD_DIR / "layers" / f"{name}-{_recipe_hash(recipe)}"
+    if (out / ".complete").exists():
+        return out
+    if out.exists():
+        shutil.rmtree(out)
+    site = out / "python"
+    site.mkdir(parents=True)
+    cmd = [sys.executable, "-m", "pip", "install", "--disable-pip-version-check", "--no-deps",
+           "--no-compile", "--only-binary=:all:", "--implementation", "cp", "--python-version", LAMBDA_PYTHON,
+           *[arg for p in LAMBDA_PLATFORMS for arg in ("--platform", p)],
+           "--target", str(site), "-r", str(recipe)]
+    if quiet:
+        cmd.append("--quiet")
+    subprocess.run(cmd, check=True)
+    trim(site)
+    (out / ".complete").write_text(recipe.read_text())
+    return out
+
+
+def _copy_tree(src: Path, dst: Path) -> None:
+    shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "py.typed"), dirs_exist_ok=True)
+
+
+def stage_function(spec: FunctionSpec, manifest: Manifest, catalog: Catalog) -> Path:
+    """Write the function's code bundle: the run-time library, its entry point, the catalog and (for a
+    predict function) its model. Returns the directory to deploy as the function's code asset."""
+    out = BUILD_DIR / "functions" / spec.key
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    _copy_tree(ROOT / "inferstack", out / "inferstack")
+    entry_dir = spec.handler.rsplit(".", 2)[0].replace(".", "/")  # functions/predict
+    _copy_tree(ROOT / entry_dir, out / entry_dir)
+    (out / "functions" / "__init__.py").write_text("")
+    entries: list[CatalogEntry] = list(catalog.models)
+    if spec.model:
+        model = manifest.model(spec.model)
+        entry = catalog.get(spec.model)
+        assert entry is not None
+        (out / entry.artifact).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(manifest.model_file(model), out / entry.artifact)
+    Catalog(models=entries).dump(out / "catalog.json")
+    return out
+
+
+def dir_size(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
