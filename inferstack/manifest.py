@@ -53,6 +53,9 @@ class UsagePlan(_Strict):
     name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
     throttle: Throttle
     quota: Quota | None = None
+    #: Names of the API keys the CDK app creates for this plan (AWS generates their values);
+    #: default: one key named `<plan>-key`.
+    keys: list[Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]] = Field(default_factory=list)
 
 
 class ApiConfig(_Strict):
@@ -177,9 +180,15 @@ class Model(_Strict):
         return data
 
     @model_validator(mode="after")
-    def _heavy_needs_instance(self) -> Model:
+    def _consistent(self) -> Model:
         if self.tier == "heavy" and not self.instance_type:
             raise ValueError("a heavy model needs instance_type, a SageMaker GPU instance such as 'ml.g5.xlarge'")
+        pc = self.cold_start
+        if self.reserved_concurrency is not None and pc.mode == "provisioned" \
+                and self.reserved_concurrency < pc.max_instances:
+            raise ValueError(f"reserved_concurrency ({self.reserved_concurrency}) must be at least cold_start.max "
+                             f"({pc.max_instances}): provisioned concurrency is carved out of the reserved "
+                             "concurrency; raise reserved_concurrency or lower cold_start.max")
         return self
 
 
@@ -231,7 +240,7 @@ def _field_path(loc: Iterable[int | str], raw: dict[str, Any]) -> str:
             if isinstance(node, dict) and isinstance(node.get("name"), str):
                 out += f" ({node['name']})"
         else:
-            if part in {"function-after[_consistent()]", "function-before[_fields_match_tier()]"}:
+            if part.startswith("function-"):  # a validator's name, not a field
                 continue
             out += f".{part}" if out else part
             node = node.get(part) if isinstance(node, dict) else None

@@ -14,7 +14,7 @@ from inferstack.api.schemas import PREDICT_BODY_SCHEMA
 from inferstack.manifest import Manifest, Throttle
 
 API_FUNCTION = "api"
-API_STAGE = "v1"
+API_STAGE = "prod"
 
 
 @dataclass(frozen=True)

@@ -79,9 +79,9 @@ def build_layer(name: str, *, quiet: bool = True) -> Path:
            "--no-compile", "--only-binary=:all:", "--implementation", "cp", "--python-version", LAMBDA_PYTHON,
            *[arg for p in LAMBDA_PLATFORMS for arg in ("--platform", p)],
            "--target", str(site), "-r", str(recipe)]
-    if quiet:
-        cmd.append("--quiet")
-    subprocess.run(cmd, check=True)
+    done = subprocess.run(cmd, capture_output=quiet, text=True, check=False)
+    if done.returncode:
+        raise RuntimeError(f"building layer {name} failed:\n{done.stdout}{done.stderr}")
     trim(site)
     (out / ".complete").write_text(recipe.read_text())
     return out

@@ -57,12 +57,21 @@ class GatewayResponse:
     problem: ProblemType
     detail: str
     retry_after: bool = False
+    #: DEFAULT_4XX/DEFAULT_5XX keep the status of the error they stand for, so their body names none.
+    fixed_status: bool = True
+
+    def template(self) -> str:
+        """The mapping template API Gateway renders (`$context` variables are filled in per request)."""
+        body = self.problem.body(self.detail)
+        if not self.fixed_status:
+            del body["status"]
+        return json.dumps({**body, "requestId": "$context.requestId"})
 
 
 GATEWAY_RESPONSES: tuple[GatewayResponse, ...] = (
-    GatewayResponse("MISSING_AUTHENTICATION_TOKEN", FORBIDDEN,
-                    "No route matches this method and path, or the x-api-key header is missing"),
-    GatewayResponse("INVALID_API_KEY", FORBIDDEN, "The x-api-key header does not hold a valid API key"),
+    GatewayResponse("MISSING_AUTHENTICATION_TOKEN", FORBIDDEN, "No route matches this method and path"),
+    GatewayResponse("INVALID_API_KEY", FORBIDDEN,
+                    "Missing or invalid API key: send a valid key in the x-api-key header"),
     GatewayResponse("ACCESS_DENIED", FORBIDDEN, "Access denied"),
     GatewayResponse("THROTTLED", THROTTLED, "Rate limit exceeded; retry after the Retry-After delay",
                     retry_after=True),
@@ -72,8 +81,11 @@ GATEWAY_RESPONSES: tuple[GatewayResponse, ...] = (
     GatewayResponse("BAD_REQUEST_BODY", BAD_REQUEST_BODY, "Malformed JSON or a body that is not "
                     '{"inputs": ...}'),
     GatewayResponse("INTEGRATION_TIMEOUT", GATEWAY_TIMEOUT, "The backend did not answer within the time limit"),
-    GatewayResponse("DEFAULT_4XX", INVALID_REQUEST, "The request was rejected by the API gateway"),
-    GatewayResponse("DEFAULT_5XX", BAD_GATEWAY, "The API gateway could not reach the backend"),
+    GatewayResponse("INTEGRATION_FAILURE", BAD_GATEWAY, "Internal server error: the function failed (see its log)"),
+    GatewayResponse("DEFAULT_4XX", ProblemType("gateway-error", 400, "Request rejected by the API gateway"),
+                    "The request was rejected by the API gateway", fixed_status=False),
+    GatewayResponse("DEFAULT_5XX", ProblemType("gateway-failure", 500, "API gateway failure"),
+                    "The API gateway could not complete the request", fixed_status=False),
 )
 
 #: Seconds a throttled client is told to wait (API Gateway's token buckets refill every second).

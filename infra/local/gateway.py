@@ -282,7 +282,7 @@ class Gateway:
             return self._gateway_error("INTEGRATION_TIMEOUT")
         if failed or not isinstance(result, dict) or "statusCode" not in result:
             self.log(f"function {route.function} failed: {str(result)[:500]}")
-            return self._gateway_error("DEFAULT_5XX", "Internal server error (the function failed; see its log)")
+            return self._gateway_error("INTEGRATION_FAILURE")
         return self._proxy_response(result, request_id)
 
     @staticmethod

@@ -1,0 +1,50 @@
+"""The stack: composes the tiers of one manifest. Each construct owns its resources."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_cdk import Stack
+from aws_cdk import aws_lambda as lambda_
+from constructs import Construct
+
+from inferstack.manifest import Manifest, resource_id
+from inferstack.topology import functions, routes
+from infra.catalog import build_catalog
+from infra.constructs.api import RestApiTier
+from infra.constructs.function import RUNTIME, InferenceFunction
+from infra.packaging import build_layer, layer_names, stage_function
+
+CATALOG_IN_BUNDLE = "/var/task/catalog.json"
+
+
+class InferenceStack(Stack):
+    def __init__(self, scope: Construct, id: str, *, manifest: Manifest, **kwargs: Any) -> None:
+        super().__init__(scope, id, description=f"inferstack deployment {manifest.name}", **kwargs)
+        if manifest.heavy_models:
+            names = ", ".join(m.name for m in manifest.heavy_models)
+            raise NotImplementedError(f"heavy-tier models ({names}) cannot be deployed yet: the heavy tier is "
+                                      "not built")
+        catalog = build_catalog(manifest)
+        layers: dict[str, lambda_.ILayerVersion] = {}
+
+        def layer(name: str) -> lambda_.ILayerVersion:
+            if name not in layers:
+                layers[name] = lambda_.LayerVersion(
+                    self, f"{resource_id(name)}Layer", code=lambda_.Code.from_asset(str(build_layer(name))),
+                    compatible_runtimes=[RUNTIME], compatible_architectures=[lambda_.Architecture.ARM_64],
+                    description=f"inferstack {name} dependencies (layers/{name}.txt)")
+            return layers[name]
+
+        self.functions: dict[str, InferenceFunction] = {}
+        for spec in functions(manifest):
+            model = manifest.model(spec.model) if spec.model else None
+            self.functions[spec.key] = InferenceFunction(
+                self, resource_id(spec.key), spec=spec, code_dir=stage_function(spec, manifest, catalog),
+                layers=[layer(n) for n in layer_names(spec)],
+                environment=spec.environment(CATALOG_IN_BUNDLE, manifest),
+                cold_start=model.cold_start if model else None,
+                reserved_concurrency=model.reserved_concurrency if model else None)
+
+        self.api = RestApiTier(self, "Rest", manifest=manifest, routes=routes(manifest),
+                               targets={key: f.alias for key, f in self.functions.items()})
