@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 from inferstack.manifest import Manifest, ManifestError, load_manifest
 
@@ -17,22 +18,29 @@ def _manifest(path: str) -> Manifest:
     try:
         return load_manifest(path)
     except ManifestError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
+        _fail(str(exc))
 
 
 def parse_api_keys(values: list[str] | None, manifest: Manifest) -> dict[str, str]:
     """`KEY[:PLAN]` pairs; a key without a plan binds to the manifest's first plan."""
     from infra.local.stack import DEFAULT_API_KEY
 
-    default_plan = manifest.api.plans[0].name
+    plans = [p.name for p in manifest.api.plans]
     out: dict[str, str] = {}
     for value in values or [DEFAULT_API_KEY]:
         key, _, plan = value.partition(":")
         if len(key) < 8:
-            raise SystemExit(f"error: --api-key {value!r}: a key needs at least 8 characters")
-        out[key] = plan or default_plan
+            _fail(f"--api-key {value!r}: a key needs at least 8 characters")
+        if plan and plan not in plans:
+            _fail(f"--api-key {value!r} binds to unknown usage plan(s) {plan}; the manifest's plans are "
+                  f"{', '.join(plans)}")
+        out[key] = plan or plans[0]
     return out
+
+
+def _fail(message: str, code: int = 2) -> NoReturn:
+    print(f"error: {message}", file=sys.stderr)
+    raise SystemExit(code)
 
 
 def cmd_dev(args: argparse.Namespace) -> int:

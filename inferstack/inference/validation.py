@@ -97,7 +97,8 @@ def _cast(arr: np.ndarray, spec: TensorSpec, path: str) -> np.ndarray | InputPro
         if arr.size and (arr.min() < info.min or arr.max() > info.max):
             return InputProblem(path, f"values out of range for {spec.dtype} ({info.min}..{info.max})",
                                 expected=spec.dtype)
-    return arr.astype(target, copy=False)
+    with np.errstate(over="ignore"):  # overflow becomes inf, reported by the finiteness check
+        return arr.astype(target, copy=False)
 
 
 def _check_shape(arr: np.ndarray, spec: TensorSpec, path: str, symbols: dict[str, tuple[int, str]]

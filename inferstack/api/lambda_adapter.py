@@ -1,0 +1,30 @@
+"""Adapt the ASGI app to Lambda: Mangum with lifespan off (it would run on every invocation)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, cast
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from fastapi import FastAPI
+from mangum import Mangum
+
+from inferstack.api.problems import PROBLEM_JSON
+from inferstack.observability import logger
+
+LambdaHandler = Callable[[dict[str, Any], LambdaContext], dict[str, Any]]
+
+#: Bodies of these types go back as text; Mangum would base64 them otherwise, and a REST API without
+#: binary media types would hand the client base64.
+TEXT_MIME_TYPES = ["application/json", PROBLEM_JSON, "text/html", "text/plain"]
+
+
+def lambda_handler(app: FastAPI) -> LambdaHandler:
+    asgi = Mangum(app, lifespan="off", text_mime_types=TEXT_MIME_TYPES)
+
+    @logger.inject_lambda_context
+    def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+        result: dict[str, Any] = asgi(event, cast(Any, context))
+        return result
+
+    return handler

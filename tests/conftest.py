@@ -1,0 +1,24 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+EVENTS = Path(__file__).parent / "events"
+EXAMPLE_MANIFEST = ROOT / "inferstack.toml"
+IRIS = ROOT / "models" / "iris.onnx"
+
+
+def load_event(name: str) -> dict[str, Any]:
+    event: dict[str, Any] = json.loads((EVENTS / name).read_text())
+    return event
+
+
+@pytest.fixture(scope="session")
+def iris_model() -> Path:
+    if not IRIS.exists():
+        pytest.fail("models/iris.onnx is missing: run `make models` (make test does it)")
+    return IRIS
