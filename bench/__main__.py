@@ -1,0 +1,36 @@
+"""`make bench`: run every benchmark with its baselines and print figure, baseline, ratio and target."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from bench import light
+
+RESULTS = Path(__file__).with_name("results.json")
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    lines = [f"{'figure':<42}{'value':>12}  {'baseline':<10}{'value':>12}{'ratio':>8}{'target':>9}  met"]
+    for row in rows:
+        for base, value in row["baselines"].items():
+            ratio = row["value"] / value if value else float("nan")
+            target = row["targets"].get(base)
+            met = "" if target is None else ("yes" if ratio <= target else "NO")
+            lines.append(f"{row['figure']:<42}{row['value']:>12.4g}  {base:<10}{value:>12.4g}{ratio:>7.2f}x"
+                         f"{'' if target is None else f'≤{target}x':>9}  {met}")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    quick = "--quick" in sys.argv
+    rows = light.run(runs=3 if quick else 10, requests=500 if quick else 2000)
+    print(table(rows))
+    RESULTS.write_text(json.dumps(rows, indent=2) + "\n")
+    print(f"\nwrote {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()
