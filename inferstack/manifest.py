@@ -142,6 +142,43 @@ class Batching(_Strict):
     max_delay_ms: Annotated[float, Field(ge=0, le=1000)] = 5
 
 
+class WebhookConfig(_Strict):
+    max_attempts: Annotated[int, Field(ge=1, le=20)] = 8
+    timeout_s: Annotated[float, Field(gt=0, le=30)] = 15
+    #: First retry after about this long (full jitter), doubling per attempt, capped at SQS's 900 s delay.
+    backoff_base_s: Annotated[float, Field(ge=0, le=900)] = 30
+
+
+class JobsConfig(_Strict):
+    """The asynchronous tier: one SQS queue (+ DLQ) and worker function per model."""
+
+    batch_size: Annotated[int, Field(ge=1, le=10000)] = 10
+    batching_window_s: Annotated[int, Field(ge=0, le=300)] = 0
+    max_concurrency: Annotated[int, Field(ge=2, le=1000)] = 20
+    max_receive_count: Annotated[int, Field(ge=1, le=1000)] = 3
+    #: Submissions answer 429 once a model's queue holds more messages than this.
+    max_queue_depth: Annotated[int, Field(ge=1)] = 10000
+    result_ttl_days: Annotated[int, Field(ge=1, le=365)] = 7
+    worker_timeout_s: Annotated[int, Field(ge=1, le=900)] = 60
+    #: Default 6x the worker timeout (AWS's guidance for SQS event sources); never less.
+    visibility_timeout_s: Annotated[int, Field(ge=1, le=43200)] | None = None
+    webhook: WebhookConfig = WebhookConfig()
+
+    @model_validator(mode="after")
+    def _limits(self) -> JobsConfig:
+        if self.visibility_timeout_s is not None and self.visibility_timeout_s < 6 * self.worker_timeout_s:
+            raise ValueError(f"visibility_timeout_s ({self.visibility_timeout_s}) must be at least 6x "
+                             f"worker_timeout_s ({6 * self.worker_timeout_s}), or a message is redelivered "
+                             "while a worker still runs it")
+        if self.batch_size > 10 and self.batching_window_s < 1:
+            raise ValueError("batch_size above 10 needs batching_window_s >= 1 (an SQS event source rule)")
+        return self
+
+    @property
+    def visibility_timeout(self) -> int:
+        return self.visibility_timeout_s or 6 * self.worker_timeout_s
+
+
 class Model(_Strict):
     name: Annotated[str, Field(pattern=MODEL_NAME_PATTERN)]
     path: Path
@@ -196,6 +233,7 @@ class Manifest(_Strict):
     #: The CloudFormation stack name and the prefix of every resource.
     name: Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9-]{0,63}$")] = "inferstack"
     api: ApiConfig = ApiConfig()
+    jobs: JobsConfig = JobsConfig()
     models: list[Model]
     #: Directory the relative model paths are resolved against (the manifest's own directory).
     root: Annotated[Path, Field(exclude=True)] = Path(".")

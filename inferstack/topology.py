@@ -6,11 +6,12 @@ every request the same way.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
 from inferstack import env
-from inferstack.api.schemas import PREDICT_BODY_SCHEMA
+from inferstack.api.schemas import JOB_BODY_SCHEMA, PREDICT_BODY_SCHEMA
 from inferstack.manifest import Manifest, Throttle
 
 API_FUNCTION = "api"
@@ -29,6 +30,8 @@ class FunctionSpec:
     model: str | None = None
     #: Does the function need the inference layer (onnxruntime, numpy)?
     inference: bool = False
+    #: Does it use the jobs tier's table, bucket, queues and secret?
+    jobs: bool = False
 
     def environment(self, catalog_path: str, manifest: Manifest) -> dict[str, str]:
         out = {env.CATALOG_PATH: catalog_path, env.MAX_BODY_BYTES: str(manifest.api.max_body_kb * 1024),
@@ -49,8 +52,38 @@ class Route:
     params: tuple[str, ...] = field(default=())
 
 
+@dataclass(frozen=True)
+class QueueSpec:
+    """An SQS queue and the function its event source mapping feeds (None: nothing consumes it)."""
+
+    key: str
+    function: str | None
+    visibility_timeout_s: int
+    batch_size: int = 10
+    batching_window_s: int = 0
+    max_concurrency: int | None = None
+    #: The queue's dead-letter queue and how many receives send a message there.
+    dlq: str | None = None
+    max_receive_count: int | None = None
+    #: A job queue's model.
+    model: str | None = None
+
+
+WEBHOOKS_FUNCTION = "webhooks"
+DEADLETTER_FUNCTION = "deadletter"
+WEBHOOK_QUEUE = "webhooks"
+
+
 def predict_function_key(model: str) -> str:
     return f"predict-{model}"
+
+
+def worker_function_key(model: str) -> str:
+    return f"worker-{model}"
+
+
+def job_queue_key(model: str) -> str:
+    return f"jobs-{model}"
 
 
 def functions(manifest: Manifest) -> list[FunctionSpec]:
@@ -60,7 +93,47 @@ def functions(manifest: Manifest) -> list[FunctionSpec]:
         out.append(FunctionSpec(predict_function_key(m.name), "functions.predict.handler.handler",
                                 f"inferstack light model {m.name}", memory_mb=m.memory_mb, timeout_s=m.timeout_s,
                                 model=m.name, inference=True))
+    jobs = manifest.jobs
+    for m in manifest.light_models:
+        out.append(FunctionSpec(worker_function_key(m.name), "functions.worker.handler.handler",
+                                f"inferstack job worker for {m.name}", memory_mb=m.memory_mb,
+                                timeout_s=jobs.worker_timeout_s, model=m.name, inference=True, jobs=True))
+    out.append(FunctionSpec(WEBHOOKS_FUNCTION, "functions.webhooks.handler.handler", "inferstack webhook delivery",
+                            memory_mb=256, timeout_s=int(jobs.webhook.timeout_s) + 15, jobs=True))
+    out.append(FunctionSpec(DEADLETTER_FUNCTION, "functions.deadletter.handler.handler",
+                            "inferstack: fail the jobs whose messages exhausted their retries", memory_mb=256,
+                            timeout_s=30, jobs=True))
     return out
+
+
+def queues(manifest: Manifest) -> list[QueueSpec]:
+    jobs = manifest.jobs
+    out: list[QueueSpec] = []
+    for m in manifest.light_models:
+        dlq = f"{job_queue_key(m.name)}-dlq"
+        out.append(QueueSpec(job_queue_key(m.name), worker_function_key(m.name), jobs.visibility_timeout,
+                             batch_size=jobs.batch_size, batching_window_s=jobs.batching_window_s,
+                             max_concurrency=jobs.max_concurrency, dlq=dlq, max_receive_count=jobs.max_receive_count,
+                             model=m.name))
+        out.append(QueueSpec(dlq, DEADLETTER_FUNCTION, visibility_timeout_s=6 * 30))
+    webhook_timeout = int(jobs.webhook.timeout_s) + 15
+    out.append(QueueSpec(WEBHOOK_QUEUE, WEBHOOKS_FUNCTION, 6 * webhook_timeout, dlq=f"{WEBHOOK_QUEUE}-dlq",
+                         max_receive_count=5))
+    out.append(QueueSpec(f"{WEBHOOK_QUEUE}-dlq", None, 6 * webhook_timeout))
+    return out
+
+
+def jobs_environment(manifest: Manifest, *, table: str, bucket: str, queue_urls: dict[str, str],
+                     webhook_queue: str, secret_id: str) -> dict[str, str]:
+    """What every jobs-tier function (and the API function) is told; values may be CDK tokens."""
+    jobs = manifest.jobs
+    return {
+        env.JOBS_TABLE: table, env.JOBS_BUCKET: bucket, env.JOB_QUEUES: json.dumps(queue_urls),
+        env.WEBHOOK_QUEUE: webhook_queue, env.WEBHOOK_SECRET_ID: secret_id,
+        env.MAX_QUEUE_DEPTH: str(jobs.max_queue_depth), env.RESULT_TTL_DAYS: str(jobs.result_ttl_days),
+        env.WEBHOOK_MAX_ATTEMPTS: str(jobs.webhook.max_attempts), env.WEBHOOK_TIMEOUT_S: str(jobs.webhook.timeout_s),
+        env.WEBHOOK_BACKOFF_S: str(jobs.webhook.backoff_base_s),
+    }
 
 
 def routes(manifest: Manifest) -> list[Route]:
@@ -75,6 +148,8 @@ def routes(manifest: Manifest) -> list[Route]:
         Route("GET", "/v1/models/{name}", API_FUNCTION, params=("name",)),
         Route("POST", "/v1/models/{name}/predict", API_FUNCTION, body_schema=PREDICT_BODY_SCHEMA,
               params=("name",)),
+        Route("POST", "/v1/jobs", API_FUNCTION, body_schema=JOB_BODY_SCHEMA),
+        Route("GET", "/v1/jobs/{job_id}", API_FUNCTION, params=("job_id",)),
     ]
     for m in manifest.light_models:
         out.append(Route("GET", f"/v1/models/{m.name}", API_FUNCTION))

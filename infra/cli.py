@@ -48,7 +48,8 @@ def cmd_dev(args: argparse.Namespace) -> int:
 
     manifest = _manifest(args.manifest)
     keys = parse_api_keys(args.api_key, manifest)
-    stack = DevStack(manifest, api_keys=keys, host=args.host, port=args.port)
+    stack = DevStack(manifest, api_keys=keys, host=args.host, port=args.port,
+                     allow_loopback_webhooks=args.allow_loopback_webhooks)
     key = next(iter(keys))
     light = manifest.light_models[0].name if manifest.light_models else "MODEL"
 
@@ -58,6 +59,9 @@ inferstack dev: {manifest.name} is up at {stack.url}/v1  (Ctrl-C stops everythin
   API keys:  {', '.join(f'{k} (plan {p})' for k, p in keys.items())}
   docs:      {stack.url}/v1/docs
   models:    {', '.join(f'{m.name} ({m.tier})' for m in manifest.models)}
+  webhooks:  signed with {stack.aws.signing_secret}
+             loopback receivers {'allowed (--allow-loopback-webhooks)' if args.allow_loopback_webhooks else
+                                 'refused (pass --allow-loopback-webhooks to allow)'}
   try:       curl -s -H 'x-api-key: {key}' {stack.url}/v1/models/{light}/predict \\
                -d '{{"inputs": {{"features": [[5.1, 3.5, 1.4, 0.2]]}}}}'
 """, flush=True)
@@ -67,6 +71,20 @@ inferstack dev: {manifest.name} is up at {stack.url}/v1  (Ctrl-C stops everythin
     except PortBusyError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    return 0
+
+
+def cmd_webhooks_listen(args: argparse.Namespace) -> int:
+    from infra.local.webhook_receiver import WebhookReceiver, print_delivery
+
+    receiver = WebhookReceiver(args.secret, host=args.host, port=args.port, on_delivery=print_delivery)
+    print(f"listening on {receiver.url} (any path); verifying with the given secret. Ctrl-C stops.", flush=True)
+    try:
+        receiver.server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        receiver.server.server_close()
     return 0
 
 
@@ -103,6 +121,17 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument("--api-key", action="append", metavar="KEY[:PLAN]",
                      help="an accepted API key, bound to a usage plan (default: the first plan); repeatable")
     dev.set_defaults(func=cmd_dev)
+
+    dev.add_argument("--allow-loopback-webhooks", action="store_true",
+                     help="let webhooks reach http://127.0.0.1 receivers (never possible when deployed)")
+
+    webhooks = sub.add_parser("webhooks", help="webhook tools")
+    webhooks_sub = webhooks.add_subparsers(dest="webhooks_command", required=True)
+    listen = webhooks_sub.add_parser("listen", help="receive, verify and print webhook deliveries")
+    listen.add_argument("--host", default="127.0.0.1")
+    listen.add_argument("--port", type=int, default=9000)
+    listen.add_argument("--secret", required=True, help="the whsec_ signing secret `inferstack dev` printed")
+    listen.set_defaults(func=cmd_webhooks_listen)
 
     doctor = sub.add_parser("doctor", help="validate the manifest and size every Lambda package")
     doctor.add_argument("--manifest", default="inferstack.toml")

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Annotated, Any
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, Header, Request, Response
 from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from inferstack import __version__, env
@@ -25,6 +26,10 @@ from inferstack.observability import logger
 
 if TYPE_CHECKING:
     from inferstack.inference.session import Predictor
+    from inferstack.jobs.service import JobService
+
+#: Seconds a client is told to wait when a model's queue is full.
+QUEUE_FULL_RETRY_AFTER_S = 5
 
 _STATUS_PROBLEMS = {p.status: p for p in (problems.NOT_FOUND, problems.METHOD_NOT_ALLOWED,
                                           problems.PAYLOAD_TOO_LARGE)}
@@ -93,8 +98,18 @@ def max_body_bytes() -> int:
     return int(os.environ.get(env.MAX_BODY_BYTES) or 5 * 1024 * 1024)
 
 
+def caller_key_id(request: Request) -> str:
+    """The API key ID that API Gateway authenticated (jobs belong to it)."""
+    event = request.scope.get("aws.event") or {}
+    identity = (event.get("requestContext") or {}).get("identity") or {}
+    key_id = identity.get("apiKeyId")
+    if not key_id:
+        raise ProblemError(problems.FORBIDDEN, "Jobs need an API key (x-api-key)")
+    return str(key_id)
+
+
 def create_app(catalog: Catalog, predictors: Mapping[str, Predictor] | None = None, *,
-               max_body: int | None = None) -> FastAPI:
+               jobs: JobService | None = None, max_body: int | None = None) -> FastAPI:
     predictors = predictors or {}
     body_limit = max_body or max_body_bytes()
     app = FastAPI(
@@ -155,4 +170,63 @@ def create_app(catalog: Catalog, predictors: Mapping[str, Predictor] | None = No
         outputs = predictor.predict(body["inputs"])
         return _json({"model": info.name, "version": info.version, "outputs": outputs})
 
+    install_job_routes(app, known, jobs, body_limit)
     return app
+
+
+def install_job_routes(app: FastAPI, known: Callable[[str], ModelInfo], jobs: JobService | None,
+                       body_limit: int) -> None:
+    from inferstack.jobs.exceptions import (
+        IdempotencyConflictError,
+        JobNotFoundError,
+        QueueFullError,
+        UnsafeWebhookUrlError,
+    )
+    from inferstack.jobs.schemas import JobAccepted, JobRequest, JobView
+
+    def service() -> JobService:
+        if jobs is None:
+            raise ProblemError(problems.UNAVAILABLE, "The jobs tier is not configured for this function")
+        return jobs
+
+    @app.post("/v1/jobs", tags=["jobs"], status_code=202, response_model=JobAccepted,
+              responses={409: {"model": Problem, "content": {PROBLEM_JSON: {}}}},
+              openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
+                  "schema": JobRequest.model_json_schema(ref_template="#/components/schemas/{model}")}}}})
+    async def submit_job(request: Request,
+                         idempotency_key: Annotated[str | None, Header(max_length=255)] = None) -> Response:
+        raw = await request.body()
+        if len(raw) > body_limit:
+            raise ProblemError(problems.PAYLOAD_TOO_LARGE, f"The body is {len(raw)} bytes; at most {body_limit}")
+        try:
+            body = JobRequest.model_validate(parse_json_body(raw))
+        except ValidationError as exc:
+            errors = [{"input": ".".join(str(p) for p in e["loc"]), "detail": e["msg"]} for e in exc.errors()]
+            raise ProblemError(problems.INVALID_REQUEST, "; ".join(f"{e['input']}: {e['detail']}" for e in errors),
+                               errors=errors) from None
+        known(body.model)
+        owner = caller_key_id(request)
+        try:
+            job, created = service().submit(body, owner=owner, idempotency_key=idempotency_key)
+        except UnsafeWebhookUrlError as exc:
+            raise ProblemError(problems.UNSAFE_WEBHOOK, str(exc),
+                               errors=[{"input": "webhook.url", "detail": str(exc)}]) from None
+        except IdempotencyConflictError as exc:
+            raise ProblemError(problems.IDEMPOTENCY_CONFLICT, str(exc), job_id=exc.job_id) from None
+        except QueueFullError as exc:
+            return problem_response(problems.QUEUE_FULL, str(exc),
+                                    headers={"Retry-After": str(QUEUE_FULL_RETRY_AFTER_S)})
+        link = f"/v1/jobs/{job.job_id}"
+        accepted = {"job_id": job.job_id, "status": job.status, "links": {"self": link}}
+        headers = {"Location": link, **({} if created else {"Idempotent-Replayed": "true"})}
+        return Response(json.dumps(accepted).encode(), status_code=202, media_type="application/json",
+                        headers=headers)
+
+    @app.get("/v1/jobs/{job_id}", tags=["jobs"], response_model=JobView)
+    async def get_job(job_id: str, request: Request) -> Response:
+        owner = caller_key_id(request)
+        try:
+            view = service().view(job_id, owner=owner)
+        except JobNotFoundError:
+            raise ProblemError(problems.JOB_NOT_FOUND, f"No job {job_id!r} for this API key", job_id=job_id) from None
+        return Response(view.model_dump_json().encode(), media_type="application/json")

@@ -59,3 +59,17 @@ PREDICT_BODY_SCHEMA: dict[str, Any] = {
     "required": ["inputs"],
     "properties": {"inputs": {"type": ["object", "array"]}},
 }
+
+#: The body every job submission must match before it reaches the API function.
+JOB_BODY_SCHEMA: dict[str, Any] = {
+    "$schema": "http://json-schema.org/draft-04/schema#",
+    "title": "JobRequest",
+    "type": "object",
+    "required": ["model", "inputs"],
+    "properties": {
+        "model": {"type": "string"},
+        "inputs": {"type": ["object", "array"]},
+        "webhook": {"type": "object"},
+        "metadata": {"type": "object"},
+    },
+}

@@ -51,6 +51,10 @@ class FunctionProcess:
                 self.log(line.rstrip("\n"))
         ready.set()
 
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
             self.proc.terminate()
@@ -75,6 +79,8 @@ class LocalFunctions:
         self.procs = {s.key: FunctionProcess(s, environment(s), _prefixed(log, s.key)) for s in specs}
         self.locks: dict[str, asyncio.Lock] = {}
         self.client: httpx.AsyncClient | None = None
+        self.sync_client = httpx.Client(timeout=None)
+        self._restarting = threading.Lock()
 
     def start(self) -> None:
         errors: list[BaseException] = []
@@ -109,9 +115,25 @@ class LocalFunctions:
             except TimeoutError:
                 await asyncio.to_thread(self._restart, proc)
                 raise
+            except httpx.HTTPError:
+                if not proc.alive:
+                    await asyncio.to_thread(self._restart, proc)
+                raise
             return response.json(), "x-amz-function-error" in response.headers
 
-    @staticmethod
-    def _restart(proc: FunctionProcess) -> None:
-        proc.stop()
-        proc.start()
+    def invoke_sync(self, function: str, event: dict[str, Any], timeout_s: float | None = None) -> tuple[Any, bool]:
+        """Invoke from a thread (the SQS pollers). A dead execution environment is replaced, as Lambda does,
+        and the invocation fails."""
+        proc = self.procs[function]
+        try:
+            response = self.sync_client.post(proc.url, json=event, timeout=timeout_s or proc.spec.timeout_s + 5)
+        except httpx.HTTPError:
+            if not proc.alive:
+                self._restart(proc)
+            raise
+        return response.json(), "x-amz-function-error" in response.headers
+
+    def _restart(self, proc: FunctionProcess) -> None:
+        with self._restarting:
+            proc.stop()
+            proc.start()

@@ -280,6 +280,9 @@ class Gateway:
             result, failed = await self.invoker.invoke(route.function, event, self.integration_timeout_s)
         except TimeoutError:
             return self._gateway_error("INTEGRATION_TIMEOUT")
+        except Exception as exc:
+            self.log(f"invoking {route.function} failed: {type(exc).__name__}: {exc}")
+            return self._gateway_error("INTEGRATION_FAILURE")
         if failed or not isinstance(result, dict) or "statusCode" not in result:
             self.log(f"function {route.function} failed: {str(result)[:500]}")
             return self._gateway_error("INTEGRATION_FAILURE")

@@ -1,4 +1,8 @@
-"""`inferstack dev`: the whole deployment of a manifest on this machine."""
+"""`inferstack dev`: the whole deployment of a manifest on this machine.
+
+Parts: an embedded moto server holding the jobs tier's queues, table, bucket and signing secret; one local
+Lambda runtime process per function; one poller per SQS event source; the gateway in front.
+"""
 
 from __future__ import annotations
 
@@ -7,15 +11,18 @@ import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 import uvicorn
 
+from inferstack import env
 from inferstack.manifest import Manifest
-from inferstack.topology import FunctionSpec, functions, routes
+from inferstack.topology import API_FUNCTION, FunctionSpec, functions, jobs_environment, queues, routes
 from infra.catalog import build_catalog
+from infra.local.aws import REGION, LocalAws
 from infra.local.functions import LocalFunctions
 from infra.local.gateway import Gateway
+from infra.local.poller import QueuePoller
 from infra.packaging import BUILD_DIR
 
 DEFAULT_API_KEY = "local-dev-key"
@@ -31,7 +38,7 @@ def check_port_free(host: str, port: int) -> None:
             s.bind((host, port))
         except OSError:
             raise PortBusyError(f"port {port} on {host} is already in use: stop what holds it "
-                                "(`lsof -i :{port}`) or pass --port") from None
+                                f"(`lsof -i :{port}`) or pass --port") from None
 
 
 class LogStream:
@@ -51,43 +58,74 @@ class LogStream:
 
 class DevStack:
     def __init__(self, manifest: Manifest, *, api_keys: dict[str, str], host: str = "127.0.0.1", port: int = 8000,
-                 log: LogStream | None = None, workdir: Path | None = None) -> None:
+                 log: LogStream | None = None, workdir: Path | None = None,
+                 allow_loopback_webhooks: bool = False) -> None:
         if manifest.heavy_models:
             names = ", ".join(m.name for m in manifest.heavy_models)
             raise NotImplementedError(f"heavy-tier models ({names}) cannot run locally yet: the heavy tier is not "
                                       "built; set tier = 'light' or remove them")
-        unknown = sorted({p for p in api_keys.values()} - {p.name for p in manifest.api.plans})
+        unknown = sorted(set(api_keys.values()) - {p.name for p in manifest.api.plans})
         if unknown:
-            raise ValueError(f"--api-key binds to unknown usage plan(s) {', '.join(unknown)}; the manifest's plans "
-                             f"are {', '.join(p.name for p in manifest.api.plans)}")
+            raise ValueError(f"API keys bound to unknown usage plan(s) {', '.join(unknown)}")
         self.manifest, self.api_keys, self.host, self.port = manifest, api_keys, host, port
+        self.allow_loopback_webhooks = allow_loopback_webhooks
         self.log = log or LogStream()
         self.workdir = workdir or BUILD_DIR / "dev"
+        self.aws = LocalAws(manifest)
         self.functions: LocalFunctions | None = None
+        self.pollers: list[QueuePoller] = []
         self.server: uvicorn.Server | None = None
 
     @property
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
+    def _environment(self, catalog_path: Path) -> Callable[[FunctionSpec], dict[str, str]]:
+        jobs_env = jobs_environment(
+            self.manifest, table=self.aws.table, bucket=self.aws.bucket,
+            queue_urls={q.model: self.aws.queue_urls[q.key] for q in queues(self.manifest) if q.model},
+            webhook_queue=self.aws.queue_urls["webhooks"], secret_id=self.aws.secret_id)
+        if self.allow_loopback_webhooks:
+            jobs_env[env.ALLOW_LOOPBACK_WEBHOOKS] = "1"
+
+        def environment(spec: FunctionSpec) -> dict[str, str]:
+            out = spec.environment(str(catalog_path), self.manifest)
+            if spec.jobs or spec.key == API_FUNCTION:
+                out.update(jobs_env)
+                out.update(self.aws.environment())
+            return out
+
+        return environment
+
     def start(self) -> Gateway:
         check_port_free(self.host, self.port)
         self.workdir.mkdir(parents=True, exist_ok=True)
         catalog_path = self.workdir / "catalog.json"
         build_catalog(self.manifest, bundled=False).dump(catalog_path)
-
-        def environment(spec: FunctionSpec) -> dict[str, str]:
-            return spec.environment(str(catalog_path), self.manifest)
-
-        self.functions = LocalFunctions(functions(self.manifest), environment, self.log)
+        self.aws.start()
+        self.log("aws", f"moto server at {self.aws.endpoint}: table {self.aws.table}, bucket {self.aws.bucket}, "
+                        f"{len(self.aws.queue_urls)} queues")
+        self.functions = LocalFunctions(functions(self.manifest), self._environment(catalog_path), self.log)
         self.functions.start()
+        sqs = self.aws.client("sqs")
+        for spec in queues(self.manifest):
+            if spec.function:
+                poller = QueuePoller(spec, sqs=sqs, url=self.aws.queue_urls[spec.key],
+                                     arn=self.aws.queue_arns[spec.key], region=REGION,
+                                     invoke=self._invoke, log=self.log.part(f"esm {spec.key}"))
+                poller.start()
+                self.pollers.append(poller)
         return Gateway(self.manifest, routes(self.manifest), self.functions, self.api_keys,
                        log=self.log.part("gateway"))
 
+    def _invoke(self, function: str, event: dict[str, Any]) -> tuple[Any, bool]:
+        assert self.functions is not None
+        return self.functions.invoke_sync(function, event)
+
     def serve(self, on_ready: Callable[[], None] = lambda: None) -> None:
         """Start everything, serve until interrupted (Ctrl-C or SIGTERM), then stop every part."""
-        gateway = self.start()
         try:
+            gateway = self.start()
             config = uvicorn.Config(gateway, host=self.host, port=self.port, log_level="warning", lifespan="off")
             self.server = uvicorn.Server(config)
             on_ready()
@@ -96,6 +134,12 @@ class DevStack:
             self.stop()
 
     def stop(self) -> None:
+        for poller in self.pollers:
+            poller.stopping.set()
+        for poller in self.pollers:
+            poller.stop()
+        self.pollers = []
         if self.functions:
             self.functions.stop()
             self.functions = None
+        self.aws.stop()

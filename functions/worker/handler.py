@@ -1,0 +1,28 @@
+"""Lambda entry point of one model's job worker, fed by its SQS queue (ReportBatchItemFailures).
+
+The model (named by `$INFERSTACK_MODEL`) is loaded at import, as in the predict function.
+"""
+
+from __future__ import annotations
+
+import os
+
+from inferstack import env
+from inferstack.catalog import load_catalog
+from inferstack.inference.session import Predictor
+from inferstack.jobs.aws import AwsClients
+from inferstack.jobs.settings import JobsSettings
+from inferstack.jobs.store import JobStore
+from inferstack.jobs.webhooks import WebhookSender
+from inferstack.jobs.worker import BatchWorker, InProcessRunner
+from inferstack.observability import logger
+
+catalog, model_root = load_catalog()
+entry = catalog.get(os.environ[env.MODEL_NAME])
+if entry is None:
+    raise RuntimeError(f"{env.MODEL_NAME}={os.environ[env.MODEL_NAME]!r} is not in the catalog")
+settings = JobsSettings.from_env()
+aws = AwsClients()
+store = JobStore(aws, table=settings.table, bucket=settings.bucket, ttl_days=settings.result_ttl_days)
+worker = BatchWorker(store, WebhookSender(settings, aws, store), InProcessRunner(Predictor.load(entry, model_root)))
+handler = logger.inject_lambda_context(worker.handle)

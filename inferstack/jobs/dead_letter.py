@@ -1,0 +1,59 @@
+"""Jobs whose messages exhausted `maxReceiveCount`: mark each failed with the reason, and notify."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from pydantic import ValidationError
+
+from inferstack.jobs.exceptions import JobNotFoundError
+from inferstack.jobs.schemas import JobMessage
+from inferstack.jobs.store import TERMINAL, JobStore
+from inferstack.jobs.webhooks import WebhookSender
+from inferstack.observability import logger
+
+
+class DeadLetterHandler:
+    def __init__(self, store: JobStore, webhooks: WebhookSender) -> None:
+        self.store, self.webhooks = store, webhooks
+
+    def record(self, record: SQSRecord) -> None:
+        try:
+            message = JobMessage.model_validate_json(record.body)
+            job = self.store.get(message.job_id)
+        except (ValidationError, JobNotFoundError):
+            logger.error("dead letter without a job", extra={"message_id": record.message_id})
+            return
+        if job.status in TERMINAL:
+            return
+        error = {"type": "processing-failed",
+                 "detail": f"gave up after {job.attempts} attempt(s): {job.last_error or 'the worker did not finish'}"}
+        if self.store.finish(job.job_id, error=error):
+            job.status, job.error = "failed", error
+            webhook = self.webhooks.message_for(job)
+            if webhook:
+                self.webhooks.enqueue(webhook)
+
+    def handle(self, event: dict[str, Any], context: Any = None) -> dict[str, Any]:
+        processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
+        return dict(process_partial_response(event=event, record_handler=self.record, processor=processor,
+                                             context=context))
+
+
+class WebhookHandler:
+    """The webhook function: one delivery attempt per message."""
+
+    def __init__(self, sender: WebhookSender) -> None:
+        self.sender = sender
+
+    def record(self, record: SQSRecord) -> None:
+        from inferstack.jobs.schemas import WebhookMessage
+
+        self.sender.deliver(WebhookMessage.model_validate_json(record.body))
+
+    def handle(self, event: dict[str, Any], context: Any = None) -> dict[str, Any]:
+        processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
+        return dict(process_partial_response(event=event, record_handler=self.record, processor=processor,
+                                             context=context))

@@ -1,0 +1,35 @@
+"""Errors of the jobs tier."""
+
+from __future__ import annotations
+
+
+class JobsError(Exception):
+    """Base class of the jobs tier's errors."""
+
+
+class JobNotFoundError(JobsError):
+    """No such job, or not visible to this API key."""
+
+
+class IdempotencyConflictError(JobsError):
+    """The idempotency key was used before with a different request body."""
+
+    def __init__(self, key: str, job_id: str) -> None:
+        self.key, self.job_id = key, job_id
+        super().__init__(f"Idempotency-Key {key!r} was already used for job {job_id} with a different body")
+
+
+class QueueFullError(JobsError):
+    """The model's queue is deeper than the manifest allows."""
+
+    def __init__(self, model: str, depth: int, limit: int) -> None:
+        self.model, self.depth, self.limit = model, depth, limit
+        super().__init__(f"model {model!r} has {depth} jobs waiting (limit {limit}); retry later")
+
+
+class UnsafeWebhookUrlError(JobsError):
+    """A webhook URL that is not https or resolves to a non-public address."""
+
+
+class TransientJobError(JobsError):
+    """A failure worth retrying (the message returns to the queue)."""

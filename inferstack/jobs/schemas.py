@@ -1,0 +1,89 @@
+"""Bodies of the jobs routes and of the messages between the tier's functions."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+#: SQS accepts 1 MiB messages; inputs above this travel through S3 (claim check).
+INLINE_INPUT_BYTES = 200_000
+MAX_METADATA_BYTES = 4096
+
+
+class WebhookSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    url: str = Field(max_length=2048, description="https URL that receives a signed POST when the job ends")
+
+
+class JobRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    model: str
+    inputs: dict[str, list[Any]] | list[Any] = Field(description="As for predict: the leading axis is the batch")
+    webhook: WebhookSpec | None = None
+    metadata: dict[str, Any] | None = Field(default=None, description="Returned with the job; at most 4 KB of JSON")
+
+    @field_validator("metadata")
+    @classmethod
+    def _small_metadata(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is not None and len(json.dumps(value)) > MAX_METADATA_BYTES:
+            raise ValueError(f"metadata must be at most {MAX_METADATA_BYTES} bytes of JSON")
+        return value
+
+
+class JobLinks(BaseModel):
+    self: str
+
+
+class JobAccepted(BaseModel):
+    job_id: str
+    status: Literal["queued", "running", "succeeded", "failed"]
+    links: JobLinks
+
+
+class WebhookAttempt(BaseModel):
+    at: str
+    attempt: int | None = None
+    status_code: int | None = None
+    error: str | None = None
+    next_in_s: int | None = Field(default=None, description="Seconds until the next attempt, when one follows")
+
+
+class WebhookState(BaseModel):
+    url: str | None = None
+    status: str = Field(description="none, pending, delivered, failed or gone (the receiver answered 410)")
+    attempts: list[WebhookAttempt] = Field(default_factory=list)
+
+
+class JobView(BaseModel):
+    job_id: str
+    model: str
+    status: Literal["queued", "running", "succeeded", "failed"]
+    created_at: str
+    started_at: str | None = None
+    finished_at: str | None = None
+    attempts: int = 0
+    result: Any = None
+    result_url: str | None = Field(default=None, description="Presigned URL when the result is too large to inline")
+    error: dict[str, str] | None = None
+    metadata: dict[str, Any] | None = None
+    webhook: WebhookState
+
+
+class JobMessage(BaseModel):
+    """What a job queue carries: the job and its inputs, inline or by reference to S3."""
+
+    job_id: str
+    model: str
+    inputs: dict[str, list[Any]] | list[Any] | None = None
+    inputs_ref: str | None = None
+
+
+class WebhookMessage(BaseModel):
+    """What the webhook queue carries: everything one delivery attempt needs."""
+
+    job_id: str
+    url: str
+    event: dict[str, Any]
+    attempt: int = 1

@@ -1,0 +1,202 @@
+"""The job worker: takes a batch of SQS records, runs every job of it, stores each result once.
+
+Jobs whose inputs stack (same input names, dtypes and non-batch dims) run in one vectorised inference call;
+each job gets its own rows back. Bad input fails its job at once (no retry). Anything else that goes wrong is
+transient: the record is reported in `batchItemFailures`, returns after the visibility timeout, and after
+`maxReceiveCount` deliveries lands in the DLQ, where `dead_letter` marks the job failed with the last error.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from pydantic import ValidationError
+
+from inferstack.inference.exceptions import InputValidationError
+from inferstack.jobs.exceptions import TransientJobError
+from inferstack.jobs.schemas import JobMessage, WebhookMessage
+from inferstack.jobs.store import TERMINAL, Job, JobStore
+from inferstack.jobs.webhooks import WebhookSender
+from inferstack.observability import logger
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from inferstack.inference.session import Predictor
+
+
+@dataclass(frozen=True)
+class Succeeded:
+    outputs: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Invalid:
+    error: InputValidationError
+
+
+@dataclass(frozen=True)
+class Errored:
+    message: str
+
+
+Outcome = Succeeded | Invalid | Errored
+
+
+class Runner(Protocol):
+    """Runs the jobs of one batch; returns one outcome per input, in order. Light models run in-process
+    (`InProcessRunner`); heavy models will run on their SageMaker endpoint behind the same seam."""
+
+    def run(self, inputs: Sequence[Any]) -> list[Outcome]: ...
+
+
+class InProcessRunner:
+    def __init__(self, predictor: Predictor) -> None:
+        self.predictor = predictor
+        #: Inference calls made; the benchmarks and tests read it to see vectorisation happen.
+        self.calls = 0
+
+    def _run(self, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        self.calls += 1
+        return self.predictor.run(arrays)
+
+    def run(self, inputs: Sequence[Any]) -> list[Outcome]:
+        import numpy as np
+
+        from inferstack.inference.validation import to_jsonable
+
+        outcomes: list[Outcome | None] = [None] * len(inputs)
+        groups: dict[tuple[Any, ...], list[tuple[int, dict[str, np.ndarray]]]] = defaultdict(list)
+        for i, raw in enumerate(inputs):
+            try:
+                arrays = self.predictor.validate(raw)
+            except InputValidationError as exc:
+                outcomes[i] = Invalid(exc)
+                continue
+            key = tuple(sorted((name, a.dtype.str, a.shape[1:]) for name, a in arrays.items()))
+            groups[key].append((i, arrays))
+        for members in groups.values():
+            try:
+                stacked = {name: np.concatenate([a[name] for _, a in members]) for name in members[0][1]}
+                results = self._run(stacked)
+                start = 0
+                for i, arrays in members:
+                    rows = next(iter(arrays.values())).shape[0]
+                    outcomes[i] = Succeeded({k: to_jsonable(v[start:start + rows]) for k, v in results.items()})
+                    start += rows
+            except Exception:
+                # One job may break a stacked run (a data-dependent failure): run each alone to isolate it.
+                logger.exception("batched run failed; running its jobs one by one")
+                for i, arrays in members:
+                    try:
+                        outcomes[i] = Succeeded({k: to_jsonable(v) for k, v in self._run(arrays).items()})
+                    except Exception as exc:
+                        outcomes[i] = Errored(f"{type(exc).__name__}: {exc}")
+        return [o if o is not None else Errored("not run") for o in outcomes]
+
+
+class BatchWorker:
+    def __init__(self, store: JobStore, webhooks: WebhookSender, runner: Runner) -> None:
+        self.store, self.webhooks, self.runner = store, webhooks, runner
+
+    def _inputs(self, message: JobMessage) -> Any:
+        if message.inputs_ref:
+            return json.loads(self.store.get_blob(message.inputs_ref))
+        return message.inputs
+
+    def _finished(self, record: SQSRecord, job: Job, result: Any, pending: list[tuple[str, WebhookMessage]]) -> None:
+        message = self.webhooks.message_for(job, result)
+        if message:
+            pending.append((record.message_id, message))
+
+    def _replay_webhook(self, record: SQSRecord, job_id: str, pending: list[tuple[str, WebhookMessage]]) -> None:
+        """A duplicate delivery of a finished job: if the worker that finished it died before handing the
+        webhook over, hand it over now (receivers deduplicate on the stable webhook-id)."""
+        job = self.store.get(job_id)
+        if job.status in TERMINAL and job.webhook_status == "pending" and not job.webhook_attempts:
+            result, _ = self.store.load_result(job) if job.status == "succeeded" else (None, None)
+            self._finished(record, job, result, pending)
+
+    def process(self, records: list[SQSRecord]) -> set[str]:
+        """Run a batch; returns the message IDs to report as failed (they will be retried)."""
+        failed: set[str] = set()
+        pending_webhooks: list[tuple[str, WebhookMessage]] = []
+        claimed: list[tuple[SQSRecord, Job, Any]] = []
+        for record in records:
+            try:
+                message = JobMessage.model_validate_json(record.body)
+            except ValidationError:
+                logger.error("dropping a malformed job message", extra={"message_id": record.message_id})
+                continue
+            try:
+                job = self.store.claim(message.job_id)
+                if job is None:
+                    logger.info("duplicate delivery of a finished job", extra={"job_id": message.job_id})
+                    self._replay_webhook(record, message.job_id, pending_webhooks)
+                    continue
+                claimed.append((record, job, self._inputs(message)))
+            except Exception as exc:
+                logger.exception("cannot start job", extra={"job_id": message.job_id})
+                failed.add(record.message_id)
+                self._note(message.job_id, exc)
+
+        outcomes = self.runner.run([inputs for _, _, inputs in claimed]) if claimed else []
+        for (record, job, _), outcome in zip(claimed, outcomes, strict=True):
+            try:
+                if isinstance(outcome, Errored):
+                    raise TransientJobError(outcome.message)
+                if isinstance(outcome, Invalid):
+                    error = {"type": "invalid-input", "detail": str(outcome.error)}
+                    if self.store.finish(job.job_id, error=error):
+                        job.status, job.error = "failed", error
+                        self._finished(record, job, None, pending_webhooks)
+                elif self.store.finish(job.job_id, result=outcome.outputs):
+                    job.status = "succeeded"
+                    self._finished(record, job, outcome.outputs, pending_webhooks)
+            except Exception as exc:
+                logger.exception("job failed transiently", extra={"job_id": job.job_id})
+                failed.add(record.message_id)
+                self._note(job.job_id, exc)
+        failed |= self._send_webhooks(pending_webhooks)
+        return failed
+
+    def _note(self, job_id: str, exc: Exception) -> None:
+        try:
+            self.store.note_error(job_id, f"{type(exc).__name__}: {exc}")
+        except Exception:
+            logger.exception("cannot record the error on the job", extra={"job_id": job_id})
+
+    def _send_webhooks(self, pending: list[tuple[str, WebhookMessage]]) -> set[str]:
+        """Hand finished jobs' webhooks to the webhook queue, ten a call. Returns the records whose webhook
+        could not be handed over: reported as failed, their redelivery hands it over (`_replay_webhook`)."""
+        unsent: set[str] = set()
+        for start in range(0, len(pending), 10):
+            chunk = pending[start:start + 10]
+            try:
+                out = self.webhooks.aws.sqs.send_message_batch(
+                    QueueUrl=self.webhooks.settings.webhook_queue,
+                    Entries=[{"Id": str(i), "MessageBody": m.model_dump_json()} for i, (_, m) in enumerate(chunk)])
+                unsent |= {chunk[int(f["Id"])][0] for f in out.get("Failed", [])}
+            except Exception:
+                logger.exception("cannot enqueue webhooks")
+                unsent |= {record_id for record_id, _ in chunk}
+        return unsent
+
+    def handle(self, event: dict[str, Any], context: Any = None) -> dict[str, Any]:
+        """The Lambda handler body: partial batch response via Powertools' BatchProcessor."""
+        records = [SQSRecord(r) for r in event.get("Records", [])]
+        failed = self.process(records)
+
+        def record_handler(record: SQSRecord) -> None:
+            if record.message_id in failed:
+                raise TransientJobError(f"job in message {record.message_id} will be retried")
+
+        processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
+        return dict(process_partial_response(event=event, record_handler=record_handler, processor=processor,
+                                             context=context))

@@ -1,0 +1,104 @@
+"""The jobs tier's AWS resources on an embedded moto server: queues with redrive, table, bucket, secret."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import logging
+import os
+import secrets
+import socket
+from dataclasses import dataclass, field
+from typing import Any
+
+import boto3
+from moto.server import ThreadedMotoServer
+
+from inferstack.manifest import Manifest
+from inferstack.topology import QueueSpec, queues
+
+REGION = "us-east-1"
+#: Credentials for the emulator; never real ones.
+CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_SESSION_TOKEN": "testing",
+               "AWS_DEFAULT_REGION": REGION, "AWS_REGION": REGION}
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@dataclass
+class LocalAws:
+    """A moto server and the resources of one manifest in it."""
+
+    manifest: Manifest
+    port: int = 0
+    server: ThreadedMotoServer | None = None
+    queue_urls: dict[str, str] = field(default_factory=dict)
+    queue_arns: dict[str, str] = field(default_factory=dict)
+    table: str = ""
+    bucket: str = ""
+    secret_id: str = ""
+    signing_secret: str = ""
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def environment(self) -> dict[str, str]:
+        """What a process needs for boto3 to reach this emulator (boto3 honours AWS_ENDPOINT_URL)."""
+        return {**CREDENTIALS, "AWS_ENDPOINT_URL": self.endpoint}
+
+    def client(self, service: str) -> Any:
+        return boto3.client(service, endpoint_url=self.endpoint, region_name=REGION,  # type: ignore[call-overload]
+                            aws_access_key_id="testing", aws_secret_access_key="testing")
+
+    def start(self) -> None:
+        self.port = self.port or free_port()
+        for key, value in CREDENTIALS.items():
+            os.environ.setdefault(key, value)
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's per-request access log
+        self.server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
+        self.server.start()
+        self.create()
+
+    def create(self) -> None:
+        """Create (or re-create, after a restart of the emulator) every resource."""
+        name = self.manifest.name
+        self.table = f"{name}-jobs"
+        self.bucket = f"{name.lower()}-jobs"
+        ddb = self.client("dynamodb")
+        if self.table not in ddb.list_tables()["TableNames"]:
+            ddb.create_table(TableName=self.table, BillingMode="PAY_PER_REQUEST",
+                             AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+                             KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}])
+        self.client("s3").create_bucket(Bucket=self.bucket)
+        sqs = self.client("sqs")
+        specs = queues(self.manifest)
+        for spec in sorted(specs, key=lambda q: q.dlq is not None):  # DLQs first
+            attributes = {"VisibilityTimeout": str(spec.visibility_timeout_s)}
+            if spec.dlq:
+                attributes["RedrivePolicy"] = json.dumps({"deadLetterTargetArn": self.queue_arns[spec.dlq],
+                                                          "maxReceiveCount": spec.max_receive_count})
+            url = sqs.create_queue(QueueName=f"{name}-{spec.key}", Attributes=attributes)["QueueUrl"]
+            self.queue_urls[spec.key] = url
+            self.queue_arns[spec.key] = sqs.get_queue_attributes(
+                QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        if not self.signing_secret:
+            self.signing_secret = "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
+        sm = self.client("secretsmanager")
+        self.secret_id = f"{name}/webhook-signing"
+        with contextlib.suppress(sm.exceptions.ResourceExistsException):
+            sm.create_secret(Name=self.secret_id, SecretString=self.signing_secret)
+
+    def queue(self, spec: QueueSpec) -> str:
+        return self.queue_urls[spec.key]
+
+    def stop(self) -> None:
+        if self.server:
+            self.server.stop()
+            self.server = None
