@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 from typing import NoReturn
 
+from inferstack.inference.exceptions import ModelLoadError
 from inferstack.manifest import Manifest, ManifestError, load_manifest
 
 
@@ -44,6 +45,7 @@ def _fail(message: str, code: int = 2) -> NoReturn:
 
 
 def cmd_dev(args: argparse.Namespace) -> int:
+    from infra.local.functions import FunctionStartError
     from infra.local.stack import DevStack, PortBusyError
 
     manifest = _manifest(args.manifest)
@@ -71,6 +73,8 @@ inferstack dev: {manifest.name} is up at {stack.url}/v1  (Ctrl-C stops everythin
     except PortBusyError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except (ModelLoadError, FunctionStartError) as exc:
+        _fail(str(exc))
     return 0
 
 
@@ -94,8 +98,11 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     from infra.packaging import LAMBDA_MAX_UNZIPPED_BYTES, build_layer, dir_size, layer_names, stage_function
 
     manifest = _manifest(args.manifest)
+    try:
+        catalog = build_catalog(manifest)
+    except ModelLoadError as exc:
+        _fail(str(exc))
     print(f"manifest {args.manifest}: ok ({len(manifest.models)} model(s), {len(manifest.api.plans)} usage plan(s))")
-    catalog = build_catalog(manifest)
     mb = 1024 * 1024
     print(f"\n{'function':<24}{'code':>10}{'layers':>10}{'total':>10}   Lambda limit 250 MB (unzipped)")
     worst = 0

@@ -9,10 +9,11 @@ from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
 from inferstack.manifest import Manifest, resource_id
-from inferstack.topology import functions, routes
+from inferstack.topology import API_FUNCTION, functions, routes
 from infra.catalog import build_catalog
 from infra.constructs.api import RestApiTier
 from infra.constructs.function import RUNTIME, InferenceFunction
+from infra.constructs.jobs import JobTier
 from infra.packaging import build_layer, layer_names, stage_function
 
 CATALOG_IN_BUNDLE = "/var/task/catalog.json"
@@ -36,15 +37,21 @@ class InferenceStack(Stack):
                     description=f"inferstack {name} dependencies (layers/{name}.txt)")
             return layers[name]
 
+        self.jobs = JobTier(self, "Jobs", manifest=manifest)
         self.functions: dict[str, InferenceFunction] = {}
         for spec in functions(manifest):
             model = manifest.model(spec.model) if spec.model else None
+            serves_api = spec.key.startswith("predict-")
+            environment = spec.environment(CATALOG_IN_BUNDLE, manifest)
+            if spec.jobs or spec.key == API_FUNCTION:
+                environment.update(self.jobs.environment)
             self.functions[spec.key] = InferenceFunction(
                 self, resource_id(spec.key), spec=spec, code_dir=stage_function(spec, manifest, catalog),
-                layers=[layer(n) for n in layer_names(spec)],
-                environment=spec.environment(CATALOG_IN_BUNDLE, manifest),
-                cold_start=model.cold_start if model else None,
-                reserved_concurrency=model.reserved_concurrency if model else None)
+                layers=[layer(n) for n in layer_names(spec)], environment=environment,
+                cold_start=model.cold_start if model and serves_api else None,
+                reserved_concurrency=model.reserved_concurrency if model and serves_api else None)
+        users = {k: f for k, f in self.functions.items() if f.spec.jobs or k == API_FUNCTION}
+        self.jobs.connect({k: f.alias for k, f in users.items()}, {k: f.role for k, f in users.items()})
 
         self.api = RestApiTier(self, "Rest", manifest=manifest, routes=routes(manifest),
                                targets={key: f.alias for key, f in self.functions.items()})

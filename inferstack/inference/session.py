@@ -17,6 +17,7 @@ from inferstack import env
 from inferstack.catalog import CatalogEntry, TensorSpec
 from inferstack.inference.exceptions import ModelLoadError
 from inferstack.inference.validation import ORT_TYPES, to_jsonable, validate_inputs
+from inferstack.observability import logger
 
 #: Lambda allots one vCPU per 1,769 MB of memory, up to 6.
 LAMBDA_MB_PER_VCPU = 1769
@@ -94,8 +95,13 @@ class Predictor:
         return self.entry.version
 
     def warm_up(self) -> None:
-        """Run once on a batch of one so that the first real request pays no lazy initialisation."""
-        self.run({s.name: _example(s) for s in self.inputs})
+        """Run once on a batch of one so that the first real request pays no lazy initialisation. Best effort:
+        a model may reject the made-up input (data-dependent shapes); it then warms up on its first request."""
+        try:
+            self.run({s.name: _example(s) for s in self.inputs})
+        except Exception as exc:  # onnxruntime's errors are untyped
+            logger.warning("warm-up skipped: the model rejected a zero-filled batch of one",
+                           extra={"model": self.entry.name, "error": str(exc)[:300]})
 
     def validate(self, raw_inputs: Any) -> dict[str, np.ndarray]:
         return validate_inputs(raw_inputs, self.inputs, allow_non_finite=self.entry.allow_non_finite)

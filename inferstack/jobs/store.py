@@ -190,7 +190,8 @@ class JobStore:
                 TableName=self.table, Key=_item({"pk": f"job#{job_id}"}),
                 UpdateExpression="SET " + ", ".join(sets),
                 ConditionExpression="attribute_exists(pk) AND #s IN (:queued, :running)",
-                ExpressionAttributeNames={"#s": "status", **({"#e": "error"} if error else {"#r": "result"})},
+                ExpressionAttributeNames={"#s": "status", **{n: a for n, a in (("#e", "error"), ("#r", "result"))
+                                                              if any(n in part for part in sets)}},
                 ExpressionAttributeValues=_item(values))
             return True
         except ClientError as exc:

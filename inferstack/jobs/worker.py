@@ -116,8 +116,9 @@ class BatchWorker:
             pending.append((record.message_id, message))
 
     def _replay_webhook(self, record: SQSRecord, job_id: str, pending: list[tuple[str, WebhookMessage]]) -> None:
-        """A duplicate delivery of a finished job: if the worker that finished it died before handing the
-        webhook over, hand it over now (receivers deduplicate on the stable webhook-id)."""
+        """A redelivery of a finished job: if the worker that finished it died before handing the webhook
+        over, hand it over now. (A worker that died after the handover makes this a second delivery with the
+        same webhook-id, which Standard Webhooks receivers deduplicate on.)"""
         job = self.store.get(job_id)
         if job.status in TERMINAL and job.webhook_status == "pending" and not job.webhook_attempts:
             result, _ = self.store.load_result(job) if job.status == "succeeded" else (None, None)
@@ -138,7 +139,8 @@ class BatchWorker:
                 job = self.store.claim(message.job_id)
                 if job is None:
                     logger.info("duplicate delivery of a finished job", extra={"job_id": message.job_id})
-                    self._replay_webhook(record, message.job_id, pending_webhooks)
+                    if int(record.attributes.approximate_receive_count) > 1:  # a redelivery, not a twin
+                        self._replay_webhook(record, message.job_id, pending_webhooks)
                     continue
                 claimed.append((record, job, self._inputs(message)))
             except Exception as exc:

@@ -29,6 +29,7 @@ class InferenceFunction(Construct):
                  layers: list[lambda_.ILayerVersion], environment: dict[str, str],
                  cold_start: ColdStart | None = None, reserved_concurrency: int | None = None) -> None:
         super().__init__(scope, id)
+        self.spec = spec
         cold_start = cold_start or ColdStart()
         self.log_group = logs.LogGroup(self, "Logs", retention=logs.RetentionDays.ONE_MONTH,
                                        removal_policy=RemovalPolicy.DESTROY)

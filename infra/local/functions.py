@@ -20,6 +20,10 @@ from infra.local.runtime import READY
 ROOT = Path(__file__).resolve().parents[2]
 
 
+class FunctionStartError(RuntimeError):
+    """A function's init phase failed (its log says why)."""
+
+
 class FunctionProcess:
     """One execution environment: a `infra.local.runtime` process serving one invocation at a time."""
 
@@ -39,7 +43,7 @@ class FunctionProcess:
         threading.Thread(target=self._pump, args=(self.proc.stdout, ready), daemon=True).start()
         if not ready.wait(ready_timeout_s) or not self.url:
             self.stop()
-            raise RuntimeError(f"function {self.spec.key} did not start (see its log above)")
+            raise FunctionStartError(f"function {self.spec.key} did not start (see its log above)")
 
     def _pump(self, stream: IO[str] | None, ready: threading.Event) -> None:
         assert stream is not None

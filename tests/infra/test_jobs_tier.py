@@ -1,0 +1,125 @@
+"""The jobs tier in the synthesized template."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from aws_cdk.assertions import Match
+
+from tests.infra.conftest import Synthesized
+
+pytestmark = pytest.mark.xdist_group("infra")
+
+
+def by_type(s: Synthesized, kind: str) -> dict[str, Any]:
+    found: dict[str, Any] = s.template.find_resources(kind)
+    return found
+
+
+def test_jobs_table_on_demand_with_pitr_and_ttl(example: Synthesized) -> None:
+    example.template.has_resource("AWS::DynamoDB::Table", {
+        "Properties": Match.object_like({
+            "BillingMode": "PAY_PER_REQUEST",
+            "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}],
+            "PointInTimeRecoverySpecification": {"PointInTimeRecoveryEnabled": True},
+            "TimeToLiveSpecification": {"AttributeName": "expires_at", "Enabled": True},
+            "SSESpecification": {"SSEEnabled": True}}),
+        "DeletionPolicy": "Retain"})
+
+
+def test_payload_bucket_private_encrypted_tls_only_with_expiry(example: Synthesized) -> None:
+    (bucket,) = by_type(example, "AWS::S3::Bucket").values()
+    props = bucket["Properties"]
+    assert props["PublicAccessBlockConfiguration"] == {"BlockPublicAcls": True, "BlockPublicPolicy": True,
+                                                       "IgnorePublicAcls": True, "RestrictPublicBuckets": True}
+    assert props["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]["ServerSideEncryptionByDefault"] == \
+        {"SSEAlgorithm": "AES256"}
+    rules = {r["Id"]: r for r in props["LifecycleConfiguration"]["Rules"]}
+    assert rules["expire-results"]["ExpirationInDays"] == 8  # result_ttl_days + 1
+    assert rules["expire-inputs"]["Prefix"] == "inputs/"
+    (policy,) = by_type(example, "AWS::S3::BucketPolicy").values()
+    deny = policy["Properties"]["PolicyDocument"]["Statement"][0]
+    assert deny["Effect"] == "Deny" and deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+
+
+def test_queue_per_model_with_dlq_sse_and_visibility_six_times_the_worker_timeout(example: Synthesized) -> None:
+    queues = by_type(example, "AWS::SQS::Queue")
+    assert len(queues) == 4  # jobs-iris + its DLQ, webhooks + its DLQ
+    for q in queues.values():
+        assert q["Properties"]["SqsManagedSseEnabled"] is True
+    (jobs_queue,) = [q for k, q in queues.items() if k.startswith("JobsJobsIrisQueue")]
+    assert jobs_queue["Properties"]["VisibilityTimeout"] == 6 * 60
+    assert jobs_queue["Properties"]["RedrivePolicy"]["maxReceiveCount"] == 3
+    for policy in by_type(example, "AWS::SQS::QueuePolicy").values():
+        (statement,) = policy["Properties"]["PolicyDocument"]["Statement"]
+        assert statement["Effect"] == "Deny" and statement["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+
+
+def test_event_sources_report_batch_item_failures(example: Synthesized) -> None:
+    mappings = list(by_type(example, "AWS::Lambda::EventSourceMapping").values())
+    assert len(mappings) == 3  # worker, webhooks, deadletter
+    for m in mappings:
+        assert m["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    (worker,) = [m for m in mappings if "ScalingConfig" in m["Properties"]]
+    assert worker["Properties"]["BatchSize"] == 10
+    assert worker["Properties"]["ScalingConfig"] == {"MaximumConcurrency": 20}
+
+
+def test_worker_function_timeout_and_environment(example: Synthesized) -> None:
+    (worker,) = [f for f in by_type(example, "AWS::Lambda::Function").values()
+                 if f["Properties"]["Handler"] == "functions.worker.handler.handler"]
+    props = worker["Properties"]
+    assert props["Timeout"] == 60 and "ReservedConcurrentExecutions" not in props
+    variables = props["Environment"]["Variables"]
+    assert {"INFERSTACK_JOBS_TABLE", "INFERSTACK_JOBS_BUCKET", "INFERSTACK_JOB_QUEUES", "INFERSTACK_WEBHOOK_QUEUE",
+            "INFERSTACK_WEBHOOK_SECRET_ID"} <= set(variables)
+
+
+def test_signing_secret_is_generated(example: Synthesized) -> None:
+    (secret,) = by_type(example, "AWS::SecretsManager::Secret").values()
+    generator = secret["Properties"]["GenerateSecretString"]
+    assert generator["GenerateStringKey"] == "key" and generator["PasswordLength"] == 32
+
+
+def _statements(s: Synthesized, role_prefix: str) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for key, policy in by_type(s, "AWS::IAM::Policy").items():
+        if key.startswith(role_prefix):
+            out.extend(policy["Properties"]["PolicyDocument"]["Statement"])
+    return out
+
+
+def _actions(statements: list[dict[str, Any]]) -> set[str]:
+    return {a for st in statements for a in (st["Action"] if isinstance(st["Action"], list) else [st["Action"]])}
+
+
+def test_least_privilege_per_function(example: Synthesized) -> None:
+    api = _actions(_statements(example, "ApiRole"))
+    assert {"sqs:SendMessage", "sqs:GetQueueAttributes", "s3:PutObject", "s3:GetObject",
+            "dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:UpdateItem"} <= api
+    assert "secretsmanager:GetSecretValue" not in api and "sqs:ReceiveMessage" not in api
+    webhooks = _actions(_statements(example, "WebhooksRole"))
+    assert "secretsmanager:GetSecretValue" in webhooks and "s3:GetObject" not in webhooks
+    worker = _statements(example, "WorkerIrisRole")
+    s3_resources = json.dumps([st["Resource"] for st in worker if str(st["Action"]).startswith("s3:")])
+    assert "/inputs/*" in s3_resources and "/results/*" in s3_resources
+    assert "secretsmanager:GetSecretValue" not in _actions(worker)
+    assert "dynamodb:DeleteItem" not in api | webhooks | _actions(worker)
+
+
+def test_alarms_on_dlq_depth_and_oldest_message(example: Synthesized) -> None:
+    alarms = list(by_type(example, "AWS::CloudWatch::Alarm").values())
+    names = [a["Properties"].get("MetricName") for a in alarms]
+    assert names.count("ApproximateNumberOfMessagesVisible") == 2  # each DLQ
+    assert names.count("ApproximateAgeOfOldestMessage") == 2  # jobs and webhook queues
+
+
+def test_job_routes(example: Synthesized) -> None:
+    paths = {k: r["Properties"]["PathPart"] for k, r in by_type(example, "AWS::ApiGateway::Resource").items()}
+    methods = {(paths[m["Properties"]["ResourceId"]["Ref"]], m["Properties"]["HttpMethod"]): m["Properties"]
+               for m in by_type(example, "AWS::ApiGateway::Method").values()}
+    assert methods[("jobs", "POST")]["ApiKeyRequired"] is True
+    assert methods[("{job_id}", "GET")]["ApiKeyRequired"] is True
+    assert "RequestValidatorId" in methods[("jobs", "POST")]
