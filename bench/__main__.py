@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from bench import light
+from bench import light, worker
 
 RESULTS = Path(__file__).with_name("results.json")
 
@@ -18,15 +18,18 @@ def table(rows: list[dict[str, Any]]) -> str:
         for base, value in row["baselines"].items():
             ratio = row["value"] / value if value else float("nan")
             target = row["targets"].get(base)
-            met = "" if target is None else ("yes" if ratio <= target else "NO")
+            higher = row.get("better") == "higher"
+            met = "" if target is None else ("yes" if (ratio >= target if higher else ratio <= target) else "NO")
+            goal = "" if target is None else f"{'≥' if higher else '≤'}{target}x"
             lines.append(f"{row['figure']:<42}{row['value']:>12.4g}  {base:<10}{value:>12.4g}{ratio:>7.2f}x"
-                         f"{'' if target is None else f'≤{target}x':>9}  {met}")
+                         f"{goal:>9}  {met}")
     return "\n".join(lines)
 
 
 def main() -> None:
     quick = "--quick" in sys.argv
     rows = light.run(runs=3 if quick else 10, requests=500 if quick else 2000)
+    rows += worker.run(rounds=3 if quick else 7)
     print(table(rows))
     RESULTS.write_text(json.dumps(rows, indent=2) + "\n")
     print(f"\nwrote {RESULTS}")

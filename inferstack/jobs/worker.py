@@ -67,6 +67,50 @@ class InProcessRunner:
         return self.predictor.run(arrays)
 
     def run(self, inputs: Sequence[Any]) -> list[Outcome]:
+        fast = self._run_stacked(inputs)
+        return fast if fast is not None else self._run_grouped(inputs)
+
+    def _normalised(self, raw: Any) -> dict[str, list[Any]] | None:
+        names = [s.name for s in self.predictor.inputs]
+        if isinstance(raw, list) and len(names) == 1:
+            raw = {names[0]: raw}
+        if not isinstance(raw, dict) or set(raw) != set(names):
+            return None
+        lists = [raw[n] for n in names]
+        if not all(isinstance(v, list) and v for v in lists) or len({len(v) for v in lists}) != 1:
+            return None
+        return raw
+
+    def _run_stacked(self, inputs: Sequence[Any]) -> list[Outcome] | None:
+        """The fast path: every job well-formed, so the whole batch is validated and run as one array per
+        input. None when any job needs individual treatment (then `_run_grouped` pins each problem on its
+        job)."""
+        from inferstack.inference.validation import to_jsonable
+
+        jobs = [self._normalised(raw) for raw in inputs]
+        if not jobs or any(j is None for j in jobs):
+            return None
+        names = [s.name for s in self.predictor.inputs]
+        stacked_raw = {n: [row for j in jobs if j for row in j[n]] for n in names}
+        try:
+            arrays = self.predictor.validate(stacked_raw)
+        except InputValidationError:
+            return None
+        try:
+            results = self._run(arrays)
+        except Exception:
+            return None
+        as_lists = {k: to_jsonable(v) for k, v in results.items()}  # once for the batch, then sliced per job
+        outcomes: list[Outcome] = []
+        start = 0
+        for job in jobs:
+            assert job is not None
+            rows = len(job[names[0]])
+            outcomes.append(Succeeded({k: v[start:start + rows] for k, v in as_lists.items()}))
+            start += rows
+        return outcomes
+
+    def _run_grouped(self, inputs: Sequence[Any]) -> list[Outcome]:
         import numpy as np
 
         from inferstack.inference.validation import to_jsonable
