@@ -27,3 +27,7 @@ WEBHOOK_TIMEOUT_S = "INFERSTACK_WEBHOOK_TIMEOUT_S"
 WEBHOOK_BACKOFF_S = "INFERSTACK_WEBHOOK_BACKOFF_S"
 #: Only `inferstack dev --allow-loopback-webhooks` sets this: lets webhooks reach 127.0.0.0/8 over http.
 ALLOW_LOOPBACK_WEBHOOKS = "INFERSTACK_ALLOW_LOOPBACK_WEBHOOKS"
+
+# heavy tier
+#: The SageMaker endpoint a heavy model's predict proxy and worker invoke.
+ENDPOINT_NAME = "INFERSTACK_ENDPOINT"

@@ -20,6 +20,8 @@ API_GATEWAY_TIMEOUT_S = 29
 
 #: Fields that only make sense on one tier: a model on the other tier that sets one is rejected.
 LIGHT_ONLY_FIELDS = ("memory_mb", "timeout_s", "reserved_concurrency", "cold_start")
+#: SageMaker real-time instance families with NVIDIA GPUs.
+GPU_INSTANCE = re.compile(r"^ml\.(g4dn|g5|g6|g6e|gr6|g7e|p3|p3dn|p4d|p4de|p5|p5e|p5en|p6-b200)\.\d*x?large$")
 HEAVY_ONLY_FIELDS = ("instance_type", "instances", "batching", "image_uri")
 
 
@@ -220,6 +222,9 @@ class Model(_Strict):
     def _consistent(self) -> Model:
         if self.tier == "heavy" and not self.instance_type:
             raise ValueError("a heavy model needs instance_type, a SageMaker GPU instance such as 'ml.g5.xlarge'")
+        if self.instance_type and not GPU_INSTANCE.match(self.instance_type):
+            raise ValueError(f"instance_type {self.instance_type!r} is not a SageMaker GPU instance; use one of the "
+                             "GPU families ml.g4dn, ml.g5, ml.g6, ml.g6e, ml.p3, ml.p4d, ml.p5 (e.g. 'ml.g5.xlarge')")
         pc = self.cold_start
         if self.reserved_concurrency is not None and pc.mode == "provisioned" \
                 and self.reserved_concurrency < pc.max_instances:

@@ -32,12 +32,16 @@ class FunctionSpec:
     inference: bool = False
     #: Does it use the jobs tier's table, bucket, queues and secret?
     jobs: bool = False
+    #: The SageMaker endpoint a heavy model's functions call.
+    endpoint: str | None = None
 
     def environment(self, catalog_path: str, manifest: Manifest) -> dict[str, str]:
         out = {env.CATALOG_PATH: catalog_path, env.MAX_BODY_BYTES: str(manifest.api.max_body_kb * 1024),
                "POWERTOOLS_SERVICE_NAME": "inferstack", "POWERTOOLS_METRICS_NAMESPACE": "inferstack"}
         if self.model:
             out[env.MODEL_NAME] = self.model
+        if self.endpoint:
+            out[env.ENDPOINT_NAME] = self.endpoint
         return out
 
 
@@ -78,6 +82,11 @@ def predict_function_key(model: str) -> str:
     return f"predict-{model}"
 
 
+def endpoint_name(manifest: Manifest, model: str) -> str:
+    """The heavy model's SageMaker endpoint (at most 63 characters)."""
+    return f"{manifest.name}-{model}"[:63]
+
+
 def worker_function_key(model: str) -> str:
     return f"worker-{model}"
 
@@ -89,15 +98,23 @@ def job_queue_key(model: str) -> str:
 def functions(manifest: Manifest) -> list[FunctionSpec]:
     out = [FunctionSpec(API_FUNCTION, "functions.api.handler.handler",
                         "inferstack API: health, model catalog, OpenAPI document", memory_mb=512, timeout_s=10)]
-    for m in manifest.light_models:
-        out.append(FunctionSpec(predict_function_key(m.name), "functions.predict.handler.handler",
-                                f"inferstack light model {m.name}", memory_mb=m.memory_mb, timeout_s=m.timeout_s,
-                                model=m.name, inference=True))
+    for m in manifest.models:
+        if m.tier == "light":
+            out.append(FunctionSpec(predict_function_key(m.name), "functions.predict.handler.handler",
+                                    f"inferstack light model {m.name}", memory_mb=m.memory_mb, timeout_s=m.timeout_s,
+                                    model=m.name, inference=True))
+        else:
+            out.append(FunctionSpec(predict_function_key(m.name), "functions.heavy.handler.handler",
+                                    f"inferstack heavy model {m.name}: proxy to its SageMaker endpoint",
+                                    memory_mb=512, timeout_s=28, model=m.name,
+                                    endpoint=endpoint_name(manifest, m.name)))
     jobs = manifest.jobs
-    for m in manifest.light_models:
+    for m in manifest.models:
+        heavy = m.tier == "heavy"
         out.append(FunctionSpec(worker_function_key(m.name), "functions.worker.handler.handler",
-                                f"inferstack job worker for {m.name}", memory_mb=m.memory_mb,
-                                timeout_s=jobs.worker_timeout_s, model=m.name, inference=True, jobs=True))
+                                f"inferstack job worker for {m.name}", memory_mb=512 if heavy else m.memory_mb,
+                                timeout_s=jobs.worker_timeout_s, model=m.name, inference=not heavy, jobs=True,
+                                endpoint=endpoint_name(manifest, m.name) if heavy else None))
     out.append(FunctionSpec(WEBHOOKS_FUNCTION, "functions.webhooks.handler.handler", "inferstack webhook delivery",
                             memory_mb=256, timeout_s=int(jobs.webhook.timeout_s) + 15, jobs=True))
     out.append(FunctionSpec(DEADLETTER_FUNCTION, "functions.deadletter.handler.handler",
@@ -109,7 +126,7 @@ def functions(manifest: Manifest) -> list[FunctionSpec]:
 def queues(manifest: Manifest) -> list[QueueSpec]:
     jobs = manifest.jobs
     out: list[QueueSpec] = []
-    for m in manifest.light_models:
+    for m in manifest.models:
         dlq = f"{job_queue_key(m.name)}-dlq"
         out.append(QueueSpec(job_queue_key(m.name), worker_function_key(m.name), jobs.visibility_timeout,
                              batch_size=jobs.batch_size, batching_window_s=jobs.batching_window_s,
@@ -137,7 +154,7 @@ def jobs_environment(manifest: Manifest, *, table: str, bucket: str, queue_urls:
 
 
 def routes(manifest: Manifest) -> list[Route]:
-    """Every route of the REST API. Static paths win over `{name}` (as in API Gateway), so each light model
+    """Every route of the REST API. Static paths win over `{name}` (as in API Gateway), so each model
     gets its own `/v1/models/<name>` resources routed to its function; unknown names reach the API function,
     which answers 404."""
     out = [
@@ -151,7 +168,7 @@ def routes(manifest: Manifest) -> list[Route]:
         Route("POST", "/v1/jobs", API_FUNCTION, body_schema=JOB_BODY_SCHEMA),
         Route("GET", "/v1/jobs/{job_id}", API_FUNCTION, params=("job_id",)),
     ]
-    for m in manifest.light_models:
+    for m in manifest.models:
         out.append(Route("GET", f"/v1/models/{m.name}", API_FUNCTION))
         out.append(Route("POST", f"/v1/models/{m.name}/predict", predict_function_key(m.name),
                          body_schema=PREDICT_BODY_SCHEMA, throttle=m.throttle))

@@ -7,16 +7,18 @@ Amazon Linux 2023), trimmed of what never runs (tests, caches, stubs, unused sub
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import os
 import shutil
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 from inferstack.catalog import Catalog, CatalogEntry
-from inferstack.manifest import Manifest
+from inferstack.manifest import Manifest, Model
 from inferstack.topology import FunctionSpec
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -115,3 +117,35 @@ def stage_function(spec: FunctionSpec, manifest: Manifest, catalog: Catalog) -> 
 
 def dir_size(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def heavy_model_config(entry: CatalogEntry, model: Model) -> dict[str, object]:
+    """What the heavy container reads from `inferstack.json` beside `model.onnx`."""
+    return {"name": entry.name, "tier": "heavy", "version": entry.version,
+            "allow_non_finite": entry.allow_non_finite, "batching": model.batching.model_dump()}
+
+
+def stage_heavy_model(model: Model, manifest: Manifest, catalog: Catalog, out: Path | None = None) -> Path:
+    """The SageMaker model directory (`/opt/ml/model`): `model.onnx` and `inferstack.json`."""
+    entry = catalog.get(model.name)
+    assert entry is not None
+    out = out or BUILD_DIR / "heavy" / model.name / "model"
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    shutil.copy2(manifest.model_file(model), out / "model.onnx")
+    (out / "inferstack.json").write_text(json.dumps(heavy_model_config(entry, model), indent=2) + "\n")
+    return out
+
+
+def model_tarball(model_dir: Path) -> Path:
+    """`model.tar.gz` as SageMaker expects it (files at the archive's root), reproducible byte for byte."""
+    out = model_dir.parent / "model.tar.gz"
+    with out.open("wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as gz, \
+            tarfile.open(fileobj=gz, mode="w") as tar:
+        for path in sorted(model_dir.iterdir()):
+            info = tar.gettarinfo(str(path), arcname=path.name)
+            info.mtime, info.uid, info.gid, info.uname, info.gname = 0, 0, 0, "", ""
+            with path.open("rb") as f:
+                tar.addfile(info, f)
+    return out

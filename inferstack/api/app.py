@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Protocol
 
 from fastapi import FastAPI, Header, Request, Response
 from fastapi.exceptions import RequestValidationError
@@ -25,8 +25,14 @@ from inferstack.inference.exceptions import InputValidationError
 from inferstack.observability import logger
 
 if TYPE_CHECKING:
-    from inferstack.inference.session import Predictor
     from inferstack.jobs.service import JobService
+
+
+class ServesPredictions(Protocol):
+    """A model the app can serve: in-process (`inference.session.Predictor`) or on an endpoint
+    (`heavy.endpoint.EndpointPredictor`)."""
+
+    def predict(self, raw_inputs: Any) -> dict[str, Any]: ...
 
 #: Seconds a client is told to wait when a model's queue is full.
 QUEUE_FULL_RETRY_AFTER_S = 5
@@ -80,7 +86,21 @@ def install_problem_handlers(app: FastAPI) -> None:
         logger.exception("unhandled error", extra={"path": request.url.path})
         return problem_response(problems.INTERNAL, "An internal error occurred; it has been logged.")
 
+    async def on_endpoint(_: Request, exc: Exception) -> Response:
+        from inferstack.heavy.endpoint import EndpointError
+
+        assert isinstance(exc, EndpointError)
+        problem = ProblemType(exc.problem.slug, exc.status, exc.problem.title)
+        headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after else None
+        return problem_response(problem, exc.detail, headers=headers, **exc.extensions)
+
     app.add_exception_handler(ProblemError, on_problem)
+    try:
+        from inferstack.heavy.endpoint import EndpointError
+    except ImportError:  # pragma: no cover - boto3 is always there on Lambda and in the dev install
+        pass
+    else:
+        app.add_exception_handler(EndpointError, on_endpoint)
     app.add_exception_handler(StarletteHTTPException, on_http)
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(InputValidationError, on_inputs)
@@ -108,7 +128,7 @@ def caller_key_id(request: Request) -> str:
     return str(key_id)
 
 
-def create_app(catalog: Catalog, predictors: Mapping[str, Predictor] | None = None, *,
+def create_app(catalog: Catalog, predictors: Mapping[str, ServesPredictions] | None = None, *,
                jobs: JobService | None = None, max_body: int | None = None) -> FastAPI:
     predictors = predictors or {}
     body_limit = max_body or max_body_bytes()

@@ -28,6 +28,7 @@ from inferstack.observability import logger
 if TYPE_CHECKING:
     import numpy as np
 
+    from inferstack.heavy.endpoint import EndpointPredictor
     from inferstack.inference.session import Predictor
 
 
@@ -38,7 +39,9 @@ class Succeeded:
 
 @dataclass(frozen=True)
 class Invalid:
-    error: InputValidationError
+    """The job's input was at fault: it fails at once, without retries."""
+
+    error: Exception
 
 
 @dataclass(frozen=True)
@@ -143,6 +146,25 @@ class InProcessRunner:
                     except Exception as exc:
                         outcomes[i] = Errored(f"{type(exc).__name__}: {exc}")
         return [o if o is not None else Errored("not run") for o in outcomes]
+
+
+class EndpointRunner:
+    """A heavy model's jobs: one invocation per job, concurrently, so that the endpoint's dynamic batcher
+    stacks them. The container validates; its 4xx answers fail the job, anything else retries."""
+
+    def __init__(self, predictor: EndpointPredictor) -> None:
+        self.predictor = predictor
+
+    def run(self, inputs: Sequence[Any]) -> list[Outcome]:
+        outcomes: list[Outcome] = []
+        for result in self.predictor.predict_many(list(inputs)):
+            if not isinstance(result, Exception):
+                outcomes.append(Succeeded(result))
+            elif result.is_client_error:
+                outcomes.append(Invalid(result))
+            else:
+                outcomes.append(Errored(f"{result.problem.title}: {result.detail}"))
+        return outcomes
 
 
 class BatchWorker:

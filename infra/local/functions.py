@@ -69,7 +69,7 @@ class FunctionProcess:
                 self.proc.wait()
 
 
-def _prefixed(log: Callable[[str, str], None], part: str) -> Callable[[str], None]:
+def prefixed(log: Callable[[str, str], None], part: str) -> Callable[[str], None]:
     return lambda line: log(part, line)
 
 
@@ -80,7 +80,7 @@ class LocalFunctions:
 
     def __init__(self, specs: list[FunctionSpec], environment: Callable[[FunctionSpec], dict[str, str]],
                  log: Callable[[str, str], None]) -> None:
-        self.procs = {s.key: FunctionProcess(s, environment(s), _prefixed(log, s.key)) for s in specs}
+        self.procs = {s.key: FunctionProcess(s, environment(s), prefixed(log, s.key)) for s in specs}
         self.locks: dict[str, asyncio.Lock] = {}
         self.client: httpx.AsyncClient | None = None
         self.sync_client = httpx.Client(timeout=None)

@@ -23,6 +23,7 @@ from infra.local.aws import REGION, LocalAws
 from infra.local.functions import LocalFunctions
 from infra.local.gateway import Gateway
 from infra.local.poller import QueuePoller
+from infra.local.sagemaker import LocalSageMaker
 from infra.packaging import BUILD_DIR
 
 DEFAULT_API_KEY = "local-dev-key"
@@ -60,10 +61,6 @@ class DevStack:
     def __init__(self, manifest: Manifest, *, api_keys: dict[str, str], host: str = "127.0.0.1", port: int = 8000,
                  log: LogStream | None = None, workdir: Path | None = None,
                  allow_loopback_webhooks: bool = False) -> None:
-        if manifest.heavy_models:
-            names = ", ".join(m.name for m in manifest.heavy_models)
-            raise NotImplementedError(f"heavy-tier models ({names}) cannot run locally yet: the heavy tier is not "
-                                      "built; set tier = 'light' or remove them")
         unknown = sorted(set(api_keys.values()) - {p.name for p in manifest.api.plans})
         if unknown:
             raise ValueError(f"API keys bound to unknown usage plan(s) {', '.join(unknown)}")
@@ -72,6 +69,7 @@ class DevStack:
         self.log = log or LogStream()
         self.workdir = workdir or BUILD_DIR / "dev"
         self.aws = LocalAws(manifest)
+        self.sagemaker: LocalSageMaker | None = None
         self.functions: LocalFunctions | None = None
         self.pollers: list[QueuePoller] = []
         self.server: uvicorn.Server | None = None
@@ -93,6 +91,9 @@ class DevStack:
             if spec.jobs or spec.key == API_FUNCTION:
                 out.update(jobs_env)
                 out.update(self.aws.environment())
+            if spec.endpoint and self.sagemaker:
+                out.update(self.aws.environment())
+                out.update(self.sagemaker.environment())
             return out
 
         return environment
@@ -101,10 +102,15 @@ class DevStack:
         check_port_free(self.host, self.port)
         self.workdir.mkdir(parents=True, exist_ok=True)
         catalog_path = self.workdir / "catalog.json"
-        build_catalog(self.manifest, bundled=False).dump(catalog_path)
+        catalog = build_catalog(self.manifest, bundled=False)
+        catalog.dump(catalog_path)
         self.aws.start()
         self.log("aws", f"moto server at {self.aws.endpoint}: table {self.aws.table}, bucket {self.aws.bucket}, "
                         f"{len(self.aws.queue_urls)} queues")
+        self.sagemaker = LocalSageMaker(self.manifest, catalog, self.workdir, self.log)
+        self.sagemaker.start()
+        for name, server in self.sagemaker.servers.items():
+            self.log("sagemaker", f"endpoint {name}: model {server.name} serving at {server.url}")
         self.functions = LocalFunctions(functions(self.manifest), self._environment(catalog_path), self.log)
         self.functions.start()
         sqs = self.aws.client("sqs")
@@ -142,4 +148,7 @@ class DevStack:
         if self.functions:
             self.functions.stop()
             self.functions = None
+        if self.sagemaker:
+            self.sagemaker.stop()
+            self.sagemaker = None
         self.aws.stop()

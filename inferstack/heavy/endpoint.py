@@ -1,0 +1,105 @@
+"""Calling a heavy model's SageMaker endpoint, with SageMaker's errors mapped to clear HTTP answers.
+
+`EndpointPredictor.predict` has the same contract as the in-process `Predictor.predict`, so the predict app
+and the job worker serve a heavy model through the same code as a light one. Validation happens in the
+container (it has the model's signature); its 4xx answers come back as they are.
+"""
+
+from __future__ import annotations
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import ClientError, ConnectionError, ReadTimeoutError
+
+from inferstack.api import problems
+from inferstack.api.problems import ProblemType
+from inferstack.catalog import CatalogEntry
+
+if TYPE_CHECKING:
+    from mypy_boto3_sagemaker_runtime import SageMakerRuntimeClient
+
+#: Below API Gateway's 29 s integration timeout, so that a slow endpoint becomes our 504, not the gateway's.
+READ_TIMEOUT_S = 25
+
+
+class EndpointError(Exception):
+    """The endpoint did not answer with a result; `problem`, `detail` and `extensions` say what to answer."""
+
+    def __init__(self, problem: ProblemType, detail: str, *, status: int | None = None, retry_after: int | None = None,
+                 **extensions: Any) -> None:
+        self.problem, self.detail, self.retry_after, self.extensions = problem, detail, retry_after, extensions
+        self.status = status or problem.status
+        super().__init__(detail)
+
+    @property
+    def is_client_error(self) -> bool:
+        """The request was at fault (retrying it cannot help)."""
+        return 400 <= self.status < 500 and self.status != 429
+
+
+def _from_client_error(exc: ClientError) -> EndpointError:
+    error = exc.response.get("Error", {})
+    code, message = error.get("Code", ""), error.get("Message", "")
+    if code == "ModelError":
+        details: dict[str, Any] = {**error, **exc.response}  # botocore puts the members at the top level
+        status = int(details.get("OriginalStatusCode") or 0)
+        original_message = str(details.get("OriginalMessage") or "")
+        if 400 <= status < 500:
+            try:
+                body = json.loads(original_message)
+                problem = ProblemType(str(body.get("type", "")).removeprefix(problems.TYPE_PREFIX) or "invalid-input",
+                                      status, str(body.get("title", "Invalid request")))
+                extra = {k: v for k, v in body.items() if k not in {"type", "title", "status", "detail"}}
+                return EndpointError(problem, str(body.get("detail", original_message)), **extra)
+            except (ValueError, AttributeError):
+                return EndpointError(problems.INVALID_REQUEST, original_message or message, status=status)
+        if "timed out" in message.lower():
+            return EndpointError(problems.GATEWAY_TIMEOUT, "The model did not answer in time")
+        return EndpointError(problems.BAD_GATEWAY, "The model failed on this request; its log has the details")
+    if code in {"ThrottlingException", "ModelNotReadyException"} or exc.response.get(
+            "ResponseMetadata", {}).get("HTTPStatusCode") == 429:
+        return EndpointError(problems.THROTTLED, "The model's endpoint is busy; retry shortly", retry_after=1)
+    if code in {"ServiceUnavailable", "InternalDependencyException"}:
+        return EndpointError(problems.UNAVAILABLE, "The model's endpoint is unavailable; retry shortly", retry_after=5)
+    return EndpointError(problems.BAD_GATEWAY, f"The model's endpoint answered {code or 'an error'}: {message}")
+
+
+class EndpointPredictor:
+    def __init__(self, entry: CatalogEntry, endpoint: str, client: SageMakerRuntimeClient | None = None) -> None:
+        self.entry, self.endpoint = entry, endpoint
+        self.client = client or boto3.client(
+            "sagemaker-runtime", config=Config(read_timeout=READ_TIMEOUT_S, connect_timeout=3,
+                                               retries={"mode": "standard", "max_attempts": 2}))
+
+    @property
+    def name(self) -> str:
+        return self.entry.name
+
+    def predict(self, raw_inputs: Any) -> dict[str, Any]:
+        body = json.dumps({"inputs": raw_inputs}, separators=(",", ":"))
+        try:
+            response = self.client.invoke_endpoint(EndpointName=self.endpoint, Body=body.encode(),
+                                                   ContentType="application/json", Accept="application/json")
+        except ClientError as exc:
+            raise _from_client_error(exc) from None
+        except ReadTimeoutError:
+            raise EndpointError(problems.GATEWAY_TIMEOUT, "The model did not answer in time") from None
+        except ConnectionError:
+            raise EndpointError(problems.UNAVAILABLE, "The model's endpoint cannot be reached", retry_after=5) from None
+        outputs: dict[str, Any] = json.loads(response["Body"].read())["outputs"]
+        return outputs
+
+    def predict_many(self, inputs: list[Any], concurrency: int = 8) -> list[dict[str, Any] | EndpointError]:
+        """One invocation per job, concurrently: the container's dynamic batcher stacks them."""
+        def one(raw: Any) -> dict[str, Any] | EndpointError:
+            try:
+                return self.predict(raw)
+            except EndpointError as exc:
+                return exc
+
+        with ThreadPoolExecutor(max_workers=min(concurrency, max(1, len(inputs)))) as pool:
+            return list(pool.map(one, inputs))

@@ -1,0 +1,152 @@
+"""The heavy tier's SageMaker inference container: `GET /ping` and `POST /invocations` on port 8080.
+
+    python -m inferstack.heavy.server [serve]
+
+SageMaker starts the container with the argument `serve`. The model directory (`$SM_MODEL_DIR`, default
+`/opt/ml/model`) holds `model.onnx` and `inferstack.json` (name, version, batching). The model is loaded and
+warmed up before the server accepts connections, so `/ping` answers 200 only once it can serve. onnxruntime
+runs with the CUDA provider where a GPU is present and the CPU provider otherwise; the choice is logged.
+`/invocations` takes the predict body (`{"inputs": ...}`) and answers the predict response; bad input gets a
+4xx problem+json, never a 5xx. SIGTERM stops accepting connections and finishes the requests in flight.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from inferstack.api import problems
+from inferstack.api.problems import PROBLEM_JSON, ProblemType
+from inferstack.catalog import CatalogEntry
+from inferstack.heavy.batching import DynamicBatcher
+from inferstack.inference.exceptions import InputValidationError
+from inferstack.inference.validation import to_jsonable
+from inferstack.observability import logger
+
+CONFIG_FILE = "inferstack.json"
+MODEL_FILE = "model.onnx"
+DEFAULT_PORT = 8080
+MAX_BODY_BYTES = 6 * 1024 * 1024  # SageMaker's real-time payload limit
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    model_dir: Path
+    max_batch_size: int
+    max_delay_ms: float
+
+    @classmethod
+    def from_env(cls) -> ServerConfig:
+        model_dir = Path(os.environ.get("SM_MODEL_DIR", "/opt/ml/model"))
+        raw = json.loads((model_dir / CONFIG_FILE).read_text())
+        batching = raw.get("batching", {})
+        size = os.environ.get("INFERSTACK_MAX_BATCH_SIZE") or batching.get("max_batch_size", 32)
+        delay = os.environ.get("INFERSTACK_MAX_DELAY_MS") or batching.get("max_delay_ms", 5)
+        return cls(model_dir=model_dir, max_batch_size=int(size), max_delay_ms=float(delay))
+
+
+def providers() -> list[str]:
+    import onnxruntime as ort
+
+    available = ort.get_available_providers()
+    chosen = ["CUDAExecutionProvider", "CPUExecutionProvider"] if "CUDAExecutionProvider" in available \
+        else ["CPUExecutionProvider"]
+    return chosen
+
+
+def _problem(problem: ProblemType, detail: str, **extensions: Any) -> Response:
+    return Response(problem.encode(detail, **extensions), status_code=problem.status, media_type=PROBLEM_JSON)
+
+
+def create_app(config: ServerConfig) -> Starlette:
+    from inferstack.inference.session import Predictor, create_session
+
+    state: dict[str, Any] = {}
+
+    @asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        entry = CatalogEntry.model_validate({**json.loads((config.model_dir / CONFIG_FILE).read_text()),
+                                             "artifact": MODEL_FILE, "inputs": [], "outputs": []})
+        chosen = providers()
+        session = create_session(config.model_dir / MODEL_FILE, providers=chosen)
+        predictor = Predictor(entry, session)
+        logger.info("model loaded", extra={"model": entry.name, "version": entry.version,
+                                           "providers": session.get_providers(),
+                                           "cuda": "CUDAExecutionProvider" in session.get_providers(),
+                                           "max_batch_size": config.max_batch_size,
+                                           "max_delay_ms": config.max_delay_ms})
+        predictor.warm_up()
+        batcher = DynamicBatcher(predictor.run, max_batch_size=config.max_batch_size,
+                                 max_delay_ms=config.max_delay_ms)
+        batcher.start()
+        state.update(predictor=predictor, batcher=batcher, ready=True)
+        yield
+        state["ready"] = False
+        await batcher.stop()
+        logger.info("stopped", extra={"requests": batcher.stats.requests,
+                                      "inference_calls": batcher.stats.inference_calls})
+
+    async def ping(_: Request) -> Response:
+        return Response(status_code=200 if state.get("ready") else 503)
+
+    async def invocations(request: Request) -> Response:
+        predictor: Predictor = state["predictor"]
+        raw = await request.body()
+        if len(raw) > MAX_BODY_BYTES:
+            return _problem(problems.PAYLOAD_TOO_LARGE, f"The body is {len(raw)} bytes; at most {MAX_BODY_BYTES}")
+        try:
+            body = json.loads(raw)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            return _problem(problems.MALFORMED_JSON, f"The body is not valid JSON: {exc}")
+        if not isinstance(body, dict) or "inputs" not in body or set(body) - {"inputs"}:
+            return _problem(problems.INVALID_REQUEST, 'The body must be a JSON object {"inputs": ...}')
+        try:
+            arrays = predictor.validate(body["inputs"])
+        except InputValidationError as exc:
+            return _problem(problems.INVALID_INPUT, str(exc), errors=[p.as_dict() for p in exc.problems])
+        try:
+            outputs = await state["batcher"].submit(arrays)
+        except Exception:
+            logger.exception("inference failed")
+            return _problem(problems.INTERNAL, "The model failed on this input; the error has been logged.")
+        return Response(json.dumps({"model": predictor.name, "version": predictor.version,
+                                    "outputs": {k: to_jsonable(v) for k, v in outputs.items()}},
+                                   separators=(",", ":")).encode(), media_type="application/json")
+
+    async def stats(_: Request) -> Response:
+        s = state["batcher"].stats
+        return JSONResponse({"requests": s.requests, "inference_calls": s.inference_calls, "rows": s.rows,
+                             "largest_batch_rows": s.largest_batch_rows})
+
+    return Starlette(lifespan=lifespan, routes=[
+        Route("/ping", ping, methods=["GET"]),
+        Route("/invocations", invocations, methods=["POST"]),
+        Route("/stats", stats, methods=["GET"]),  # not reachable through SageMaker; for tests and benchmarks
+    ])
+
+
+def main(argv: list[str] | None = None) -> None:
+    import uvicorn
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0] == "serve":
+        args = args[1:]
+    port = int(os.environ.get("SAGEMAKER_BIND_TO_PORT") or os.environ.get("PORT") or DEFAULT_PORT)
+    host = os.environ.get("INFERSTACK_BIND_HOST", "0.0.0.0")
+    uvicorn.run(create_app(ServerConfig.from_env()), host=host, port=port, log_level="warning",
+                timeout_graceful_shutdown=60, access_log=False)
+
+
+if __name__ == "__main__":
+    main()
