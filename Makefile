@@ -21,10 +21,13 @@ node_modules/.stamp: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-models: models/iris.onnx
+models: models/iris.onnx models/mlp.onnx
 
 models/iris.onnx: models/build_iris.py $(VENV)/.stamp
 	$(BIN)/python models/build_iris.py --out $@
+
+models/mlp.onnx: models/build_mlp.py $(VENV)/.stamp
+	$(BIN)/python models/build_mlp.py --out $@
 
 dev: setup
 	$(BIN)/inferstack dev $(ARGS)

@@ -13,8 +13,9 @@ from inferstack.topology import API_FUNCTION, functions, routes
 from infra.catalog import build_catalog
 from infra.constructs.api import RestApiTier
 from infra.constructs.function import RUNTIME, InferenceFunction
+from infra.constructs.heavy import HeavyTier
 from infra.constructs.jobs import JobTier
-from infra.packaging import build_layer, layer_names, stage_function
+from infra.packaging import build_layer, layer_names, model_tarball, stage_function, stage_heavy_model
 
 CATALOG_IN_BUNDLE = "/var/task/catalog.json"
 
@@ -22,11 +23,9 @@ CATALOG_IN_BUNDLE = "/var/task/catalog.json"
 class InferenceStack(Stack):
     def __init__(self, scope: Construct, id: str, *, manifest: Manifest, **kwargs: Any) -> None:
         super().__init__(scope, id, description=f"inferstack deployment {manifest.name}", **kwargs)
-        if manifest.heavy_models:
-            names = ", ".join(m.name for m in manifest.heavy_models)
-            raise NotImplementedError(f"heavy-tier models ({names}) cannot be deployed yet: the heavy tier is "
-                                      "not built")
         catalog = build_catalog(manifest)
+        self.heavy = HeavyTier(self, "Heavy", manifest=manifest, archives={
+            m.name: model_tarball(stage_heavy_model(m, manifest, catalog)) for m in manifest.heavy_models})
         layers: dict[str, lambda_.ILayerVersion] = {}
 
         def layer(name: str) -> lambda_.ILayerVersion:
@@ -50,6 +49,9 @@ class InferenceStack(Stack):
                 layers=[layer(n) for n in layer_names(spec)], environment=environment,
                 cold_start=model.cold_start if model and serves_api else None,
                 reserved_concurrency=model.reserved_concurrency if model and serves_api else None)
+        for f in self.functions.values():
+            if f.spec.endpoint and f.spec.model:
+                self.heavy.models[f.spec.model].grant_invoke(f.role)
         users = {k: f for k, f in self.functions.items() if f.spec.jobs or k == API_FUNCTION}
         self.jobs.connect({k: f.alias for k, f in users.items()}, {k: f.role for k, f in users.items()})
 

@@ -1,0 +1,136 @@
+"""The heavy tier: per heavy model a SageMaker real-time endpoint on a GPU instance, running the container in
+`sagemaker/`, with target-tracking autoscaling on invocations per instance."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from aws_cdk import Acknowledgment, ArnFormat, CfnOutput, Duration, IgnoreMode, Stack, Validations
+from aws_cdk import aws_applicationautoscaling as appscaling
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_ecr as ecr
+from aws_cdk import aws_ecr_assets as ecr_assets
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_s3_assets as s3_assets
+from aws_cdk import aws_sagemaker as sagemaker
+from constructs import Construct
+
+from inferstack.manifest import Manifest, Model, resource_id
+from inferstack.topology import endpoint_name
+
+ROOT = Path(__file__).resolve().parents[2]
+VARIANT = "AllTraffic"
+
+
+def container_image(scope: Construct) -> ecr_assets.DockerImageAsset:
+    """The container image, built from `sagemaker/Dockerfile` at deploy time (synth only fingerprints it).
+    Its context is the repository root, narrowed to what the image copies."""
+    return ecr_assets.DockerImageAsset(
+        scope, "Image", directory=str(ROOT), file="sagemaker/Dockerfile",
+        exclude=["*", "!inferstack", "!sagemaker", "**/__pycache__"], ignore_mode=IgnoreMode.DOCKER,
+        platform=ecr_assets.Platform.LINUX_AMD64)
+
+
+class HeavyModel(Construct):
+    def __init__(self, scope: Construct, id: str, *, manifest: Manifest, model: Model, model_archive: Path,
+                 image: ecr_assets.DockerImageAsset | None) -> None:
+        super().__init__(scope, id)
+        stack = Stack.of(self)
+        name = endpoint_name(manifest, model.name)
+        self.artifact = s3_assets.Asset(self, "Artifact", path=str(model_archive))
+        self.role = iam.Role(self, "ExecutionRole", assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"),
+                             description=f"SageMaker execution role of heavy model {model.name}")
+        iam.Grant.add_to_principal(  # the one object, not the whole asset bucket
+            grantee=self.role, actions=["s3:GetObject"],
+            resource_arns=[self.artifact.bucket.arn_for_objects(self.artifact.s3_object_key)])
+        if model.image_uri:
+            image_uri = model.image_uri
+            repository = model.image_uri.split("/", 1)[1].split(":")[0].split("@")[0]
+            ecr.Repository.from_repository_name(self, "Repository", repository).grant_pull(self.role)
+        else:
+            assert image is not None
+            image_uri = image.image_uri
+            image.repository.grant_pull(self.role)
+        log_groups = stack.format_arn(service="logs", resource="log-group",
+                                      resource_name=f"/aws/sagemaker/Endpoints/{name}*",
+                                      arn_format=ArnFormat.COLON_RESOURCE_NAME)
+        self.role.add_to_policy(iam.PolicyStatement(
+            actions=["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
+            resources=[log_groups]))
+        self.role.add_to_policy(iam.PolicyStatement(
+            actions=["cloudwatch:PutMetricData"], resources=["*"],
+            conditions={"StringLike": {"cloudwatch:namespace": "/aws/sagemaker/Endpoints*"}}))
+
+        self.model = sagemaker.CfnModel(
+            self, "Model", execution_role_arn=self.role.role_arn, enable_network_isolation=True,
+            primary_container=sagemaker.CfnModel.ContainerDefinitionProperty(
+                image=image_uri, model_data_url=self.artifact.s3_object_url, mode="SingleModel",
+                environment={"INFERSTACK_MAX_BATCH_SIZE": str(model.batching.max_batch_size),
+                             "INFERSTACK_MAX_DELAY_MS": str(model.batching.max_delay_ms)}))
+        # the role is referenced (GetAtt); its policy must exist too before SageMaker checks the role
+        self.model.node.add_dependency(self.role.node.find_child("DefaultPolicy"))
+        self.config = sagemaker.CfnEndpointConfig(
+            self, "Config", production_variants=[sagemaker.CfnEndpointConfig.ProductionVariantProperty(
+                variant_name=VARIANT, model_name=self.model.attr_model_name, instance_type=model.instance_type,
+                initial_instance_count=model.instances.min, initial_variant_weight=1.0)])
+        self.endpoint = sagemaker.CfnEndpoint(self, "Endpoint", endpoint_name=name,
+                                              endpoint_config_name=self.config.attr_endpoint_config_name)
+        self.endpoint_name = name
+
+        target = appscaling.ScalableTarget(
+            self, "Scaling", service_namespace=appscaling.ServiceNamespace.SAGEMAKER,
+            resource_id=f"endpoint/{name}/variant/{VARIANT}",
+            scalable_dimension="sagemaker:variant:DesiredInstanceCount",
+            min_capacity=model.instances.min, max_capacity=model.instances.max)
+        target.node.add_dependency(self.endpoint)
+        target.scale_to_track_metric(
+            "InvocationsPerInstance", target_value=model.instances.target_invocations_per_instance,
+            predefined_metric=appscaling.PredefinedMetric.SAGEMAKER_VARIANT_INVOCATIONS_PER_INSTANCE,
+            scale_in_cooldown=Duration.minutes(5), scale_out_cooldown=Duration.minutes(1))
+
+        dims = {"EndpointName": name, "VariantName": VARIANT}
+        self.alarms = [
+            cloudwatch.Alarm(self, "ModelLatencyP99", metric=cloudwatch.Metric(
+                namespace="AWS/SageMaker", metric_name="ModelLatency", dimensions_map=dims, statistic="p99",
+                period=Duration.minutes(5)), threshold=2_000_000, evaluation_periods=3,  # microseconds
+                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+                alarm_description=f"{name}: p99 model latency above 2 s"),
+            cloudwatch.Alarm(self, "Invocation5XX", metric=cloudwatch.Metric(
+                namespace="AWS/SageMaker", metric_name="Invocation5XXErrors", dimensions_map=dims, statistic="Sum",
+                period=Duration.minutes(1)), threshold=5, evaluation_periods=5, datapoints_to_alarm=3,
+                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+                alarm_description=f"{name}: the container answered 5XX"),
+        ]
+
+        policy = self.role.node.find_child("DefaultPolicy")
+        reason_logs = ("SageMaker names the endpoint's log streams per instance at run time; the grant is limited to "
+                       "this endpoint's log groups")
+        Validations.of(policy).acknowledge(
+            Acknowledgment(id=f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:logs:<AWS::Region>:"
+                              f"<AWS::AccountId>:log-group:/aws/sagemaker/Endpoints/{name}*]", reason=reason_logs),
+            Acknowledgment(id="AwsSolutions-IAM5[Resource::*]", reason="cloudwatch:PutMetricData has no resource-level "
+                           "permissions (it is scoped by the namespace condition); ecr:GetAuthorizationToken neither"),
+        )
+        Validations.of(self.model).acknowledge(Acknowledgment(
+            id="AwsSolutions-SM1", reason="The endpoint is reached only through the IAM-authenticated SageMaker "
+            "runtime API by this stack's functions, and the container runs with network isolation; a VPC would "
+            "add NAT cost and nothing to reach"))
+        Validations.of(self.config).acknowledge(Acknowledgment(
+            id="AwsSolutions-SM2", reason="GPU instances serve from local NVMe instance storage, which SageMaker "
+            "encrypts itself and for which it rejects a KMS key; the model artifact is encrypted in the S3 asset "
+            "bucket"))
+        CfnOutput(self, "EndpointName", value=name, description=f"SageMaker endpoint of heavy model {model.name}")
+
+    def grant_invoke(self, grantee: iam.IGrantable) -> None:
+        iam.Grant.add_to_principal(grantee=grantee, actions=["sagemaker:InvokeEndpoint"],
+                                   resource_arns=[self.endpoint.ref])
+
+
+class HeavyTier(Construct):
+    def __init__(self, scope: Construct, id: str, *, manifest: Manifest, archives: dict[str, Path]) -> None:
+        super().__init__(scope, id)
+        needs_image = any(not m.image_uri for m in manifest.heavy_models)
+        image = container_image(self) if needs_image else None
+        self.models = {m.name: HeavyModel(self, resource_id(m.name), manifest=manifest, model=m,
+                                          model_archive=archives[m.name], image=image)
+                       for m in manifest.heavy_models}
