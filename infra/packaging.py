@@ -15,6 +15,8 @@ import shutil
 import subprocess
 import sys
 import tarfile
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from inferstack.catalog import Catalog, CatalogEntry
@@ -93,26 +95,45 @@ def _copy_tree(src: Path, dst: Path) -> None:
     shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "py.typed"), dirs_exist_ok=True)
 
 
+def _staged(kind: str, name: str, build: Callable[[Path], None]) -> Path:
+    """Build into a fresh directory and move it into place atomically, so that concurrent syntheses (tests
+    in parallel, a `cdk synth` beside them) never see or delete each other's half-written trees. The result
+    is addressed by its content: an identical build is reused."""
+    parent = BUILD_DIR / kind
+    parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=parent))
+    build(tmp)
+    digest = hashlib.sha256()
+    for path in sorted(p for p in tmp.rglob("*") if p.is_file()):
+        digest.update(str(path.relative_to(tmp)).encode())
+        digest.update(path.read_bytes())
+    out = parent / f"{name}-{digest.hexdigest()[:12]}"
+    try:
+        os.rename(tmp, out)
+    except OSError:  # already built, by this content
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
 def stage_function(spec: FunctionSpec, manifest: Manifest, catalog: Catalog) -> Path:
     """Write the function's code bundle: the run-time library, its entry point, the catalog and (for a
     predict function) its model. Returns the directory to deploy as the function's code asset."""
-    out = BUILD_DIR / "functions" / spec.key
-    if out.exists():
-        shutil.rmtree(out)
-    out.mkdir(parents=True)
+    return _staged("functions", spec.key, lambda out: _write_function(out, spec, manifest, catalog))
+
+
+def _write_function(out: Path, spec: FunctionSpec, manifest: Manifest, catalog: Catalog) -> None:
     _copy_tree(ROOT / "inferstack", out / "inferstack")
     entry_dir = spec.handler.rsplit(".", 2)[0].replace(".", "/")  # functions/predict
     _copy_tree(ROOT / entry_dir, out / entry_dir)
     (out / "functions" / "__init__.py").write_text("")
     entries: list[CatalogEntry] = list(catalog.models)
-    if spec.model:
+    if spec.inference and spec.model:
         model = manifest.model(spec.model)
         entry = catalog.get(spec.model)
         assert entry is not None
         (out / entry.artifact).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(manifest.model_file(model), out / entry.artifact)
     Catalog(models=entries).dump(out / "catalog.json")
-    return out
 
 
 def dir_size(path: Path) -> int:
@@ -129,23 +150,30 @@ def stage_heavy_model(model: Model, manifest: Manifest, catalog: Catalog, out: P
     """The SageMaker model directory (`/opt/ml/model`): `model.onnx` and `inferstack.json`."""
     entry = catalog.get(model.name)
     assert entry is not None
-    out = out or BUILD_DIR / "heavy" / model.name / "model"
-    if out.exists():
-        shutil.rmtree(out)
-    out.mkdir(parents=True)
-    shutil.copy2(manifest.model_file(model), out / "model.onnx")
-    (out / "inferstack.json").write_text(json.dumps(heavy_model_config(entry, model), indent=2) + "\n")
-    return out
+
+    def write(target: Path) -> None:
+        target.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(manifest.model_file(model), target / "model.onnx")
+        (target / "inferstack.json").write_text(json.dumps(heavy_model_config(entry, model), indent=2) + "\n")
+
+    if out is not None:
+        write(out)
+        return out
+    return _staged("heavy", model.name, write)
 
 
 def model_tarball(model_dir: Path) -> Path:
     """`model.tar.gz` as SageMaker expects it (files at the archive's root), reproducible byte for byte."""
-    out = model_dir.parent / "model.tar.gz"
-    with out.open("wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as gz, \
+    out = model_dir.with_name(model_dir.name + ".tar.gz")
+    if out.exists():
+        return out
+    tmp = out.with_name(f".{out.name}.{os.getpid()}")
+    with tmp.open("wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as gz, \
             tarfile.open(fileobj=gz, mode="w") as tar:
         for path in sorted(model_dir.iterdir()):
             info = tar.gettarinfo(str(path), arcname=path.name)
             info.mtime, info.uid, info.gid, info.uname, info.gname = 0, 0, 0, "", ""
             with path.open("rb") as f:
                 tar.addfile(info, f)
+    os.replace(tmp, out)
     return out

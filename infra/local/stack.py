@@ -33,13 +33,17 @@ class PortBusyError(RuntimeError):
     pass
 
 
-def check_port_free(host: str, port: int) -> None:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        try:
-            s.bind((host, port))
-        except OSError:
-            raise PortBusyError(f"port {port} on {host} is already in use: stop what holds it "
-                                f"(`lsof -i :{port}`) or pass --port") from None
+def bind_port(host: str, port: int) -> socket.socket:
+    """Take the gateway's port first, so that nothing started meanwhile can take it."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise PortBusyError(f"port {port} on {host} is already in use: stop what holds it "
+                            f"(`lsof -i :{port}`) or pass --port") from None
+    return sock
 
 
 class LogStream:
@@ -73,6 +77,7 @@ class DevStack:
         self.functions: LocalFunctions | None = None
         self.pollers: list[QueuePoller] = []
         self.server: uvicorn.Server | None = None
+        self.sock: socket.socket | None = None
 
     @property
     def url(self) -> str:
@@ -99,7 +104,7 @@ class DevStack:
         return environment
 
     def start(self) -> Gateway:
-        check_port_free(self.host, self.port)
+        self.sock = bind_port(self.host, self.port)
         self.workdir.mkdir(parents=True, exist_ok=True)
         catalog_path = self.workdir / "catalog.json"
         catalog = build_catalog(self.manifest, bundled=False)
@@ -135,7 +140,7 @@ class DevStack:
             config = uvicorn.Config(gateway, host=self.host, port=self.port, log_level="warning", lifespan="off")
             self.server = uvicorn.Server(config)
             on_ready()
-            self.server.run()
+            self.server.run(sockets=[self.sock] if self.sock else None)
         finally:
             self.stop()
 
@@ -152,3 +157,6 @@ class DevStack:
             self.sagemaker.stop()
             self.sagemaker = None
         self.aws.stop()
+        if self.sock:
+            self.sock.close()
+            self.sock = None

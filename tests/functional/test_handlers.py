@@ -34,7 +34,9 @@ def test_health(api_handler: Handler) -> None:
 def test_models_lists_signatures_from_the_onnx_graph(api_handler: Handler) -> None:
     response = api_handler(load_event("apiGatewayProxyEvent_models.json"))
     assert response["statusCode"] == 200
-    (iris,) = body_of(response)["models"]
+    models = {m["name"]: m for m in body_of(response)["models"]}
+    assert set(models) == {"iris", "mlp"}
+    iris = models["iris"]
     assert iris["name"] == "iris" and iris["tier"] == "light" and len(iris["version"]) == 12
     assert iris["inputs"] == [{"name": "features", "dtype": "float32", "shape": ["N", 4]}]
     assert iris["outputs"] == [{"name": "label", "dtype": "int64", "shape": ["N"]},

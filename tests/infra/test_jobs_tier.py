@@ -46,7 +46,7 @@ def test_payload_bucket_private_encrypted_tls_only_with_expiry(example: Synthesi
 
 def test_queue_per_model_with_dlq_sse_and_visibility_six_times_the_worker_timeout(example: Synthesized) -> None:
     queues = by_type(example, "AWS::SQS::Queue")
-    assert len(queues) == 4  # jobs-iris + its DLQ, webhooks + its DLQ
+    assert len(queues) == 6  # per model (iris, mlp) a queue + DLQ; webhooks + its DLQ
     for q in queues.values():
         assert q["Properties"]["SqsManagedSseEnabled"] is True
     (jobs_queue,) = [q for k, q in queues.items() if k.startswith("JobsJobsIrisQueue")]
@@ -59,17 +59,20 @@ def test_queue_per_model_with_dlq_sse_and_visibility_six_times_the_worker_timeou
 
 def test_event_sources_report_batch_item_failures(example: Synthesized) -> None:
     mappings = list(by_type(example, "AWS::Lambda::EventSourceMapping").values())
-    assert len(mappings) == 3  # worker, webhooks, deadletter
+    assert len(mappings) == 5  # two workers, webhooks, deadletter on each model's DLQ
     for m in mappings:
         assert m["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
-    (worker,) = [m for m in mappings if "ScalingConfig" in m["Properties"]]
-    assert worker["Properties"]["BatchSize"] == 10
-    assert worker["Properties"]["ScalingConfig"] == {"MaximumConcurrency": 20}
+    workers = [m for m in mappings if "ScalingConfig" in m["Properties"]]
+    assert len(workers) == 2
+    for worker in workers:
+        assert worker["Properties"]["BatchSize"] == 10
+        assert worker["Properties"]["ScalingConfig"] == {"MaximumConcurrency": 20}
 
 
 def test_worker_function_timeout_and_environment(example: Synthesized) -> None:
     (worker,) = [f for f in by_type(example, "AWS::Lambda::Function").values()
-                 if f["Properties"]["Handler"] == "functions.worker.handler.handler"]
+                 if f["Properties"]["Handler"] == "functions.worker.handler.handler"
+                 and f["Properties"]["Environment"]["Variables"]["INFERSTACK_MODEL"] == "iris"]
     props = worker["Properties"]
     assert props["Timeout"] == 60 and "ReservedConcurrentExecutions" not in props
     variables = props["Environment"]["Variables"]
@@ -112,8 +115,8 @@ def test_least_privilege_per_function(example: Synthesized) -> None:
 def test_alarms_on_dlq_depth_and_oldest_message(example: Synthesized) -> None:
     alarms = list(by_type(example, "AWS::CloudWatch::Alarm").values())
     names = [a["Properties"].get("MetricName") for a in alarms]
-    assert names.count("ApproximateNumberOfMessagesVisible") == 2  # each DLQ
-    assert names.count("ApproximateAgeOfOldestMessage") == 2  # jobs and webhook queues
+    assert names.count("ApproximateNumberOfMessagesVisible") == 3  # each DLQ
+    assert names.count("ApproximateAgeOfOldestMessage") == 3  # the job queues and the webhook queue
 
 
 def test_job_routes(example: Synthesized) -> None:

@@ -114,3 +114,15 @@ def test_not_toml(tmp_path: Path) -> None:
         load_manifest(bad)
     assert info.value.problems[0][0] == "(syntax)"
     assert "bad.toml is not a valid inferstack manifest" in str(info.value)
+
+
+def test_heavy_instance_type_must_have_a_gpu(iris_model: Path) -> None:
+    found = problems({"models": [light(tier="heavy", instance_type="ml.m5.xlarge")]})
+    assert "not a SageMaker GPU instance" in found[0][1]
+    ok = parse({"models": [light(tier="heavy", instance_type="ml.g6.2xlarge")]})
+    assert ok.models[0].instance_type == "ml.g6.2xlarge"
+
+
+def test_heavy_model_needs_an_instance_type(iris_model: Path) -> None:
+    found = problems({"models": [light(tier="heavy")]})
+    assert "needs instance_type" in found[0][1]

@@ -1,0 +1,216 @@
+"""The heavy tier's container server over real HTTP, its dynamic batcher, and the SageMaker runtime path."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import boto3
+import httpx
+import numpy as np
+import onnxruntime as ort
+import pytest
+from botocore.exceptions import ClientError
+
+from inferstack.heavy.batching import DynamicBatcher
+from inferstack.heavy.endpoint import EndpointError, EndpointPredictor
+from inferstack.manifest import Manifest, parse_manifest
+from infra.catalog import build_catalog
+from infra.local.sagemaker import LocalSageMaker, ModelServer
+from infra.packaging import stage_heavy_model
+from tests.conftest import ROOT
+
+MLP = ROOT / "models" / "mlp.onnx"
+
+
+def heavy_manifest(**batching: Any) -> Manifest:
+    if not MLP.exists():
+        pytest.fail("models/mlp.onnx is missing: run `make models`")
+    return parse_manifest({"name": "heavytest", "models": [{
+        "name": "mlp", "path": str(MLP), "tier": "heavy", "instance_type": "ml.g5.xlarge",
+        "batching": batching or {"max_batch_size": 32, "max_delay_ms": 20}}]}, root=ROOT)
+
+
+def start_server(tmp: Path, **batching: Any) -> ModelServer:
+    manifest = heavy_manifest(**batching)
+    model_dir = stage_heavy_model(manifest.models[0], manifest, build_catalog(manifest), tmp / "model")
+    server = ModelServer("mlp", model_dir, log=lambda line: None)
+    server.start()
+    return server
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ModelServer]:
+    s = start_server(tmp_path_factory.mktemp("heavy"))
+    yield s
+    s.stop()
+
+
+def rows(n: int, seed: int) -> list[list[float]]:
+    return np.random.default_rng(seed).random((n, 512), dtype=np.float32).round(4).tolist()
+
+
+def direct(x: list[list[float]]) -> dict[str, np.ndarray]:
+    session = ort.InferenceSession(str(MLP))
+    logits, proba = session.run(None, {"features": np.array(x, dtype=np.float32)})
+    return {"logits": logits, "probabilities": proba}
+
+
+def test_ping_and_invocations(server: ModelServer) -> None:
+    assert httpx.get(f"{server.url}/ping").status_code == 200
+    x = rows(3, 0)
+    response = httpx.post(f"{server.url}/invocations", json={"inputs": {"features": x}})
+    assert response.status_code == 200
+    body = response.json()
+    assert body["model"] == "mlp" and len(body["version"]) == 12
+    np.testing.assert_allclose(body["outputs"]["logits"], direct(x)["logits"], rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize(("payload", "status", "kind"), [
+    (b'{"inputs": [[1, 2', 400, "malformed-json"),
+    (b'{"inputs": [[1, 2, 3]]}', 422, "invalid-input"),
+    (b'{"inputs": [["a"]]}', 422, "invalid-input"),
+    (b'{"rows": []}', 422, "invalid-request"),
+])
+def test_bad_input_is_a_4xx_problem(server: ModelServer, payload: bytes, status: int, kind: str) -> None:
+    response = httpx.post(f"{server.url}/invocations", content=payload, headers={"content-type": "application/json"})
+    assert response.status_code == status
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["type"] == f"urn:inferstack:problem:{kind}"
+
+
+def test_64_concurrent_requests_are_batched_and_each_gets_its_own_rows(server: ModelServer) -> None:
+    before = httpx.get(f"{server.url}/stats").json()
+    inputs = [rows(1 + i % 3, seed=i) for i in range(64)]
+    with httpx.Client(timeout=60) as client, ThreadPoolExecutor(64) as pool:
+        answers = list(pool.map(lambda x: client.post(f"{server.url}/invocations", json={"inputs": x}), inputs))
+    after = httpx.get(f"{server.url}/stats").json()
+    calls = after["inference_calls"] - before["inference_calls"]
+    assert after["requests"] - before["requests"] == 64
+    assert calls <= 64 // 4, f"{calls} inference calls for 64 requests"  # far fewer than one per request
+    assert after["largest_batch_rows"] > 3
+    for x, answer in zip(inputs, answers, strict=True):
+        assert answer.status_code == 200
+        expected = direct(x)
+        np.testing.assert_allclose(answer.json()["outputs"]["probabilities"], expected["probabilities"],
+                                   rtol=1e-4, atol=1e-6)
+
+
+def test_sigterm_finishes_in_flight_requests(tmp_path: Path) -> None:
+    # GIVEN a server whose batcher holds a lone request for 1 s
+    slow = start_server(tmp_path, max_batch_size=64, max_delay_ms=1000)
+    assert slow.proc is not None
+    result: dict[str, Any] = {}
+
+    def call() -> None:
+        result["response"] = httpx.post(f"{slow.url}/invocations", json={"inputs": rows(1, 1)}, timeout=30)
+
+    caller = threading.Thread(target=call)
+    caller.start()
+    time.sleep(0.3)
+    # WHEN it gets SIGTERM while the request is in flight
+    slow.proc.send_signal(signal.SIGTERM)
+    caller.join(30)
+    # THEN the request still gets its answer and the server exits cleanly
+    assert result["response"].status_code == 200
+    # (uvicorn re-raises SIGTERM once its graceful shutdown is done, so the exit status is the signal's)
+    assert slow.proc.wait(30) in (0, -signal.SIGTERM)
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"{slow.url}/ping", timeout=2)
+
+
+def test_batcher_keeps_unstackable_shapes_apart_and_isolates_a_failing_request() -> None:
+    calls: list[tuple[int, ...]] = []
+
+    def run(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        x = arrays["x"]
+        calls.append(x.shape)
+        if np.any(x < 0):
+            raise ValueError("negative input")
+        return {"y": x * 2}
+
+    async def scenario() -> list[Any]:
+        batcher = DynamicBatcher(run, max_batch_size=16, max_delay_ms=50)
+        batcher.start()
+        requests = [np.ones((1, 3)), np.ones((2, 3)), np.ones((1, 5)), -np.ones((1, 3)), np.full((1, 5), 3.0)]
+        results = await asyncio.gather(*(batcher.submit({"x": r}) for r in requests), return_exceptions=True)
+        await batcher.stop()
+        return results
+
+    results = asyncio.run(scenario())
+    assert results[0]["y"].tolist() == [[2, 2, 2]]
+    assert results[1]["y"].shape == (2, 3)
+    assert results[2]["y"].tolist() == [[2] * 5] and results[4]["y"].tolist() == [[6] * 5]
+    assert isinstance(results[3], ValueError)  # only the bad request fails
+    assert (4, 3) in calls and (2, 5) in calls  # the 3-wide and 5-wide requests were stacked apart
+
+
+def test_batching_off_runs_one_call_per_request() -> None:
+    async def scenario() -> int:
+        batcher = DynamicBatcher(lambda a: a, max_batch_size=1, max_delay_ms=0)
+        batcher.start()
+        await asyncio.gather(*(batcher.submit({"x": np.ones((1, 2))}) for _ in range(10)))
+        await batcher.stop()
+        return batcher.stats.inference_calls
+
+    assert asyncio.run(scenario()) == 10
+
+
+@pytest.fixture(scope="module")
+def local_sagemaker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalSageMaker]:
+    manifest = heavy_manifest()
+    sm = LocalSageMaker(manifest, build_catalog(manifest, bundled=False), tmp_path_factory.mktemp("sm"),
+                        log=lambda part, line: None)
+    sm.start()
+    yield sm
+    sm.stop()
+
+
+def runtime_client(sm: LocalSageMaker) -> Any:
+    return boto3.client("sagemaker-runtime", endpoint_url=sm.endpoint_url, region_name="us-east-1",
+                        aws_access_key_id="testing", aws_secret_access_key="testing")
+
+
+def test_boto3_invoke_endpoint_against_the_local_server(local_sagemaker: LocalSageMaker) -> None:
+    client = runtime_client(local_sagemaker)
+    x = rows(2, 5)
+    response = client.invoke_endpoint(EndpointName="heavytest-mlp", Body=json.dumps({"inputs": x}),
+                                      ContentType="application/json")
+    assert response["InvokedProductionVariant"] == "AllTraffic"
+    body = json.loads(response["Body"].read())
+    np.testing.assert_allclose(body["outputs"]["logits"], direct(x)["logits"], rtol=1e-4, atol=1e-5)
+    with pytest.raises(ClientError) as info:
+        client.invoke_endpoint(EndpointName="heavytest-mlp", Body=b'{"inputs": [[1]]}', ContentType="application/json")
+    assert info.value.response["Error"]["Code"] == "ModelError"
+    assert info.value.response["OriginalStatusCode"] == 422
+    with pytest.raises(ClientError) as info:
+        client.invoke_endpoint(EndpointName="nope", Body=b"{}", ContentType="application/json")
+    assert info.value.response["Error"]["Code"] == "ValidationError"
+
+
+def test_endpoint_predictor_maps_sagemaker_errors(local_sagemaker: LocalSageMaker) -> None:
+    manifest = heavy_manifest()
+    entry = build_catalog(manifest).models[0]
+    predictor = EndpointPredictor(entry, "heavytest-mlp", client=runtime_client(local_sagemaker))
+    assert len(predictor.predict(rows(2, 9))["probabilities"]) == 2
+    with pytest.raises(EndpointError) as info:
+        predictor.predict([[1, 2]])
+    assert info.value.status == 422 and info.value.is_client_error
+    assert info.value.extensions["errors"][0]["input"] == "inputs.features"
+    missing = EndpointPredictor(entry, "heavytest-gone", client=runtime_client(local_sagemaker))
+    with pytest.raises(EndpointError) as info:
+        missing.predict(rows(1, 1))
+    assert info.value.status == 502 and not info.value.is_client_error
+    down = EndpointPredictor(entry, "x", client=boto3.client(
+        "sagemaker-runtime", endpoint_url="http://127.0.0.1:9", region_name="us-east-1",
+        aws_access_key_id="testing", aws_secret_access_key="testing"))
+    with pytest.raises(EndpointError) as info:
+        down.predict(rows(1, 1))
+    assert info.value.status == 503 and info.value.retry_after == 5
