@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from bench import light, worker
+from bench import heavy, light, worker
 
 RESULTS = Path(__file__).with_name("results.json")
 
@@ -30,6 +30,7 @@ def main() -> None:
     quick = "--quick" in sys.argv
     rows = light.run(runs=3 if quick else 10, requests=500 if quick else 2000)
     rows += worker.run(rounds=3 if quick else 7)
+    rows += heavy.run(seconds=3 if quick else 8)
     print(table(rows))
     RESULTS.write_text(json.dumps(rows, indent=2) + "\n")
     print(f"\nwrote {RESULTS}")

@@ -79,7 +79,8 @@ def create_app(config: ServerConfig) -> Starlette:
         entry = CatalogEntry.model_validate({**json.loads((config.model_dir / CONFIG_FILE).read_text()),
                                              "artifact": MODEL_FILE, "inputs": [], "outputs": []})
         chosen = providers()
-        session = create_session(config.model_dir / MODEL_FILE, providers=chosen)
+        # No spinning: the event loop that parses and answers requests needs the CPU between batches.
+        session = create_session(config.model_dir / MODEL_FILE, providers=chosen, spin=False)
         predictor = Predictor(entry, session)
         logger.info("model loaded", extra={"model": entry.name, "version": entry.version,
                                            "providers": session.get_providers(),

@@ -34,15 +34,16 @@ def available_vcpus() -> int:
     return max(1, len(os.sched_getaffinity(0)))
 
 
-def create_session(path: str | Path, *, threads: int | None = None,
-                   providers: list[str] | None = None) -> ort.InferenceSession:
+def create_session(path: str | Path, *, threads: int | None = None, providers: list[str] | None = None,
+                   spin: bool | None = None) -> ort.InferenceSession:
+    """`spin`: let idle intra-op threads busy-wait for work (lowest latency for back-to-back runs, but they
+    take CPU from everything else in the process). Default: only when there is more than one thread."""
     threads = threads or available_vcpus()
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    if threads == 1:
-        # Nothing to hand work to; spinning would only burn billed CPU time.
+    if not (threads > 1 if spin is None else spin):
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     try:
         return ort.InferenceSession(str(path), sess_options=options,

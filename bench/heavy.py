@@ -1,0 +1,113 @@
+"""Heavy container throughput at 32 concurrent clients: dynamic batching on vs off, side by side.
+
+Both servers are the real container server (`python -m inferstack.heavy.server`) on this machine's CPU with
+the example heavy model (10.5M parameters); each client sends one row per request, back to back. Also reports
+p99 latency with batching against its bound: max_delay_ms plus the model's own time for a full batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+CLIENTS = 32
+
+
+def _load(url: str, seconds: float) -> tuple[float, list[float]]:
+    """32 keep-alive clients on one asyncio loop, sending a pre-encoded request: a load generator lean
+    enough to leave the (shared, 2-core) machine to the server under test."""
+    return asyncio.run(_load_async(url, seconds))
+
+
+async def _load_async(url: str, seconds: float) -> tuple[float, list[float]]:
+    parsed = httpx.URL(url)
+    body = json.dumps({"inputs": np.random.default_rng(0).random((1, 512)).round(4).tolist()}).encode()
+    request = (f"POST /invocations HTTP/1.1\r\nHost: {parsed.host}\r\nContent-Type: application/json\r\n"
+               f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+    latencies: list[float] = []
+    stop = time.monotonic() + seconds
+
+    async def client() -> None:
+        reader, writer = await asyncio.open_connection(parsed.host, parsed.port)
+        try:
+            while time.monotonic() < stop:
+                start = time.perf_counter()
+                writer.write(request)
+                status = await reader.readline()
+                length = 0
+                while (line := await reader.readline()) not in (b"\r\n", b""):
+                    if line.lower().startswith(b"content-length:"):
+                        length = int(line.split(b":")[1])
+                await reader.readexactly(length)
+                if b" 200 " not in status:
+                    raise RuntimeError(f"server answered {status!r}")
+                latencies.append(time.perf_counter() - start)
+        finally:
+            writer.close()
+
+    began = time.monotonic()
+    await asyncio.gather(*(client() for _ in range(CLIENTS)))
+    return len(latencies) / (time.monotonic() - began), latencies
+
+
+def _full_batch_ms(max_batch_size: int) -> float:
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(ROOT / "models" / "mlp.onnx"))
+    x = np.random.default_rng(1).random((max_batch_size, 512), dtype=np.float32)
+    session.run(None, {"features": x})
+    times = []
+    for _ in range(10):
+        start = time.perf_counter()
+        session.run(None, {"features": x})
+        times.append(time.perf_counter() - start)
+    return statistics.median(times) * 1000
+
+
+def run(seconds: float = 8) -> list[dict[str, Any]]:
+    from inferstack.manifest import load_manifest
+    from infra.catalog import build_catalog
+    from infra.local.sagemaker import ModelServer
+    from infra.packaging import stage_heavy_model
+
+    manifest = load_manifest(ROOT / "inferstack.toml")
+    model = manifest.heavy_models[0]
+    results: dict[str, tuple[float, list[float]]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        model_dir = stage_heavy_model(model, manifest, build_catalog(manifest), Path(tmp) / "model")
+        off = {"INFERSTACK_MAX_BATCH_SIZE": "1", "INFERSTACK_MAX_DELAY_MS": "0"}
+        for name, env in (("batching", {}), ("off", off)):
+            saved = {k: os.environ.get(k) for k in env}
+            os.environ.update(env)
+            server = ModelServer(model.name, model_dir, log=lambda line: None)
+            try:
+                server.start()
+                _load(server.url, 1)  # warm the connections and the model
+                results[name] = _load(server.url, seconds)
+            finally:
+                server.stop()
+                for k, v in saved.items():
+                    if v is None:
+                        os.environ.pop(k, None)
+                    else:
+                        os.environ[k] = v
+    (on, on_lat), (off, off_lat) = results["batching"], results["off"]
+    p99 = float(np.percentile(on_lat, 99) * 1000)
+    bound = model.batching.max_delay_ms + _full_batch_ms(model.batching.max_batch_size)
+    return [
+        {"figure": f"heavy req/s, {CLIENTS} clients (CPU)", "value": on, "baselines": {"no batching": off},
+         "targets": {"no batching": 3.0}, "better": "higher"},
+        {"figure": "heavy p99 latency with batching (ms)", "value": p99,
+         "baselines": {"delay+batch": bound, "no batching": float(np.percentile(off_lat, 99) * 1000)},
+         "targets": {}, "better": "lower"},
+    ]
