@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from inferstack.jobs.aws import AwsClients
-from inferstack.jobs.dead_letter import WebhookHandler
 from inferstack.jobs.settings import JobsSettings
 from inferstack.jobs.store import JobStore
-from inferstack.jobs.webhooks import WebhookSender
+from inferstack.jobs.webhooks import WebhookHandler, WebhookSender
 from inferstack.observability import logger
 
 settings = JobsSettings.from_env()

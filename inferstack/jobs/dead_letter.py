@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from pydantic import ValidationError
 
 from inferstack.jobs.exceptions import JobNotFoundError
 from inferstack.jobs.schemas import JobMessage
+from inferstack.jobs.sqs import partial_batch_response
 from inferstack.jobs.store import TERMINAL, JobStore
 from inferstack.jobs.webhooks import WebhookSender
 from inferstack.observability import logger
@@ -37,23 +37,4 @@ class DeadLetterHandler:
                 self.webhooks.enqueue(webhook)
 
     def handle(self, event: dict[str, Any], context: Any = None) -> dict[str, Any]:
-        processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
-        return dict(process_partial_response(event=event, record_handler=self.record, processor=processor,
-                                             context=context))
-
-
-class WebhookHandler:
-    """The webhook function: one delivery attempt per message."""
-
-    def __init__(self, sender: WebhookSender) -> None:
-        self.sender = sender
-
-    def record(self, record: SQSRecord) -> None:
-        from inferstack.jobs.schemas import WebhookMessage
-
-        self.sender.deliver(WebhookMessage.model_validate_json(record.body))
-
-    def handle(self, event: dict[str, Any], context: Any = None) -> dict[str, Any]:
-        processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
-        return dict(process_partial_response(event=event, record_handler=self.record, processor=processor,
-                                             context=context))
+        return partial_batch_response(event, self.record, context)

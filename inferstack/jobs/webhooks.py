@@ -20,6 +20,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from standardwebhooks.webhooks import Webhook
 
 from inferstack import __version__
@@ -27,6 +28,7 @@ from inferstack.jobs.aws import AwsClients
 from inferstack.jobs.exceptions import UnsafeWebhookUrlError
 from inferstack.jobs.schemas import WebhookMessage
 from inferstack.jobs.settings import JobsSettings
+from inferstack.jobs.sqs import partial_batch_response
 from inferstack.jobs.ssrf import Resolver, check_webhook_url, system_resolver
 from inferstack.jobs.store import Job, JobStore, now_iso
 
@@ -163,3 +165,16 @@ class WebhookSender:
                 self.enqueue(message.model_copy(update={"attempt": message.attempt + 1}), delay)
         self.store.record_webhook_attempt(message.job_id, attempt, status)
         return status
+
+
+class WebhookHandler:
+    """The webhook function: one delivery attempt per message."""
+
+    def __init__(self, sender: WebhookSender) -> None:
+        self.sender = sender
+
+    def record(self, record: SQSRecord) -> None:
+        self.sender.deliver(WebhookMessage.model_validate_json(record.body))
+
+    def handle(self, event: dict[str, Any], context: Any = None) -> dict[str, Any]:
+        return partial_batch_response(event, self.record, context)

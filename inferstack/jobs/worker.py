@@ -14,13 +14,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from pydantic import ValidationError
 
 from inferstack.inference.exceptions import InputValidationError
 from inferstack.jobs.exceptions import TransientJobError
 from inferstack.jobs.schemas import JobMessage, WebhookMessage
+from inferstack.jobs.sqs import partial_batch_response
 from inferstack.jobs.store import TERMINAL, Job, JobStore
 from inferstack.jobs.webhooks import WebhookSender
 from inferstack.observability import logger
@@ -265,6 +265,4 @@ class BatchWorker:
             if record.message_id in failed:
                 raise TransientJobError(f"job in message {record.message_id} will be retried")
 
-        processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
-        return dict(process_partial_response(event=event, record_handler=record_handler, processor=processor,
-                                             context=context))
+        return partial_batch_response(event, record_handler, context)

@@ -17,8 +17,10 @@ import sys
 import time
 import traceback
 import uuid
-from http.server import BaseHTTPRequestHandler, HTTPServer
+from http.server import HTTPServer
 from typing import Any
+
+from infra.local.http import QuietHandler
 
 READY = "INFERSTACK_READY"
 
@@ -52,11 +54,9 @@ def main(argv: list[str] | None = None) -> None:
     module_name, attr = args.handler.rsplit(".", 1)
     handler = getattr(importlib.import_module(module_name), attr)
 
-    class Invoke(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
+    class Invoke(QuietHandler):
         def do_POST(self) -> None:
-            event = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
+            event = json.loads(self.read_body())
             request_id = self.headers.get("X-Amz-Request-Id") or str(uuid.uuid4())
             context = LocalContext(args.name, args.memory_mb, args.timeout_s, request_id)
             headers = {"Content-Type": "application/json"}
@@ -67,16 +67,8 @@ def main(argv: list[str] | None = None) -> None:
                 headers["X-Amz-Function-Error"] = "Unhandled"
                 result = {"errorMessage": str(exc), "errorType": type(exc).__name__,
                           "stackTrace": traceback.format_tb(exc.__traceback__)}
-            payload = json.dumps(result).encode()
-            self.send_response(200)
-            for key, value in headers.items():
-                self.send_header(key, value)
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
+            self.respond(200, headers, json.dumps(result).encode())
 
-        def log_message(self, format: str, *args: Any) -> None:
-            pass  # the gateway logs requests
 
     server = HTTPServer(("127.0.0.1", args.port), Invoke)
     print(f"{READY} {server.server_address[1]}", flush=True)

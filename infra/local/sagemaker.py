@@ -28,6 +28,7 @@ from inferstack.manifest import Manifest
 from inferstack.topology import endpoint_name
 from infra.local.aws import free_port
 from infra.local.functions import prefixed
+from infra.local.http import QuietHandler
 from infra.packaging import stage_heavy_model
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -147,26 +148,17 @@ class LocalSageMaker:
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         local = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
+        class Handler(QuietHandler):
             def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                body = self.read_body()
                 match = _PATH.match(self.path.split("?", 1)[0])
                 if match is None:
                     status, headers, payload = _error("UnknownOperationException", 404, f"No operation {self.path}")
                 else:
                     status, headers, payload = local.invoke(match.group(1), body,
                                                             self.headers.get("Content-Type", ""))
-                self.send_response(status)
-                for key, value in headers.items():
-                    self.send_header(key, value)
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
+                self.respond(status, headers, payload)
 
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
 
         return Handler
 

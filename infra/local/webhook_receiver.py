@@ -11,10 +11,12 @@ import json
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any
 
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+
+from infra.local.http import QuietHandler
 
 Answer = int | tuple[int, dict[str, str]]
 
@@ -38,9 +40,11 @@ class WebhookReceiver:
         self.lock = threading.Lock()
         receiver = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
+            protocol_version = "HTTP/1.0"  # one delivery, one connection
+
             def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                body = self.read_body()
                 headers = {k.lower(): v for k, v in self.headers.items()}
                 try:
                     payload = receiver.verifier.verify(body, headers)
@@ -57,14 +61,8 @@ class WebhookReceiver:
                     receiver.deliveries.append(delivery)
                 if receiver.on_delivery:
                     receiver.on_delivery(delivery)
-                self.send_response(status)
-                for key, value in extra.items():
-                    self.send_header(key, value)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
+                self.respond(status, extra, b"")
 
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
 
         self.server = ThreadingHTTPServer((host, port), Handler)
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)

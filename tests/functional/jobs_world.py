@@ -71,7 +71,7 @@ class World:
 
     def deliver_webhooks(self) -> list[str]:
         """Run the webhook function over what the webhook queue holds now."""
-        from inferstack.jobs.dead_letter import WebhookHandler
+        from inferstack.jobs.webhooks import WebhookHandler
 
         messages = self.receive("webhooks")
         if not messages:
