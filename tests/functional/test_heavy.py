@@ -214,3 +214,17 @@ def test_endpoint_predictor_maps_sagemaker_errors(local_sagemaker: LocalSageMake
     with pytest.raises(EndpointError) as info:
         down.predict(rows(1, 1))
     assert info.value.status == 503 and info.value.retry_after == 5
+
+
+def test_container_server_needs_only_its_own_requirements() -> None:
+    # GIVEN sagemaker/requirements.txt (no FastAPI, Mangum, boto3 or httpx in the image) WHEN the server module
+    # and its app factory are imported THEN none of those is loaded
+    import subprocess
+    import sys
+
+    script = ("import sys, inferstack.heavy.server\n"
+              "print(sorted(m for m in ('fastapi', 'mangum', 'boto3', 'httpx') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+    required = (ROOT / "sagemaker" / "requirements.txt").read_text()
+    assert "onnxruntime-gpu==" in required and "fastapi" not in required
