@@ -21,6 +21,7 @@ from inferstack.api import problems
 from inferstack.api.problems import PROBLEM_JSON, ProblemType
 from inferstack.api.schemas import Health, ModelList, PredictRequest, PredictResponse, Problem
 from inferstack.catalog import Catalog, ModelInfo
+from inferstack.heavy.exceptions import EndpointError
 from inferstack.inference.exceptions import InputValidationError
 from inferstack.observability import logger
 
@@ -87,20 +88,13 @@ def install_problem_handlers(app: FastAPI) -> None:
         return problem_response(problems.INTERNAL, "An internal error occurred; it has been logged.")
 
     async def on_endpoint(_: Request, exc: Exception) -> Response:
-        from inferstack.heavy.endpoint import EndpointError
-
         assert isinstance(exc, EndpointError)
         problem = ProblemType(exc.problem.slug, exc.status, exc.problem.title)
         headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after else None
         return problem_response(problem, exc.detail, headers=headers, **exc.extensions)
 
     app.add_exception_handler(ProblemError, on_problem)
-    try:
-        from inferstack.heavy.endpoint import EndpointError
-    except ImportError:  # pragma: no cover - boto3 is always there on Lambda and in the dev install
-        pass
-    else:
-        app.add_exception_handler(EndpointError, on_endpoint)
+    app.add_exception_handler(EndpointError, on_endpoint)
     app.add_exception_handler(StarletteHTTPException, on_http)
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(InputValidationError, on_inputs)

@@ -18,27 +18,13 @@ from botocore.exceptions import ClientError, ConnectionError, ReadTimeoutError
 from inferstack.api import problems
 from inferstack.api.problems import ProblemType
 from inferstack.catalog import CatalogEntry
+from inferstack.heavy.exceptions import EndpointError
 
 if TYPE_CHECKING:
     from mypy_boto3_sagemaker_runtime import SageMakerRuntimeClient
 
 #: Below API Gateway's 29 s integration timeout, so that a slow endpoint becomes our 504, not the gateway's.
 READ_TIMEOUT_S = 25
-
-
-class EndpointError(Exception):
-    """The endpoint did not answer with a result; `problem`, `detail` and `extensions` say what to answer."""
-
-    def __init__(self, problem: ProblemType, detail: str, *, status: int | None = None, retry_after: int | None = None,
-                 **extensions: Any) -> None:
-        self.problem, self.detail, self.retry_after, self.extensions = problem, detail, retry_after, extensions
-        self.status = status or problem.status
-        super().__init__(detail)
-
-    @property
-    def is_client_error(self) -> bool:
-        """The request was at fault (retrying it cannot help)."""
-        return 400 <= self.status < 500 and self.status != 429
 
 
 def _from_client_error(exc: ClientError) -> EndpointError:

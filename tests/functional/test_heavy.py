@@ -20,7 +20,8 @@ import pytest
 from botocore.exceptions import ClientError
 
 from inferstack.heavy.batching import DynamicBatcher
-from inferstack.heavy.endpoint import EndpointError, EndpointPredictor
+from inferstack.heavy.endpoint import EndpointPredictor
+from inferstack.heavy.exceptions import EndpointError
 from inferstack.manifest import Manifest, parse_manifest
 from infra.catalog import build_catalog
 from infra.local.sagemaker import LocalSageMaker, ModelServer
