@@ -11,26 +11,12 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel
 
 from inferstack import env
+from inferstack.inference.spec import TensorSpec
 
-
-class TensorSpec(BaseModel):
-    """One input or output of a model: `shape` holds ints for fixed dims, strings for symbolic ones
-    (`"N"`), and null for dims the graph leaves unnamed."""
-
-    model_config = ConfigDict(frozen=True)
-
-    name: str
-    dtype: str
-    shape: list[int | str | None]
-
-    def shape_text(self) -> str:
-        return "[" + ", ".join("?" if d is None else str(d) for d in self.shape) + "]"
-
-    def describe(self) -> str:
-        return f"{self.dtype}, shape {self.shape_text()}"
+__all__ = ["Catalog", "CatalogEntry", "ModelInfo", "TensorSpec", "load_catalog"]
 
 
 class ModelInfo(BaseModel):

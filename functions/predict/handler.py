@@ -2,21 +2,82 @@
 
 The model (named by `$INFERSTACK_MODEL`) is loaded and warmed up at import, during the function's init
 phase (or before the SnapStart snapshot), never inside a request.
+
+The predict route is answered straight from the API Gateway event: the body checks shared with the FastAPI
+app (`inferstack.api.predict`), validation and inference (`inferstack.inference`), problem+json errors;
+neither FastAPI nor pydantic is imported on this path, which keeps the cold start near that of a bare
+onnxruntime process and the warm request near a bare `session.run`. Anything else that reaches the function
+(API Gateway routes nothing else here) goes to the full FastAPI app, built on first use.
 """
 
 from __future__ import annotations
 
+import base64
+import functools
 import os
+from typing import TYPE_CHECKING, Any
 
 from inferstack import env
-from inferstack.api.app import create_app
-from inferstack.api.lambda_adapter import lambda_handler
-from inferstack.catalog import Catalog, load_catalog
+from inferstack.api import problems
+from inferstack.api.predict import ProblemError, predict_body, predict_inputs
+from inferstack.api.problems import PROBLEM_JSON, ProblemType
+from inferstack.inference.exceptions import InputValidationError
 from inferstack.inference.session import Predictor
+from inferstack.inference.spec import load_model_entry
+from inferstack.observability import logger
 
-catalog, model_root = load_catalog()
-entry = catalog.get(os.environ[env.MODEL_NAME])
-if entry is None:
-    raise RuntimeError(f"{env.MODEL_NAME}={os.environ[env.MODEL_NAME]!r} is not in the catalog")
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.typing import LambdaContext
+
+    from inferstack.api.lambda_adapter import LambdaHandler
+
+catalog_path = os.environ.get(env.CATALOG_PATH)
+entry, model_root = load_model_entry(path=catalog_path)
 predictor = Predictor.load(entry, model_root)
-handler = lambda_handler(create_app(Catalog(models=[entry]), {entry.name: predictor}))
+body_limit = int(os.environ.get(env.MAX_BODY_BYTES) or 5 * 1024 * 1024)
+predict_path = f"/v1/models/{entry.name}/predict"
+
+
+def _response(status: int, content_type: str, body: bytes) -> dict[str, Any]:
+    return {"statusCode": status, "headers": {"content-type": content_type, "content-length": str(len(body))},
+            "multiValueHeaders": {}, "body": body.decode(), "isBase64Encoded": False}
+
+
+def _problem(problem: ProblemType, detail: str, **extensions: Any) -> dict[str, Any]:
+    return _response(problem.status, PROBLEM_JSON, problem.encode(detail, **extensions))
+
+
+def predict(event: dict[str, Any], context: LambdaContext | None = None) -> dict[str, Any]:
+    raw = event.get("body") or ""
+    data = base64.b64decode(raw) if event.get("isBase64Encoded") else raw.encode()
+    try:
+        outputs = predictor.predict(predict_inputs(data, body_limit))
+    except ProblemError as exc:
+        return _problem(exc.problem, exc.detail, **exc.extensions)
+    except InputValidationError as exc:
+        return _problem(problems.INVALID_INPUT, str(exc), errors=[p.as_dict() for p in exc.problems])
+    except Exception:
+        logger.exception("unhandled error", extra={"path": event.get("path"), "model": entry.name,
+                                                   "function_request_id": getattr(context, "aws_request_id", None)})
+        return _problem(problems.INTERNAL, "An internal error occurred; it has been logged.")
+    return _response(200, "application/json", predict_body(entry.name, entry.version, outputs))
+
+
+@functools.cache
+def _full_app() -> LambdaHandler:
+    from inferstack.api.app import create_app
+    from inferstack.api.lambda_adapter import lambda_handler
+    from inferstack.catalog import Catalog, load_catalog
+
+    catalog, _ = load_catalog(catalog_path)
+    full = catalog.get(entry.name)
+    assert full is not None
+    return lambda_handler(create_app(Catalog(models=[full]), {entry.name: predictor}))
+
+
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    # No Powertools `inject_lambda_context` here: it costs more per request than the inference itself on a
+    # small model; the request ID is attached where something is logged.
+    if event.get("httpMethod") == "POST" and event.get("path") == predict_path:
+        return predict(event, context)
+    return _full_app()(event, context)

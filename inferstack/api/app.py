@@ -18,6 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from inferstack import __version__, env
 from inferstack.api import problems
+from inferstack.api.predict import ProblemError, parse_json_body, predict_body, predict_inputs
 from inferstack.api.problems import PROBLEM_JSON, ProblemType
 from inferstack.api.schemas import Health, ModelList, PredictRequest, PredictResponse, Problem
 from inferstack.catalog import Catalog, ModelInfo
@@ -43,14 +44,6 @@ _STATUS_PROBLEMS = {p.status: p for p in (problems.NOT_FOUND, problems.METHOD_NO
 _ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     code: {"model": Problem, "content": {PROBLEM_JSON: {}}} for code in (400, 403, 404, 413, 422, 429, 500)
 }
-
-
-class ProblemError(Exception):
-    """Raise to answer with a problem+json response."""
-
-    def __init__(self, problem: ProblemType, detail: str, **extensions: Any) -> None:
-        self.problem, self.detail, self.extensions = problem, detail, extensions
-        super().__init__(detail)
 
 
 def problem_response(problem: ProblemType, detail: str, *, headers: Mapping[str, str] | None = None,
@@ -99,13 +92,6 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(InputValidationError, on_inputs)
     app.add_exception_handler(Exception, on_crash)
-
-
-def parse_json_body(raw: bytes) -> Any:
-    try:
-        return json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ProblemError(problems.MALFORMED_JSON, f"The body is not valid JSON: {exc}") from None
 
 
 def max_body_bytes() -> int:
@@ -168,21 +154,8 @@ def create_app(catalog: Catalog, predictors: Mapping[str, ServesPredictions] | N
         if predictor is None:
             raise ProblemError(problems.MISROUTED, f"Model {name!r} is served by its own function; this request "
                                "reached one that does not serve it (check the API's routes)")
-        raw = await request.body()
-        if len(raw) > body_limit:
-            raise ProblemError(problems.PAYLOAD_TOO_LARGE, f"The body is {len(raw)} bytes; this API accepts at most "
-                               f"{body_limit} bytes (send large batches as jobs)")
-        body = parse_json_body(raw)
-        if not isinstance(body, dict) or "inputs" not in body:
-            raise ProblemError(problems.INVALID_REQUEST, 'The body must be a JSON object {"inputs": ...}',
-                               errors=[{"input": "inputs", "detail": "required"}])
-        unknown = sorted(set(body) - {"inputs"})
-        if unknown:
-            raise ProblemError(problems.INVALID_REQUEST, f"Unknown field(s) {', '.join(unknown)}; "
-                               'the body is {"inputs": ...}',
-                               errors=[{"input": k, "detail": "unknown field"} for k in unknown])
-        outputs = predictor.predict(body["inputs"])
-        return _json({"model": info.name, "version": info.version, "outputs": outputs})
+        outputs = predictor.predict(predict_inputs(await request.body(), body_limit))
+        return Response(predict_body(info.name, info.version, outputs), media_type="application/json")
 
     install_job_routes(app, known, jobs, body_limit)
     return app

@@ -8,14 +8,14 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import onnxruntime as ort
 
 from inferstack import env
-from inferstack.catalog import CatalogEntry, TensorSpec
 from inferstack.inference.exceptions import ModelLoadError
+from inferstack.inference.spec import TensorSpec
 from inferstack.inference.validation import ORT_TYPES, to_jsonable, validate_inputs
 from inferstack.observability import logger
 
@@ -71,17 +71,30 @@ def _example(spec: TensorSpec) -> np.ndarray:
     return np.zeros(shape, dtype=np.dtype(spec.dtype))
 
 
+class Entry(Protocol):
+    """What a predictor reads of its catalog entry (`inference.spec.ModelEntry` or `catalog.CatalogEntry`)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def version(self) -> str: ...
+    @property
+    def artifact(self) -> str: ...
+    @property
+    def allow_non_finite(self) -> bool: ...
+
+
 class Predictor:
     """One loaded model: validates request inputs and runs them as one batch."""
 
-    def __init__(self, entry: CatalogEntry, session: ort.InferenceSession) -> None:
+    def __init__(self, entry: Entry, session: ort.InferenceSession) -> None:
         self.entry = entry
         self.session = session
         self.inputs, self.outputs = read_signature(session)
         self._output_names = [o.name for o in self.outputs]
 
     @classmethod
-    def load(cls, entry: CatalogEntry, root: Path, *, warm_up: bool = True) -> Predictor:
+    def load(cls, entry: Entry, root: Path, *, warm_up: bool = True) -> Predictor:
         predictor = cls(entry, create_session(root / entry.artifact))
         if warm_up:
             predictor.warm_up()

@@ -6,13 +6,18 @@ can fix its request from the 422 alone. All problems of a request are reported a
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import functools
+import warnings
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-from inferstack.catalog import TensorSpec
 from inferstack.inference.exceptions import InputProblem, InputValidationError
+from inferstack.inference.spec import TensorSpec
+
+warnings.filterwarnings("ignore", message="overflow encountered in cast", category=RuntimeWarning,
+                        module=__name__)
 
 #: onnxruntime's type strings (`NodeArg.type`) to numpy dtype names.
 ORT_TYPES: dict[str, str] = {
@@ -57,9 +62,8 @@ def _ragged_path(value: Any, path: str) -> tuple[str, str] | None:
 
 
 def _to_array(value: Any, spec: TensorSpec, path: str) -> np.ndarray | InputProblem:
-    expected = spec.describe()
     if spec.shape and not isinstance(value, list):
-        return InputProblem(path, f"expected a nested list ({expected}), got {type(value).__name__}",
+        return InputProblem(path, f"expected a nested list ({spec.describe()}), got {type(value).__name__}",
                             expected=spec.shape_text())
     try:
         arr = np.asarray(value)
@@ -76,8 +80,13 @@ def _to_array(value: Any, spec: TensorSpec, path: str) -> np.ndarray | InputProb
     return _cast(arr, spec, path)
 
 
+@functools.cache
+def _dtype(name: str) -> np.dtype[Any]:
+    return np.dtype(object) if name == "str" else np.dtype(name)
+
+
 def _cast(arr: np.ndarray, spec: TensorSpec, path: str) -> np.ndarray | InputProblem:
-    target = np.dtype(spec.dtype) if spec.dtype != "str" else np.dtype(object)
+    target = _dtype(spec.dtype)
     given = arr.dtype.kind
     if spec.dtype == "str":
         if given != "U":
@@ -90,27 +99,29 @@ def _cast(arr: np.ndarray, spec: TensorSpec, path: str) -> np.ndarray | InputPro
     if given not in "iuf":
         return InputProblem(path, f"expected {spec.dtype} numbers, got {_kind_name(arr)}", expected=spec.dtype)
     if target.kind in "iu":
-        if given == "f" and not (np.all(np.isfinite(arr)) and np.all(np.mod(arr, 1) == 0)):
+        if given == "f" and not (np.isfinite(arr).all() and (np.mod(arr, 1) == 0).all()):
             return InputProblem(path, f"expected integers ({spec.dtype}); non-integral numbers cannot be "
                                 "cast safely", expected=spec.dtype, given="float")
         info = np.iinfo(spec.dtype)
         if arr.size and (arr.min() < info.min or arr.max() > info.max):
             return InputProblem(path, f"values out of range for {spec.dtype} ({info.min}..{info.max})",
                                 expected=spec.dtype)
-    with np.errstate(over="ignore"):  # overflow becomes inf, reported by the finiteness check
-        return arr.astype(target, copy=False)
+    # A float too large for the target becomes inf here, which the finiteness check reports (numpy's
+    # overflow warning for it is filtered at the top of this module: cheaper than an errstate per request).
+    return arr.astype(target, copy=False)
 
 
 def _check_shape(arr: np.ndarray, spec: TensorSpec, path: str, symbols: dict[str, tuple[int, str]]
                  ) -> InputProblem | None:
     want, got = spec.shape, arr.shape
-    given_text = "[" + ", ".join(str(d) for d in got) + "]"
     if len(got) != len(want):
+        given_text = str(list(got))
         hint = " (the leading axis is the batch: wrap a single row in a list)" if len(got) + 1 == len(want) else ""
         return InputProblem(path, f"expected rank {len(want)}, shape {spec.shape_text()}; got rank {len(got)}, "
                             f"shape {given_text}{hint}", expected=spec.shape_text(), given=given_text)
     for axis, (w, g) in enumerate(zip(want, got, strict=True)):
         if isinstance(w, int) and w >= 0 and w != g:
+            given_text = str(list(got))
             return InputProblem(path, f"dimension {axis} must be {w}, got {g} (expected shape "
                                 f"{spec.shape_text()}, given {given_text})", expected=spec.shape_text(),
                                 given=given_text)
@@ -118,9 +129,11 @@ def _check_shape(arr: np.ndarray, spec: TensorSpec, path: str, symbols: dict[str
             seen = symbols.setdefault(w, (g, path))
             if seen[0] != g:
                 return InputProblem(path, f"dimension {axis} ({w}) is {g} here but {seen[0]} in {seen[1]}; "
-                                    f"inputs sharing {w} must agree", expected=spec.shape_text(), given=given_text)
+                                    f"inputs sharing {w} must agree", expected=spec.shape_text(),
+                                    given=str(list(got)))
     if got and got[0] == 0:
-        return InputProblem(path, "empty batch: send at least one row", expected=spec.shape_text(), given=given_text)
+        return InputProblem(path, "empty batch: send at least one row", expected=spec.shape_text(),
+                            given=str(list(got)))
     return None
 
 
@@ -134,13 +147,13 @@ def validate_inputs(raw: Any, specs: Sequence[TensorSpec], *, allow_non_finite: 
                 "inputs", f"a bare array is only accepted by models with one input; this model has {names}: "
                 "send an object mapping each input name to a nested list")])
         raw = {specs[0].name: raw}
-    if not isinstance(raw, Mapping):
+    if not isinstance(raw, dict):
         raise InputValidationError([InputProblem(
             "inputs", f"expected an object mapping input names to nested lists, got {type(raw).__name__}",
             expected="{" + ", ".join(f'"{s.name}": [...]' for s in specs) + "}")])
 
     problems: list[InputProblem] = []
-    known = {s.name for s in specs}
+    known = [s.name for s in specs]
     for name in raw:
         if name not in known:
             problems.append(InputProblem(f"inputs.{name}", f"unknown input; this model's inputs are "
@@ -160,7 +173,7 @@ def validate_inputs(raw: Any, specs: Sequence[TensorSpec], *, allow_non_finite: 
         if shape_problem:
             problems.append(shape_problem)
             continue
-        if not allow_non_finite and converted.dtype.kind == "f" and not np.all(np.isfinite(converted)):
+        if not allow_non_finite and converted.dtype.kind == "f" and not np.isfinite(converted).all():
             bad = np.argwhere(~np.isfinite(converted))[0].tolist()
             problems.append(InputProblem(path, f"NaN or infinite value at {path}{bad} (or a number too large for "
                                          f"{spec.dtype}); this model accepts finite numbers only",
@@ -174,7 +187,7 @@ def validate_inputs(raw: Any, specs: Sequence[TensorSpec], *, allow_non_finite: 
 
 def to_jsonable(arr: np.ndarray) -> Any:
     """A numpy array as nested lists; NaN and infinities (not representable in JSON) become null."""
-    if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
+    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
         out = arr.astype(object)
         out[~np.isfinite(arr)] = None
         return out.tolist()

@@ -129,3 +129,20 @@ def test_api_function_does_not_import_onnxruntime(catalog_file: Path) -> None:
     out = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, check=True,
                          env={"INFERSTACK_CATALOG": str(catalog_file), "PATH": "/usr/bin:/bin"})
     assert out.stdout.strip() == "[]"
+
+
+def test_predict_function_serves_other_routes_through_the_full_app(predict_handler: Handler) -> None:
+    # GIVEN the predict function's lean path handles POST predict only WHEN another request reaches it
+    event = load_event("apiGatewayProxyEvent_model.json")
+    response = predict_handler(event)
+    # THEN the FastAPI app answers it, with the same contract (the model is known, so: its info)
+    assert response["statusCode"] == 200 and body_of(response)["name"] == "iris"
+
+
+def test_predict_cold_path_imports_neither_fastapi_nor_pydantic(catalog_file: Path) -> None:
+    script = ("import sys\nimport functions.predict.handler\n"
+              "print(sorted(m for m in ('fastapi', 'pydantic', 'mangum', 'starlette') if m in sys.modules))\n")
+    out = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, check=True,
+                         env={"INFERSTACK_CATALOG": str(catalog_file), "INFERSTACK_MODEL": "iris",
+                              "PATH": "/usr/bin:/bin"})
+    assert out.stdout.strip() == "[]"

@@ -1,0 +1,50 @@
+"""The predict route's contract, without FastAPI: body parsing and problems, shared by the FastAPI app and
+the predict function's lean request path (which must start and answer fast)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from inferstack.api import problems
+from inferstack.api.problems import ProblemType
+
+
+class ProblemError(Exception):
+    """Raise to answer with a problem+json response."""
+
+    def __init__(self, problem: ProblemType, detail: str, **extensions: Any) -> None:
+        self.problem, self.detail, self.extensions = problem, detail, extensions
+        super().__init__(detail)
+
+
+def parse_json_body(raw: bytes) -> Any:
+    try:
+        return json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ProblemError(problems.MALFORMED_JSON, f"The body is not valid JSON: {exc}") from None
+
+
+def predict_inputs(raw: bytes, body_limit: int) -> Any:
+    """The `inputs` of a predict body, or a `ProblemError` saying what is wrong with it."""
+    if len(raw) > body_limit:
+        raise ProblemError(problems.PAYLOAD_TOO_LARGE, f"The body is {len(raw)} bytes; this API accepts at most "
+                           f"{body_limit} bytes (send large batches as jobs)")
+    body = parse_json_body(raw)
+    if not isinstance(body, dict) or "inputs" not in body:
+        raise ProblemError(problems.INVALID_REQUEST, 'The body must be a JSON object {"inputs": ...}',
+                           errors=[{"input": "inputs", "detail": "required"}])
+    unknown = sorted(set(body) - {"inputs"})
+    if unknown:
+        raise ProblemError(problems.INVALID_REQUEST, f"Unknown field(s) {', '.join(unknown)}; "
+                           'the body is {"inputs": ...}',
+                           errors=[{"input": k, "detail": "unknown field"} for k in unknown])
+    return body["inputs"]
+
+
+#: Built once: `json.dumps(..., separators=...)` would build an encoder per call (measurable on the hot path).
+_COMPACT = json.JSONEncoder(separators=(",", ":"))
+
+
+def predict_body(model: str, version: str, outputs: dict[str, Any]) -> bytes:
+    return _COMPACT.encode({"model": model, "version": version, "outputs": outputs}).encode()
