@@ -48,14 +48,32 @@ def _environment(catalog: Path) -> dict[str, str]:
             "POWERTOOLS_METRICS_NAMESPACE": "bench", "PYTHONPATH": str(ROOT)}
 
 
+def _lambda_like_path() -> tuple[str, str]:
+    """The predict function's bundle and its layers, built for this machine from the same recipes and trim
+    rules as for Lambda: what a fresh execution environment has on its path (plus bench/ for the naive app)."""
+    from inferstack.manifest import load_manifest
+    from inferstack.topology import functions
+    from infra.catalog import build_catalog
+    from infra.packaging import HOST_PLATFORMS, HOST_PYTHON, build_layer, stage_function
+
+    manifest = load_manifest(ROOT / "inferstack.toml")
+    spec = next(f for f in functions(manifest) if f.key == "predict-iris")
+    bundle = stage_function(spec, manifest, build_catalog(manifest))
+    layers = [str(build_layer(n, python=HOST_PYTHON, platforms=HOST_PLATFORMS) / "python")
+              for n in ("base", "inference")]
+    return ":".join([str(bundle), *layers, str(ROOT)]), str(bundle / "catalog.json")
+
+
 def cold_starts(catalog: Path, runs: int) -> dict[str, list[float]]:
-    env = _environment(catalog)
+    path, bundled_catalog = _lambda_like_path()
+    env = {**_environment(Path(bundled_catalog)), "PYTHONPATH": path}
     times: dict[str, list[float]] = {name: [] for name in COLD}
     for _ in range(runs):  # interleaved, so drift in machine load hits every contender alike
         for name, code in COLD.items():
             script = code.format(event=str(EVENT), model=str(MODEL))
             start = time.perf_counter()
-            subprocess.run([sys.executable, "-c", script], env=env, cwd=ROOT, check=True, capture_output=True)
+            # -S: no site-packages, only the bundle and the layers, as in a Lambda execution environment
+            subprocess.run([sys.executable, "-S", "-c", script], env=env, cwd=ROOT, check=True, capture_output=True)
             times[name].append(time.perf_counter() - start)
     return times
 

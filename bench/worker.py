@@ -24,9 +24,12 @@ class OneCallPerJob:
         self.predictor = predictor
 
     def run(self, inputs: Sequence[Any]) -> list[Any]:
+        from inferstack.inference.validation import to_jsonable
         from inferstack.jobs.worker import Succeeded
 
-        return [Succeeded(self.predictor.predict(raw)) for raw in inputs]
+        # what the vectorised runner does for a batch, done for each job: validate, run, JSON-safe lists
+        return [Succeeded({k: to_jsonable(v) for k, v in self.predictor.run(self.predictor.validate(raw)).items()})
+                for raw in inputs]
 
 
 def _jobs(n: int, rows_per_job: int) -> list[dict[str, Any]]:

@@ -29,6 +29,9 @@ BUILD_DIR = Path(os.environ.get("INFERSTACK_BUILD_DIR", ROOT / "build"))
 
 LAMBDA_PYTHON = "3.14"
 LAMBDA_PLATFORMS = ("manylinux_2_28_aarch64", "manylinux_2_17_aarch64", "manylinux2014_aarch64")
+#: The same layers built for this machine, to run a trimmed function bundle here (tests, benchmarks).
+HOST_PLATFORMS = ("manylinux_2_28_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64")
+HOST_PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"
 LAMBDA_MAX_UNZIPPED_BYTES = 250 * 1024 * 1024
 
 #: Removed from every layer: never imported by a running function.
@@ -37,31 +40,35 @@ TRIM_SUFFIXES = (".pyi", ".pyc", ".pyx", ".pxd", ".c", ".h", ".hpp")
 #: Whole subpackages that no function imports.
 TRIM_PATHS = (
     "onnxruntime/transformers", "onnxruntime/quantization", "onnxruntime/tools", "onnxruntime/datasets",
+    # the C API library: the Python binding links onnxruntime statically and never loads it (readelf -d)
+    "onnxruntime/capi/libonnxruntime.so.*",
     "numpy/f2py", "numpy/distutils", "numpy/_pyinstaller", "numpy/typing/tests", "numpy/doc",
+    # loaded lazily by numpy and used by nothing a function runs
+    "numpy/random", "numpy/fft", "numpy/polynomial",
     "aws_lambda_powertools/utilities/parser/models",
     "fastapi/cli.py",
 )
-TRIM_VERSION = "1"
+TRIM_VERSION = "2"
 
 
 def layer_names(spec: FunctionSpec) -> list[str]:
     return ["base", "inference"] if spec.inference else ["base"]
 
 
-def _recipe_hash(recipe: Path) -> str:
+def _recipe_hash(recipe: Path, python: str, platforms: tuple[str, ...]) -> str:
     digest = hashlib.sha256(recipe.read_bytes())
-    digest.update(json.dumps([LAMBDA_PYTHON, LAMBDA_PLATFORMS, sorted(TRIM_DIRS), TRIM_SUFFIXES, TRIM_PATHS,
+    digest.update(json.dumps([python, platforms, sorted(TRIM_DIRS), TRIM_SUFFIXES, TRIM_PATHS,
                               TRIM_VERSION]).encode())
     return digest.hexdigest()[:12]
 
 
 def trim(site: Path) -> None:
     for rel in TRIM_PATHS:
-        target = site / rel
-        if target.is_dir():
-            shutil.rmtree(target)
-        elif target.exists():
-            target.unlink()
+        for target in site.glob(rel):
+            if target.is_dir():
+                shutil.rmtree(target)
+            else:
+                target.unlink()
     for path in sorted(site.rglob("*"), reverse=True):
         if path.is_dir() and path.name in TRIM_DIRS:
             shutil.rmtree(path, ignore_errors=True)
@@ -69,10 +76,12 @@ def trim(site: Path) -> None:
             path.unlink()
 
 
-def build_layer(name: str, *, quiet: bool = True) -> Path:
-    """Build (or reuse) a layer; returns the directory that holds `python/`."""
+def build_layer(name: str, *, quiet: bool = True, python: str = LAMBDA_PYTHON,
+                platforms: tuple[str, ...] = LAMBDA_PLATFORMS) -> Path:
+    """Build (or reuse) a layer; returns the directory that holds `python/`. By default for Lambda; with
+    `python=HOST_PYTHON, platforms=HOST_PLATFORMS` the same recipe and trim for this machine."""
     recipe = LAYERS_DIR / f"{name}.txt"
-    out = BUILD_DIR / "layers" / f"{name}-{_recipe_hash(recipe)}"
+    out = BUILD_DIR / "layers" / f"{name}-{_recipe_hash(recipe, python, platforms)}"
     if (out / ".complete").exists():
         return out
     if out.exists():
@@ -80,8 +89,8 @@ def build_layer(name: str, *, quiet: bool = True) -> Path:
     site = out / "python"
     site.mkdir(parents=True)
     cmd = [sys.executable, "-m", "pip", "install", "--disable-pip-version-check", "--no-deps",
-           "--no-compile", "--only-binary=:all:", "--implementation", "cp", "--python-version", LAMBDA_PYTHON,
-           *[arg for p in LAMBDA_PLATFORMS for arg in ("--platform", p)],
+           "--no-compile", "--only-binary=:all:", "--implementation", "cp", "--python-version", python,
+           *[arg for p in platforms for arg in ("--platform", p)],
            "--target", str(site), "-r", str(recipe)]
     done = subprocess.run(cmd, capture_output=quiet, text=True, check=False)
     if done.returncode:

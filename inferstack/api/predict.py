@@ -4,6 +4,7 @@ the predict function's lean request path (which must start and answer fast)."""
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 from inferstack.api import problems
@@ -42,9 +43,25 @@ def predict_inputs(raw: bytes, body_limit: int) -> Any:
     return body["inputs"]
 
 
-#: Built once: `json.dumps(..., separators=...)` would build an encoder per call (measurable on the hot path).
-_COMPACT = json.JSONEncoder(separators=(",", ":"))
+#: Built once (`json.dumps(..., separators=...)` builds an encoder per call, measurable on the hot path), and
+#: strict: NaN and infinities are not JSON, so the encoder refuses them and `_finite_or_null` takes over.
+_STRICT = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
+
+
+def _finite_or_null(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, list):
+        return [_finite_or_null(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _finite_or_null(v) for k, v in value.items()}
+    return value
 
 
 def predict_body(model: str, version: str, outputs: dict[str, Any]) -> bytes:
-    return _COMPACT.encode({"model": model, "version": version, "outputs": outputs}).encode()
+    """The predict response; model outputs that are NaN or infinite become null."""
+    document = {"model": model, "version": version, "outputs": outputs}
+    try:
+        return _STRICT.encode(document).encode()
+    except ValueError:
+        return _STRICT.encode(_finite_or_null(document)).encode()

@@ -16,7 +16,7 @@ import onnxruntime as ort
 from inferstack import env
 from inferstack.inference.exceptions import ModelLoadError
 from inferstack.inference.spec import TensorSpec
-from inferstack.inference.validation import ORT_TYPES, to_jsonable, validate_inputs
+from inferstack.inference.validation import ORT_TYPES, validate_inputs
 from inferstack.observability import logger
 
 #: Lambda allots one vCPU per 1,769 MB of memory, up to 6.
@@ -125,6 +125,6 @@ class Predictor:
         return dict(zip(self._output_names, results, strict=True))
 
     def predict(self, raw_inputs: Any) -> dict[str, Any]:
-        """Validate, run, and return the outputs as JSON-ready nested lists."""
-        outputs = self.run(self.validate(raw_inputs))
-        return {name: to_jsonable(np.asarray(value)) for name, value in outputs.items()}
+        """Validate, run, and return the outputs as nested lists. They may hold NaN or infinities (the
+        encoder of `api.predict.predict_body` turns those into null); `to_jsonable` does it eagerly."""
+        return {name: np.asarray(value).tolist() for name, value in self.run(self.validate(raw_inputs)).items()}

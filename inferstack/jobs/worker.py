@@ -62,6 +62,8 @@ class Runner(Protocol):
 class InProcessRunner:
     def __init__(self, predictor: Predictor) -> None:
         self.predictor = predictor
+        self._names = [s.name for s in predictor.inputs]
+        self._name_set = set(self._names)
         #: Inference calls made; the benchmarks and tests read it to see vectorisation happen.
         self.calls = 0
 
@@ -74,15 +76,22 @@ class InProcessRunner:
         return fast if fast is not None else self._run_grouped(inputs)
 
     def _normalised(self, raw: Any) -> dict[str, list[Any]] | None:
-        names = [s.name for s in self.predictor.inputs]
-        if isinstance(raw, list) and len(names) == 1:
-            raw = {names[0]: raw}
-        if not isinstance(raw, dict) or set(raw) != set(names):
+        """The job's inputs as {name: rows} when they are well-formed for the fast path, else None. Runs once
+        per job per batch: kept to plain type checks."""
+        if type(raw) is list:
+            if len(self._names) != 1:
+                return None
+            raw = {self._names[0]: raw}
+        elif type(raw) is not dict or raw.keys() != self._name_set:
             return None
-        lists = [raw[n] for n in names]
-        if not all(isinstance(v, list) and v for v in lists) or len({len(v) for v in lists}) != 1:
-            return None
-        return raw
+        rows = -1
+        for name in self._names:
+            value = raw[name]
+            if type(value) is not list or not value or (rows >= 0 and len(value) != rows):
+                return None
+            rows = len(value)
+        well_formed: dict[str, list[Any]] = raw
+        return well_formed
 
     def _run_stacked(self, inputs: Sequence[Any]) -> list[Outcome] | None:
         """The fast path: every job well-formed, so the whole batch is validated and run as one array per
@@ -93,7 +102,7 @@ class InProcessRunner:
         jobs = [self._normalised(raw) for raw in inputs]
         if not jobs or any(j is None for j in jobs):
             return None
-        names = [s.name for s in self.predictor.inputs]
+        names = self._names
         stacked_raw = {n: [row for j in jobs if j for row in j[n]] for n in names}
         try:
             arrays = self.predictor.validate(stacked_raw)

@@ -142,3 +142,12 @@ def test_inputs_must_be_an_object_or_array() -> None:
 def test_to_jsonable_turns_non_finite_into_null() -> None:
     assert to_jsonable(np.array([1.5, np.nan, np.inf], dtype=np.float32)) == [1.5, None, None]
     assert to_jsonable(np.array([[1, 2]], dtype=np.int64)) == [[1, 2]]
+
+
+def test_predict_body_turns_non_finite_outputs_into_null() -> None:
+    import json
+
+    from inferstack.api.predict import predict_body
+
+    body = json.loads(predict_body("m", "v", {"y": [[1.5, math.nan], [math.inf, -math.inf]], "n": [1, 2]}))
+    assert body == {"model": "m", "version": "v", "outputs": {"y": [[1.5, None], [None, None]], "n": [1, 2]}}
