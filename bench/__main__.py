@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from bench import heavy, light, worker
+from bench import heavy, light, local, plots, sizes, worker
 
 RESULTS = Path(__file__).with_name("results.json")
 
@@ -31,9 +31,12 @@ def main() -> None:
     rows = light.run(runs=3 if quick else 10, requests=500 if quick else 2000)
     rows += worker.run(rounds=3 if quick else 7)
     rows += heavy.run(seconds=3 if quick else 8)
+    rows += local.run(seconds=3 if quick else 8)
+    rows += sizes.run()
     print(table(rows))
     RESULTS.write_text(json.dumps(rows, indent=2) + "\n")
-    print(f"\nwrote {RESULTS}")
+    png = plots.plot(rows, RESULTS.with_name("results.png"))
+    print(f"\nwrote {RESULTS} and {png}")
 
 
 if __name__ == "__main__":

@@ -7,7 +7,6 @@ p99 latency with batching against its bound: max_delay_ms plus the model's own t
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import statistics
@@ -16,48 +15,20 @@ import time
 from pathlib import Path
 from typing import Any
 
-import httpx
 import numpy as np
+
+from bench.loadgen import load
 
 ROOT = Path(__file__).resolve().parent.parent
 CLIENTS = 32
 
 
 def _load(url: str, seconds: float) -> tuple[float, list[float]]:
-    """32 keep-alive clients on one asyncio loop, sending a pre-encoded request: a load generator lean
-    enough to leave the (shared, 2-core) machine to the server under test."""
-    return asyncio.run(_load_async(url, seconds))
-
-
-async def _load_async(url: str, seconds: float) -> tuple[float, list[float]]:
-    parsed = httpx.URL(url)
     body = json.dumps({"inputs": np.random.default_rng(0).random((1, 512)).round(4).tolist()}).encode()
-    request = (f"POST /invocations HTTP/1.1\r\nHost: {parsed.host}\r\nContent-Type: application/json\r\n"
-               f"Content-Length: {len(body)}\r\n\r\n").encode() + body
-    latencies: list[float] = []
-    stop = time.monotonic() + seconds
-
-    async def client() -> None:
-        reader, writer = await asyncio.open_connection(parsed.host, parsed.port)
-        try:
-            while time.monotonic() < stop:
-                start = time.perf_counter()
-                writer.write(request)
-                status = await reader.readline()
-                length = 0
-                while (line := await reader.readline()) not in (b"\r\n", b""):
-                    if line.lower().startswith(b"content-length:"):
-                        length = int(line.split(b":")[1])
-                await reader.readexactly(length)
-                if b" 200 " not in status:
-                    raise RuntimeError(f"server answered {status!r}")
-                latencies.append(time.perf_counter() - start)
-        finally:
-            writer.close()
-
-    began = time.monotonic()
-    await asyncio.gather(*(client() for _ in range(CLIENTS)))
-    return len(latencies) / (time.monotonic() - began), latencies
+    rate, latencies, statuses = load(url, "/invocations", body, clients=CLIENTS, seconds=seconds)
+    if set(statuses) != {200}:
+        raise RuntimeError(f"the server answered {statuses}")
+    return rate, latencies
 
 
 def _full_batch_ms(max_batch_size: int) -> float:

@@ -204,6 +204,9 @@ class Gateway:
         self.invoker = invoker
         self.stage_bucket = TokenBucket(manifest.api.throttle)
         self.route_buckets = {(r.method, r.path): TokenBucket(r.throttle) for r in routes if r.throttle}
+        # compiled once: jsonschema.validate() would rebuild and re-check the validator on every request
+        self.validators = {(r.method, r.path): jsonschema.Draft4Validator(r.body_schema)
+                           for r in routes if r.body_schema is not None}
         self.log = log
         self.integration_timeout_s = integration_timeout_s
 
@@ -264,12 +267,14 @@ class Gateway:
         if (route_bucket and not route_bucket.take()) or not self.stage_bucket.take():
             return self._gateway_error("THROTTLED")
 
-        if route.body_schema is not None:
+        validator = self.validators.get((route.method, route.path))
+        if validator is not None:
             try:
-                jsonschema.validate(json.loads(body), route.body_schema)
-            except (ValueError, jsonschema.ValidationError) as exc:
-                reason = exc.message if isinstance(exc, jsonschema.ValidationError) else f"Invalid JSON: {exc}"
-                return self._gateway_error("BAD_REQUEST_BODY", f"Invalid request body: [{reason}]")
+                error = jsonschema.exceptions.best_match(validator.iter_errors(json.loads(body)))
+            except ValueError as exc:
+                return self._gateway_error("BAD_REQUEST_BODY", f"Invalid request body: [Invalid JSON: {exc}]")
+            if error is not None:
+                return self._gateway_error("BAD_REQUEST_BODY", f"Invalid request body: [{error.message}]")
 
         request_id = str(uuid.uuid4())
         client = scope.get("client") or ("127.0.0.1", 0)
