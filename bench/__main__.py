@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from bench import heavy, light, local, plots, sizes, worker
+from bench import calls, heavy, light, local, plots, sizes, worker
 
 RESULTS = Path(__file__).with_name("results.json")
 
@@ -30,6 +30,7 @@ def main() -> None:
     quick = "--quick" in sys.argv
     rows = light.run(runs=3 if quick else 10, requests=500 if quick else 2000)
     rows += worker.run(rounds=3 if quick else 7)
+    rows += calls.run()
     rows += heavy.run(seconds=3 if quick else 8)
     rows += local.run(seconds=3 if quick else 8)
     rows += sizes.run()

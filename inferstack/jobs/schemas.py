@@ -72,12 +72,15 @@ class JobView(BaseModel):
 
 
 class JobMessage(BaseModel):
-    """What a job queue carries: the job and its inputs, inline or by reference to S3."""
+    """What a job queue carries: the job and its inputs, inline or by reference to S3, and what the worker
+    needs for the job's webhook (so that it reads nothing back from the table)."""
 
     job_id: str
     model: str
     inputs: dict[str, list[Any]] | list[Any] | None = None
     inputs_ref: str | None = None
+    webhook_url: str | None = None
+    metadata: dict[str, Any] | None = None
 
 
 class WebhookMessage(BaseModel):

@@ -69,11 +69,12 @@ class JobService:
         job = Job(job_id=job_id, owner=owner, model=body.model, status="queued", created_at=now_iso(),
                   request_hash=digest, metadata=body.metadata, webhook_url=body.webhook.url if body.webhook else None)
         self.store.create(job)
-        message = JobMessage(job_id=job_id, model=body.model, inputs=body.inputs)
+        message = JobMessage(job_id=job_id, model=body.model, inputs=body.inputs, webhook_url=job.webhook_url,
+                             metadata=body.metadata)
         payload = message.model_dump_json(exclude_none=True)
         if len(payload) > INLINE_INPUT_BYTES:
             ref = self.store.put_blob(f"inputs/{job_id}.json", json.dumps(body.inputs).encode())
-            payload = JobMessage(job_id=job_id, model=body.model, inputs_ref=ref).model_dump_json(exclude_none=True)
+            payload = message.model_copy(update={"inputs": None, "inputs_ref": ref}).model_dump_json(exclude_none=True)
         self.aws.sqs.send_message(QueueUrl=self.settings.queues[body.model], MessageBody=payload)
         return job, True
 

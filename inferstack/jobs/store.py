@@ -22,7 +22,7 @@ from inferstack.jobs.aws import AwsClients
 from inferstack.jobs.exceptions import IdempotencyConflictError, JobNotFoundError
 
 if TYPE_CHECKING:
-    from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef
+    from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef, UpdateTypeDef
 
 Status = Literal["queued", "running", "succeeded", "failed"]
 TERMINAL: tuple[Status, ...] = ("succeeded", "failed")
@@ -148,25 +148,41 @@ class JobStore:
             raise IdempotencyConflictError(key, existing["job_id"])
         return str(existing["job_id"])
 
-    def claim(self, job_id: str) -> Job | None:
-        """Mark a job running (and count the attempt). None when it is already terminal or unknown: a
-        duplicate delivery, to be dropped."""
-        stamp = now_iso()
+    def _claim_update(self, job_id: str, stamp: str) -> UpdateTypeDef:
+        return {
+            "TableName": self.table, "Key": _item({"pk": f"job#{job_id}"}),
+            "UpdateExpression": "SET #s = :running, updated_at = :now, started_at = if_not_exists(started_at, :now) "
+                                "ADD attempts :one",
+            "ConditionExpression": "attribute_exists(pk) AND #s IN (:queued, :running)",
+            "ExpressionAttributeNames": {"#s": "status"},
+            "ExpressionAttributeValues": _item({":running": "running", ":queued": "queued", ":now": stamp,
+                                                ":one": 1}),
+        }
+
+    def claim(self, job_ids: list[str]) -> set[str]:
+        """Mark jobs running and count the attempt, in one `TransactWriteItems` call per 100 jobs. Returns the
+        IDs claimed; a job that is finished or unknown is not (its delivery is a duplicate, to be dropped)."""
+        unique = list(dict.fromkeys(job_ids))  # a transaction touches an item at most once
+        claimed: set[str] = set()
+        for start in range(0, len(unique), 100):
+            claimed |= self._claim_chunk(unique[start:start + 100], now_iso())
+        return claimed
+
+    def _claim_chunk(self, job_ids: list[str], stamp: str) -> set[str]:
+        if not job_ids:
+            return set()
         try:
-            out = self.aws.dynamodb.update_item(
-                TableName=self.table, Key=_item({"pk": f"job#{job_id}"}),
-                UpdateExpression="SET #s = :running, updated_at = :now, started_at = if_not_exists(started_at, :now) "
-                                 "ADD attempts :one",
-                ConditionExpression="attribute_exists(pk) AND #s IN (:queued, :running)",
-                ExpressionAttributeNames={"#s": "status"},
-                ExpressionAttributeValues=_item({":running": "running", ":queued": "queued", ":now": stamp,
-                                                 ":one": 1}),
-                ReturnValues="ALL_NEW")
+            self.aws.dynamodb.transact_write_items(
+                TransactItems=[{"Update": self._claim_update(i, stamp)} for i in job_ids])
+            return set(job_ids)
         except ClientError as exc:
-            if _conditional_failed(exc):
-                return None
-            raise
-        return Job.from_item(out["Attributes"])
+            if exc.response.get("Error", {}).get("Code") != "TransactionCanceledException":
+                raise
+            reasons = [r.get("Code") for r in exc.response.get("CancellationReasons", [])]
+            if len(reasons) != len(job_ids) or not set(reasons) <= {"None", "ConditionalCheckFailed"}:
+                raise  # a conflict or throttling: transient, the batch is retried
+            # Only duplicates failed their condition: claim the others (one more call, on this rare path).
+            return self._claim_chunk([i for i, r in zip(job_ids, reasons, strict=True) if r == "None"], stamp)
 
     def finish(self, job_id: str, *, result: Any = None, error: dict[str, str] | None = None) -> bool:
         """Move a job to its terminal state; False when another delivery got there first."""

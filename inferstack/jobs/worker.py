@@ -203,25 +203,38 @@ class BatchWorker:
         """Run a batch; returns the message IDs to report as failed (they will be retried)."""
         failed: set[str] = set()
         pending_webhooks: list[tuple[str, WebhookMessage]] = []
-        claimed: list[tuple[SQSRecord, Job, Any]] = []
+        messages: list[tuple[SQSRecord, JobMessage]] = []
         for record in records:
             try:
-                message = JobMessage.model_validate_json(record.body)
+                messages.append((record, JobMessage.model_validate_json(record.body)))
             except ValidationError:
                 logger.error("dropping a malformed job message", extra={"message_id": record.message_id})
+        try:
+            running = self.store.claim([m.job_id for _, m in messages]) if messages else set()
+        except Exception as exc:
+            logger.exception("cannot start the batch's jobs")
+            for _, message in messages:
+                self._note(message.job_id, exc)
+            return {record.message_id for record, _ in messages}
+        claimed: list[tuple[SQSRecord, Job, Any]] = []
+        seen: set[str] = set()
+        for record, message in messages:
+            if message.job_id not in running or message.job_id in seen:
+                logger.info("duplicate delivery of a finished job", extra={"job_id": message.job_id})
+                if message.job_id not in running and int(record.attributes.approximate_receive_count) > 1:
+                    self._replay_webhook(record, message.job_id, pending_webhooks)  # a redelivery, not a twin
                 continue
+            seen.add(message.job_id)
             try:
-                job = self.store.claim(message.job_id)
-                if job is None:
-                    logger.info("duplicate delivery of a finished job", extra={"job_id": message.job_id})
-                    if int(record.attributes.approximate_receive_count) > 1:  # a redelivery, not a twin
-                        self._replay_webhook(record, message.job_id, pending_webhooks)
-                    continue
-                claimed.append((record, job, self._inputs(message)))
+                inputs = self._inputs(message)
             except Exception as exc:
-                logger.exception("cannot start job", extra={"job_id": message.job_id})
+                logger.exception("cannot read the job's inputs", extra={"job_id": message.job_id})
                 failed.add(record.message_id)
                 self._note(message.job_id, exc)
+                continue
+            job = Job(job_id=message.job_id, owner="", model=message.model, status="running", created_at="",
+                      metadata=message.metadata, webhook_url=message.webhook_url)
+            claimed.append((record, job, inputs))
 
         outcomes = self.runner.run([inputs for _, _, inputs in claimed]) if claimed else []
         for (record, job, _), outcome in zip(claimed, outcomes, strict=True):

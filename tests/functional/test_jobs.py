@@ -90,6 +90,18 @@ def test_idempotent_resubmission_and_conflict(world: World) -> None:
     assert submit(world, key="order-7", owner="other-key") != first  # keys are per API key
 
 
+def test_a_batch_holding_a_finished_job_still_claims_the_others(world: World) -> None:
+    done, fresh = submit(world), submit(world)
+    messages = world.receive("jobs-iris")
+    first = [m for m in messages if done in m["Body"]]
+    world.worker().handle(world.event("jobs-iris", first))
+    # WHEN the finished job's message comes again in one batch with a new job
+    response = world.worker().handle(world.event("jobs-iris", messages))
+    # THEN the new job runs and the finished one is left as it was
+    assert response == {"batchItemFailures": []}
+    assert world.store.get(fresh).status == "succeeded" and world.store.get(done).attempts == 1
+
+
 def test_the_same_message_delivered_twice_gives_one_result(world: World, receiver: WebhookReceiver) -> None:
     job_id = submit(world, url=receiver.url)
     messages = world.receive("jobs-iris")
@@ -299,9 +311,11 @@ def test_aws_calls_per_job_on_the_happy_path(world: World, receiver: WebhookRece
     assert all(world.store.get(i).webhook_status == "delivered" for i in ids)
     calls = [c for c in world.calls if not c.startswith(("dynamodb.GetItem", "sqs.ReceiveMessage",
                                                          "sqs.DeleteMessage"))]
-    # submit: PutItem + SendMessage (queue depth read once, cached); worker: claim + finish UpdateItem,
-    # webhooks enqueued ten a call; webhook function: UpdateItem per attempt, secret read once
+    # submit: PutItem + SendMessage (queue depth read once, cached); worker: one TransactWriteItems claims
+    # the batch, one UpdateItem finishes each job, webhooks are enqueued ten a call; webhook function: one
+    # UpdateItem per attempt, the secret read once
     assert calls.count("dynamodb.PutItem") == 10 and calls.count("sqs.SendMessage") == 10
-    assert calls.count("dynamodb.UpdateItem") == 30 and calls.count("sqs.SendMessageBatch") == 1
+    assert calls.count("dynamodb.TransactWriteItems") == 1 and calls.count("dynamodb.UpdateItem") == 20
+    assert calls.count("sqs.SendMessageBatch") == 1
     assert calls.count("sqs.GetQueueAttributes") == 1 and calls.count("secretsmanager.GetSecretValue") == 1
-    assert len(calls) == 53, calls  # 5.3 a job
+    assert len(calls) == 44, calls  # 4.4 a job

@@ -1,0 +1,72 @@
+"""AWS API calls per job on the happy path: submit, worker batch, webhook delivered, counted with botocore's
+`before-call` event hooks against the embedded moto server (used to count calls, not to time them)."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+JOBS = 10
+
+
+def run() -> list[dict[str, Any]]:
+    from inferstack.inference.session import Predictor
+    from inferstack.jobs.aws import AwsClients
+    from inferstack.jobs.schemas import JobRequest
+    from inferstack.jobs.service import JobService
+    from inferstack.jobs.settings import JobsSettings
+    from inferstack.jobs.store import JobStore
+    from inferstack.jobs.webhooks import WebhookHandler, WebhookSender, signing_secret
+    from inferstack.jobs.worker import BatchWorker, InProcessRunner
+    from inferstack.manifest import parse_manifest
+    from infra.catalog import build_catalog
+    from infra.local.aws import REGION, LocalAws
+    from infra.local.poller import sqs_record
+    from infra.local.webhook_receiver import WebhookReceiver
+
+    manifest = parse_manifest({"name": "benchcalls", "models": [
+        {"name": "iris", "path": str(ROOT / "models" / "iris.onnx"), "tier": "light"}]}, root=ROOT)
+    aws = LocalAws(manifest)
+    aws.start()
+    receiver = None
+    try:
+        settings = JobsSettings(table=aws.table, bucket=aws.bucket, queues={"iris": aws.queue_urls["jobs-iris"]},
+                                webhook_queue=aws.queue_urls["webhooks"], secret_id=aws.secret_id,
+                                allow_loopback_webhooks=True)
+        clients = AwsClients(endpoint_url=aws.endpoint, region_name=REGION, aws_access_key_id="testing",
+                             aws_secret_access_key="testing")
+        calls: Counter[str] = Counter()
+        for client in (clients.dynamodb, clients.sqs, clients.s3, clients.secrets):
+            client.meta.events.register("before-call", lambda model, **_: calls.update([model.name]))
+        store = JobStore(clients, table=aws.table, bucket=aws.bucket, ttl_days=7)
+        sender = WebhookSender(settings, clients, store)
+        receiver = WebhookReceiver(signing_secret(aws.signing_secret)).start()
+        service = JobService(settings, clients)
+        entry = build_catalog(manifest, bundled=False).models[0]
+        worker = BatchWorker(store, sender, InProcessRunner(Predictor.load(entry, Path("/"))))
+        for _ in range(JOBS):
+            service.submit(JobRequest.model_validate({"model": "iris", "inputs": [[5.1, 3.5, 1.4, 0.2]],
+                                                      "webhook": {"url": receiver.url}}), owner="bench")
+        sqs = aws.client("sqs")
+
+        def batch(queue: str) -> dict[str, Any]:
+            got = sqs.receive_message(QueueUrl=aws.queue_urls[queue], MaxNumberOfMessages=10,
+                                      AttributeNames=["All"])["Messages"]
+            return {"Records": [sqs_record(m, aws.queue_arns[queue], REGION) for m in got]}
+
+        worker.handle(batch("jobs-iris"))
+        WebhookHandler(sender).handle(batch("webhooks"))
+        delivered = len(receiver.verified())
+        if delivered != JOBS:
+            raise RuntimeError(f"{delivered} of {JOBS} webhooks delivered")
+    finally:
+        if receiver:
+            receiver.stop()
+        aws.stop()
+    per_job = sum(calls.values()) / JOBS
+    print(f"AWS calls for {JOBS} jobs: {json.dumps(dict(sorted(calls.items())))}")
+    return [{"figure": f"AWS API calls per job ({JOBS} jobs, webhooks)", "value": per_job,
+             "baselines": {"target": 5.0}, "targets": {"target": 1.0}, "better": "lower"}]
