@@ -1,18 +1,24 @@
 """The `inferstack` command.
 
-    inferstack dev [--manifest FILE] [--port PORT] [--api-key KEY[:PLAN] ...]
+    inferstack dev [--manifest FILE] [--port PORT] [--api-key KEY[:PLAN] ...] [--allow-loopback-webhooks]
+    inferstack invoke MODEL --input FILE|- [--url URL] [--api-key KEY]
+    inferstack jobs submit|get|wait ...
+    inferstack webhooks listen --port P --secret whsec_...
     inferstack doctor [--manifest FILE]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import sys
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from inferstack.inference.exceptions import ModelLoadError
 from inferstack.manifest import Manifest, ManifestError, load_manifest
+from infra.client import DEFAULT_URL, ApiClient, ClientError, fail, read_input
 
 
 def _manifest(path: str) -> Manifest:
@@ -92,6 +98,45 @@ def cmd_webhooks_listen(args: argparse.Namespace) -> int:
     return 0
 
 
+def _client(args: argparse.Namespace) -> ApiClient:
+    from infra.local.stack import DEFAULT_API_KEY
+
+    return ApiClient(args.url or os.environ.get("INFERSTACK_URL") or DEFAULT_URL,
+                     args.api_key or os.environ.get("INFERSTACK_API_KEY") or DEFAULT_API_KEY)
+
+
+def _print(data: Any) -> None:
+    print(json.dumps(data, indent=2))
+
+
+def cmd_invoke(args: argparse.Namespace) -> int:
+    try:
+        _print(_client(args).predict(args.model, read_input(args.input)))
+    except ClientError as exc:
+        fail(str(exc))
+    return 0
+
+
+def cmd_jobs(args: argparse.Namespace) -> int:
+    client = _client(args)
+    try:
+        if args.jobs_command == "submit":
+            metadata = json.loads(args.metadata) if args.metadata else None
+            _print(client.submit(args.model, read_input(args.input), webhook=args.webhook, metadata=metadata,
+                                 idempotency_key=args.idempotency_key))
+        elif args.jobs_command == "get":
+            _print(client.job(args.job_id))
+        else:
+            job = client.wait(args.job_id, args.timeout)
+            _print(job)
+            return 0 if job["status"] == "succeeded" else 1
+    except json.JSONDecodeError as exc:
+        fail(f"--metadata is not JSON: {exc}")
+    except ClientError as exc:
+        fail(str(exc))
+    return 0
+
+
 def cmd_doctor(args: argparse.Namespace) -> int:
     from inferstack.topology import functions
     from infra.catalog import build_catalog
@@ -139,6 +184,35 @@ def build_parser() -> argparse.ArgumentParser:
     listen.add_argument("--port", type=int, default=9000)
     listen.add_argument("--secret", required=True, help="the whsec_ signing secret `inferstack dev` printed")
     listen.set_defaults(func=cmd_webhooks_listen)
+
+    def remote(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--url", help=f"the API's base URL (default $INFERSTACK_URL or {DEFAULT_URL}); for a "
+                       "deployed stack the stage URL, e.g. https://abc123.execute-api.eu-west-1.amazonaws.com/prod")
+        p.add_argument("--api-key", help="the x-api-key (default $INFERSTACK_API_KEY or the dev default)")
+
+    invoke = sub.add_parser("invoke", help="predict with a model")
+    invoke.add_argument("model")
+    invoke.add_argument("--input", required=True, metavar="FILE|-",
+                        help='JSON: {"inputs": ...} or just the inputs; - reads standard input')
+    remote(invoke)
+    invoke.set_defaults(func=cmd_invoke)
+
+    jobs = sub.add_parser("jobs", help="submit and follow asynchronous jobs")
+    jobs_sub = jobs.add_subparsers(dest="jobs_command", required=True)
+    submit = jobs_sub.add_parser("submit", help="submit a job; prints its ID at once")
+    submit.add_argument("model")
+    submit.add_argument("--input", required=True, metavar="FILE|-")
+    submit.add_argument("--webhook", help="https URL to notify when the job ends")
+    submit.add_argument("--metadata", help="a JSON object returned with the job")
+    submit.add_argument("--idempotency-key")
+    get = jobs_sub.add_parser("get", help="a job's state, result or error")
+    get.add_argument("job_id")
+    wait = jobs_sub.add_parser("wait", help="wait for a job to end; exits 1 if it failed")
+    wait.add_argument("job_id")
+    wait.add_argument("--timeout", type=float, default=120, help="seconds (default 120)")
+    for p in (submit, get, wait):
+        remote(p)
+        p.set_defaults(func=cmd_jobs)
 
     doctor = sub.add_parser("doctor", help="validate the manifest and size every Lambda package")
     doctor.add_argument("--manifest", default="inferstack.toml")
