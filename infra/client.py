@@ -11,6 +11,8 @@ from typing import Any, NoReturn
 
 import httpx
 
+from infra.nodelay import transport
+
 DEFAULT_URL = "http://127.0.0.1:8000"
 
 
@@ -34,7 +36,7 @@ def read_input(source: str) -> Any:
 class ApiClient:
     def __init__(self, url: str, api_key: str, timeout_s: float = 30) -> None:
         self.base = url.rstrip("/")
-        self.http = httpx.Client(headers={"x-api-key": api_key}, timeout=timeout_s)
+        self.http = httpx.Client(headers={"x-api-key": api_key}, timeout=timeout_s, transport=transport())
 
     def call(self, method: str, path: str, **kwargs: Any) -> tuple[httpx.Response, Any]:
         try:

@@ -16,6 +16,7 @@ import httpx
 from inferstack import env
 from inferstack.topology import FunctionSpec
 from infra.local.runtime import READY
+from infra.nodelay import async_transport, transport
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -83,7 +84,7 @@ class LocalFunctions:
         self.procs = {s.key: FunctionProcess(s, environment(s), prefixed(log, s.key)) for s in specs}
         self.locks: dict[str, asyncio.Lock] = {}
         self.client: httpx.AsyncClient | None = None
-        self.sync_client = httpx.Client(timeout=None)
+        self.sync_client = httpx.Client(timeout=None, transport=transport())
         self._restarting = threading.Lock()
 
     def start(self) -> None:
@@ -110,7 +111,7 @@ class LocalFunctions:
 
     async def invoke(self, function: str, event: dict[str, Any], timeout_s: float) -> tuple[Any, bool]:
         if self.client is None:
-            self.client = httpx.AsyncClient(timeout=None)
+            self.client = httpx.AsyncClient(timeout=None, transport=async_transport())
         lock = self.locks.setdefault(function, asyncio.Lock())
         proc = self.procs[function]
         async with lock:

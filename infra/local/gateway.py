@@ -218,8 +218,9 @@ class Gateway:
             return
         started = time.perf_counter()
         status, headers, payload = await self.handle(scope, receive)
-        await send({"type": "http.response.start", "status": status,
-                    "headers": [(k.lower().encode(), v.encode()) for k, v in headers]})
+        raw_headers = [(k.lower().encode(), v.encode()) for k, v in headers if k.lower() != "content-length"]
+        raw_headers.append((b"content-length", str(len(payload)).encode()))
+        await send({"type": "http.response.start", "status": status, "headers": raw_headers})
         await send({"type": "http.response.body", "body": payload})
         ms = (time.perf_counter() - started) * 1000
         self.log(f"{scope['method']} {scope['path']} {status} {ms:.1f}ms")

@@ -29,6 +29,7 @@ from inferstack.topology import endpoint_name
 from infra.local.aws import free_port
 from infra.local.functions import prefixed
 from infra.local.http import QuietHandler
+from infra.nodelay import transport
 from infra.packaging import stage_heavy_model
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -91,7 +92,7 @@ class LocalSageMaker:
     def __init__(self, manifest: Manifest, catalog: Catalog, workdir: Path, log: Callable[[str, str], None]) -> None:
         self.manifest, self.catalog, self.workdir, self.log = manifest, catalog, workdir, log
         self.servers: dict[str, ModelServer] = {}
-        self.http = httpx.Client(timeout=INVOCATION_TIMEOUT_S)
+        self.http = httpx.Client(timeout=INVOCATION_TIMEOUT_S, transport=transport())
         self.router: ThreadingHTTPServer | None = None
 
     @property

@@ -35,7 +35,9 @@ class PortBusyError(RuntimeError):
 
 def bind_port(host: str, port: int) -> socket.socket:
     """Take the gateway's port first, so that nothing started meanwhile can take it."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # proto IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY on accepted connections only when the listening
+    # socket says TCP, and without it every keep-alive response waits ~40 ms for a delayed ACK
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))

@@ -52,3 +52,31 @@ def test_jobs_submit_get_and_wait(dev_stack: RunningStack) -> None:
     assert json.loads(cli(dev_stack.url, "jobs", "get", job_id).stdout)["job_id"] == job_id
     missing = cli(dev_stack.url, "jobs", "get", "no-such-job")
     assert missing.returncode == 1 and "404 Unknown job" in missing.stderr
+
+
+def test_load_reports_percentiles_throttles_and_writes_a_plot(dev_stack: RunningStack, tmp_path: Path) -> None:
+    from tests.e2e.conftest import FREE_KEY
+
+    # GIVEN the "free" plan (5 requests/s, burst 10) WHEN an open loop sends 30 requests/s for 2 s
+    plot = tmp_path / "load.png"
+    out = subprocess.run([sys.executable, "-m", "infra.cli", "load", "--url", dev_stack.url, "--api-key", FREE_KEY,
+                          "--rate", "30", "--duration", "2", "--out", str(plot)],
+                         cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
+    assert out.returncode == 0, out.stderr
+    summary = json.loads(out.stdout)
+    # THEN the plan's throttle shows as 429s, the rest succeed, and the plot is written
+    assert summary["requests"] >= 50 and summary["throttled_429"] > 0 and summary["ok"] >= 10
+    assert summary["errors"] == 0
+    assert summary["p50_ms"] <= summary["p95_ms"] <= summary["p99_ms"]
+    assert "429:" in out.stderr  # the progress line
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_load_closed_loop_with_jobs(dev_stack: RunningStack, tmp_path: Path) -> None:
+    out = subprocess.run([sys.executable, "-m", "infra.cli", "load", "--url", dev_stack.url, "--api-key", PRO_KEY,
+                          "--concurrency", "4", "--duration", "2", "--jobs", "0.5", "--quiet",
+                          "--out", str(tmp_path / "l.png")],
+                         cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
+    assert out.returncode == 0, out.stderr
+    summary = json.loads(out.stdout)
+    assert summary["predict"] > 0 and summary["jobs"] > 0 and summary["errors"] == 0

@@ -65,3 +65,13 @@ def test_event_carries_what_handlers_read() -> None:
     assert event["isBase64Encoded"] is True and base64.b64decode(event["body"]) == b"\xff\x00"
     ctx = event["requestContext"]
     assert ctx["requestId"] == "rid" and ctx["stage"] == "prod" and ctx["identity"]["sourceIp"] == "10.1.2.3"
+
+
+def test_load_inputs_follow_the_model_signature() -> None:
+    from infra.load import example_inputs
+
+    info = {"inputs": [{"name": "x", "dtype": "float32", "shape": ["N", 3, None]},
+                       {"name": "ids", "dtype": "int64", "shape": ["N", 2]}]}
+    inputs = example_inputs(info, rows=2)
+    assert len(inputs["x"]) == 2 and len(inputs["x"][0]) == 3 and len(inputs["x"][0][0]) == 1
+    assert all(isinstance(v, int) for row in inputs["ids"] for v in row)
