@@ -93,6 +93,7 @@ class LocalSageMaker:
         self.manifest, self.catalog, self.workdir, self.log = manifest, catalog, workdir, log
         self.servers: dict[str, ModelServer] = {}
         self.http = httpx.Client(timeout=INVOCATION_TIMEOUT_S, transport=transport())
+        self._replacing: set[str] = set()
         self.router: ThreadingHTTPServer | None = None
 
     @property
@@ -134,6 +135,7 @@ class LocalSageMaker:
             return _error("ModelError", 424, "Your invocation timed out while waiting for a response from container "
                           "primary.", OriginalStatusCode=0, ErrorCode="MODEL_TIMEOUT")
         except httpx.HTTPError:
+            self._replace_if_dead(server)
             return _error("ServiceUnavailable", 503, f"Endpoint {endpoint} is not reachable; retry.")
         if 200 <= answer.status_code < 300:
             return answer.status_code, {"Content-Type": answer.headers.get("content-type", "application/json"),
@@ -145,6 +147,24 @@ class LocalSageMaker:
                       OriginalStatusCode=answer.status_code, OriginalMessage=text,
                       LogStreamArn=f"arn:aws:logs:us-east-1:123456789012:log-group:/aws/sagemaker/Endpoints/{endpoint}",
                       ErrorCode=f"{kind.upper()}_ERROR_FROM_MODEL")
+
+    def _replace_if_dead(self, server: ModelServer) -> None:
+        """SageMaker replaces an instance whose container died; so does the local endpoint, in the
+        background, while callers get 503 (retryable) meanwhile."""
+        if server.proc is None or server.proc.poll() is None or server.name in self._replacing:
+            return
+        self._replacing.add(server.name)
+
+        def replace() -> None:
+            try:
+                self.log(f"sagemaker {server.name}", "the container exited; starting a new one")
+                server.start()
+            except RuntimeError as exc:
+                self.log(f"sagemaker {server.name}", f"restart failed: {exc}")
+            finally:
+                self._replacing.discard(server.name)
+
+        threading.Thread(target=replace, daemon=True).start()
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         local = self
