@@ -36,8 +36,9 @@ class ServesPredictions(Protocol):
 
     def predict(self, raw_inputs: Any) -> dict[str, Any]: ...
 
-#: Seconds a client is told to wait when a model's queue is full.
+#: Seconds a client is told to wait when a model's queue is full, or the job store cannot be reached.
 QUEUE_FULL_RETRY_AFTER_S = 5
+JOB_STORE_RETRY_AFTER_S = 2
 
 _STATUS_PROBLEMS = {p.status: p for p in (problems.NOT_FOUND, problems.METHOD_NOT_ALLOWED,
                                           problems.PAYLOAD_TOO_LARGE)}
@@ -171,6 +172,17 @@ def install_job_routes(app: FastAPI, known: Callable[[str], ModelInfo], jobs: Jo
     )
     from inferstack.jobs.schemas import JobAccepted, JobRequest, JobView
 
+    def is_aws_failure(exc: Exception) -> bool:
+        # imported here: a predict function builds this app without the jobs tier, and without boto3
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        return isinstance(exc, BotoCoreError | ClientError)
+
+    def unavailable(exc: Exception) -> Response:
+        logger.warning("the job store is unavailable", extra={"error": f"{type(exc).__name__}: {exc}"})
+        return problem_response(problems.UNAVAILABLE, "The job store is unavailable; retry shortly",
+                                headers={"Retry-After": str(JOB_STORE_RETRY_AFTER_S)})
+
     def service() -> JobService:
         if jobs is None:
             raise ProblemError(problems.UNAVAILABLE, "The jobs tier is not configured for this function")
@@ -203,6 +215,10 @@ def install_job_routes(app: FastAPI, known: Callable[[str], ModelInfo], jobs: Jo
         except QueueFullError as exc:
             return problem_response(problems.QUEUE_FULL, str(exc),
                                     headers={"Retry-After": str(QUEUE_FULL_RETRY_AFTER_S)})
+        except Exception as exc:
+            if is_aws_failure(exc):
+                return unavailable(exc)
+            raise
         link = f"/v1/jobs/{job.job_id}"
         accepted = {"job_id": job.job_id, "status": job.status, "links": {"self": link}}
         headers = {"Location": link, **({} if created else {"Idempotent-Replayed": "true"})}
@@ -216,4 +232,8 @@ def install_job_routes(app: FastAPI, known: Callable[[str], ModelInfo], jobs: Jo
             view = service().view(job_id, owner=owner)
         except JobNotFoundError:
             raise ProblemError(problems.JOB_NOT_FOUND, f"No job {job_id!r} for this API key", job_id=job_id) from None
+        except Exception as exc:
+            if is_aws_failure(exc):
+                return unavailable(exc)
+            raise
         return Response(view.model_dump_json().encode(), media_type="application/json")

@@ -21,6 +21,7 @@ from inferstack.jobs.schemas import (
 from inferstack.jobs.settings import JobsSettings
 from inferstack.jobs.ssrf import Resolver, check_webhook_url, system_resolver
 from inferstack.jobs.store import Job, JobStore, now_iso
+from inferstack.observability import logger
 
 #: How long a queue depth reading is reused (one GetQueueAttributes call per model per interval).
 DEPTH_CACHE_S = 2.0
@@ -75,8 +76,24 @@ class JobService:
         if len(payload) > INLINE_INPUT_BYTES:
             ref = self.store.put_blob(f"inputs/{job_id}.json", json.dumps(body.inputs).encode())
             payload = message.model_copy(update={"inputs": None, "inputs_ref": ref}).model_dump_json(exclude_none=True)
-        self.aws.sqs.send_message(QueueUrl=self.settings.queues[body.model], MessageBody=payload)
+        try:
+            self.aws.sqs.send_message(QueueUrl=self.settings.queues[body.model], MessageBody=payload)
+        except Exception:
+            self._not_enqueued(job, idempotency_key)
+            raise
         return job, True
+
+    def _not_enqueued(self, job: Job, idempotency_key: str | None) -> None:
+        """The job was stored but could not be enqueued: fail it, so that it never waits forever, and free its
+        idempotency key, so that the client's retry (it gets 503) submits it afresh. Best effort: with the
+        store down too, the job stays queued and its key keeps pointing at it."""
+        try:
+            self.store.finish(job.job_id, error={"type": "not-enqueued",
+                                                 "detail": "the queue could not be reached; submit again"})
+            if idempotency_key:
+                self.store.release_idempotency_key(job.owner, idempotency_key)
+        except Exception:
+            logger.exception("cannot fail a job that was not enqueued", extra={"job_id": job.job_id})
 
     def view(self, job_id: str, *, owner: str) -> JobView:
         job = self.store.get(job_id)

@@ -159,6 +159,9 @@ class JobStore:
                                                 ":one": 1}),
         }
 
+    def release_idempotency_key(self, owner: str, key: str) -> None:
+        self.aws.dynamodb.delete_item(TableName=self.table, Key=_item({"pk": f"idem#{owner}#{key}"}))
+
     def claim(self, job_ids: list[str]) -> set[str]:
         """Mark jobs running and count the attempt, in one `TransactWriteItems` call per 100 jobs. Returns the
         IDs claimed; a job that is finished or unknown is not (its delivery is a duplicate, to be dropped)."""

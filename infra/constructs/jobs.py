@@ -140,6 +140,7 @@ class JobTier(Construct):
         for key, role in roles.items():
             self.table.grant(role, "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem")
             if key == API_FUNCTION:
+                self.table.grant(role, "dynamodb:DeleteItem")  # releases the key of a job it could not enqueue
                 for spec in self.specs.values():
                     if spec.model:
                         self.queues[spec.key].grant_send_messages(role)
@@ -151,7 +152,8 @@ class JobTier(Construct):
                 self.secret.grant_read(role)
             elif key == DEADLETTER_FUNCTION:
                 webhook_queue.grant_send_messages(role)
-            else:  # a model's worker
+            else:  # a model's worker (its TransactWriteItems claim needs UpdateItem, which it has: there is no
+                # separate IAM action for a transaction)
                 webhook_queue.grant_send_messages(role)
                 self._object_grant(role, "s3:GetObject", "inputs")
                 self._object_grant(role, "s3:PutObject", "results")

@@ -9,6 +9,7 @@ import logging
 import os
 import secrets
 import socket
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -97,6 +98,17 @@ class LocalAws:
 
     def queue(self, spec: QueueSpec) -> str:
         return self.queue_urls[spec.key]
+
+    def restart(self, down_for_s: float = 0.0) -> None:
+        """Stop the emulator's HTTP server and start a new one on the same port. Its state lives in this
+        process's memory (moto's backends), so nothing is lost; meanwhile every client sees the AWS endpoint
+        refuse connections, as in an outage."""
+        if self.server:
+            self.server.stop()
+        time.sleep(down_for_s)
+        self.server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
+        self.server.start()
+        self.create()  # a no-op for what survived
 
     def stop(self) -> None:
         if self.server:

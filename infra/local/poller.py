@@ -84,7 +84,10 @@ class QueuePoller:
                 time.sleep(1)
                 continue
             if messages:
-                self._deliver(messages)
+                try:
+                    self._deliver(messages)
+                except Exception as exc:  # deleting failed: the records come back, as on AWS
+                    self.log(f"completing a batch failed ({type(exc).__name__}); its records will be redelivered")
 
     def _deliver(self, messages: list[dict[str, Any]]) -> None:
         assert self.spec.function is not None

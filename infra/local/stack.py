@@ -6,6 +6,7 @@ Lambda runtime process per function; one poller per SQS event source; the gatewa
 
 from __future__ import annotations
 
+import signal
 import socket
 import sys
 import threading
@@ -135,8 +136,15 @@ class DevStack:
         assert self.functions is not None
         return self.functions.invoke_sync(function, event)
 
+    def restart_aws(self, down_for_s: float = 3.0) -> None:
+        self.log("aws", f"restarting the emulator's server (down for {down_for_s:g} s)")
+        self.aws.restart(down_for_s)
+        self.log("aws", "back")
+
     def serve(self, on_ready: Callable[[], None] = lambda: None) -> None:
-        """Start everything, serve until interrupted (Ctrl-C or SIGTERM), then stop every part."""
+        """Start everything, serve until interrupted (Ctrl-C or SIGTERM), then stop every part. SIGUSR1
+        restarts the AWS emulator's server (a fault drill: see tests/e2e/test_faults.py)."""
+        signal.signal(signal.SIGUSR1, lambda *_: threading.Thread(target=self.restart_aws, daemon=True).start())
         try:
             gateway = self.start()
             config = uvicorn.Config(gateway, host=self.host, port=self.port, log_level="warning", lifespan="off")

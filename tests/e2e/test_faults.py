@@ -131,3 +131,31 @@ def test_health_stays_up_while_a_function_is_replaced(fault_stack: tuple[Running
     if first.status_code == 502:
         assert first.headers["content-type"] == "application/problem+json"
     assert eventually(lambda: httpx.get(f"{stack.url}/v1/health", timeout=30).status_code == 200)
+
+
+def test_aws_emulator_restarted_while_jobs_are_queued(fault_stack: tuple[RunningStack, str]) -> None:
+    # MUST HOLD: no accepted job is lost (the emulator's state lives in the dev process and survives its
+    # server's restart); every accepted job reaches one terminal state; a submission during the outage is
+    # refused with 503 and Retry-After, never a 500, and nothing half-accepted is left behind
+    stack, _ = fault_stack
+    client = stack.client()
+    accepted = [client.post("/v1/jobs", json={"model": "iris", "inputs": ROWS}).json()["job_id"] for _ in range(5)]
+    os.kill(stack.proc.pid, signal.SIGUSR1)  # the server goes down for 3 s
+    time.sleep(0.5)
+    during = client.post("/v1/jobs", json={"model": "iris", "inputs": ROWS}, headers={"Idempotency-Key": "outage-1"})
+    assert during.status_code in (202, 503), during.text
+    if during.status_code == 503:
+        assert during.headers["retry-after"] == "2"
+        assert during.json()["type"] == "urn:inferstack:problem:unavailable"
+    retried = eventually(lambda: (r := client.post("/v1/jobs", json={"model": "iris", "inputs": ROWS},
+                                                   headers={"Idempotency-Key": "outage-1"})).status_code == 202 and r)
+    accepted.append(retried.json()["job_id"])
+
+    def all_done() -> list[dict[str, Any]] | None:
+        jobs = [client.get(f"/v1/jobs/{job_id}").json() for job_id in accepted]
+        return jobs if all(j.get("status") in ("succeeded", "failed") for j in jobs) else None
+
+    jobs = eventually(all_done, timeout_s=90)
+    assert [j["status"] for j in jobs] == ["succeeded"] * len(accepted)
+    assert all(j["result"]["label"] == [0] for j in jobs)
+    assert "restarting the emulator" in stack.log.read_text()

@@ -319,3 +319,25 @@ def test_aws_calls_per_job_on_the_happy_path(world: World, receiver: WebhookRece
     assert calls.count("sqs.SendMessageBatch") == 1
     assert calls.count("sqs.GetQueueAttributes") == 1 and calls.count("secretsmanager.GetSecretValue") == 1
     assert len(calls) == 44, calls  # 4.4 a job
+
+
+def test_a_job_that_cannot_be_enqueued_fails_and_frees_its_key(iris_model: Path) -> None:
+    # GIVEN a queue that cannot be reached at submit time (its URL points nowhere)
+    world = make_world(iris_model)
+    try:
+        good_url = world.settings.queues["iris"]
+        world.service.queue_depth("iris")  # a fresh depth reading, so that only SendMessage meets the bad URL
+        world.service.settings.queues["iris"] = good_url + "-gone"
+        with pytest.raises(Exception, match=r"NonExistentQueue|QueueDoesNotExist"):
+            submit(world, key="retry-me")
+        # THEN the stored job is failed (never left queued) and the key is free for the retry
+        items = world.aws.client("dynamodb").scan(TableName=world.aws.table)["Items"]
+        (stored,) = [i for i in items if i["pk"]["S"].startswith("job#")]
+        assert stored["status"]["S"] == "failed" and stored["error"]["M"]["type"]["S"] == "not-enqueued"
+        assert not [i for i in items if i["pk"]["S"].startswith("idem#")]
+        world.service.settings.queues["iris"] = good_url
+        job_id = submit(world, key="retry-me")
+        assert world.store.get(job_id).status == "queued"
+        assert len(world.receive("jobs-iris")) == 1
+    finally:
+        world.aws.stop()

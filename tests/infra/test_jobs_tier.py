@@ -109,7 +109,7 @@ def test_least_privilege_per_function(example: Synthesized) -> None:
     s3_resources = json.dumps([st["Resource"] for st in worker if str(st["Action"]).startswith("s3:")])
     assert "/inputs/*" in s3_resources and "/results/*" in s3_resources
     assert "secretsmanager:GetSecretValue" not in _actions(worker)
-    assert "dynamodb:DeleteItem" not in api | webhooks | _actions(worker)
+    assert "dynamodb:DeleteItem" not in webhooks | _actions(worker)  # only the API releases idempotency keys
 
 
 def test_alarms_on_dlq_depth_and_oldest_message(example: Synthesized) -> None:
