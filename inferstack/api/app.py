@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Annotated, Any, Protocol
 
 from fastapi import FastAPI, Header, Request, Response
+from fastapi import Path as FastApiPath
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -142,14 +143,18 @@ def create_app(catalog: Catalog, predictors: Mapping[str, ServesPredictions] | N
     async def list_models() -> Response:
         return _json(listing)
 
+    names = sorted(model_infos)
+    # a default value, not an Annotated alias: annotations are strings here (PEP 563), defaults are not
+    model_name = FastApiPath(description="A model's name (GET /v1/models lists them)",
+                             json_schema_extra={"enum": names} if names else None)
+
     @app.get("/v1/models/{name}", tags=["models"])
-    async def get_model(name: str) -> ModelInfo:
+    async def get_model(name: str = model_name) -> ModelInfo:
         return known(name)
 
     @app.post("/v1/models/{name}/predict", tags=["models"], response_model=PredictResponse,
-              openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
-                  "schema": PredictRequest.model_json_schema(ref_template="#/components/schemas/{model}")}}}})
-    async def predict(name: str, request: Request) -> Response:
+              openapi_extra=_body("PredictRequest"))
+    async def predict(request: Request, name: str = model_name) -> Response:
         info = known(name)
         predictor = predictors.get(name)
         if predictor is None:
@@ -159,7 +164,37 @@ def create_app(catalog: Catalog, predictors: Mapping[str, ServesPredictions] | N
         return Response(predict_body(info.name, info.version, outputs), media_type="application/json")
 
     install_job_routes(app, known, jobs, body_limit)
+    _document_bodies(app, names)
     return app
+
+
+def _body(model: str) -> dict[str, Any]:
+    """A request body the route parses itself (for its own errors), documented by reference."""
+    return {"requestBody": {"required": True, "content": {"application/json": {
+        "schema": {"$ref": f"#/components/schemas/{model}"}}}}}
+
+
+def _document_bodies(app: FastAPI, model_names: list[str]) -> None:
+    """Put the self-parsed request bodies' schemas (and what they refer to) into the document's components."""
+    from inferstack.jobs.schemas import JobRequest
+
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        document = generate()
+        components = document.setdefault("components", {}).setdefault("schemas", {})
+        for model in (PredictRequest, JobRequest):
+            schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+            components.update(schema.pop("$defs", {}))
+            components[model.__name__] = schema
+        if model_names:
+            components["JobRequest"]["properties"]["model"]["enum"] = model_names
+        app.openapi_schema = document
+        return document
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def install_job_routes(app: FastAPI, known: Callable[[str], ModelInfo], jobs: JobService | None,
@@ -190,8 +225,7 @@ def install_job_routes(app: FastAPI, known: Callable[[str], ModelInfo], jobs: Jo
 
     @app.post("/v1/jobs", tags=["jobs"], status_code=202, response_model=JobAccepted,
               responses={409: {"model": Problem, "content": {PROBLEM_JSON: {}}}},
-              openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
-                  "schema": JobRequest.model_json_schema(ref_template="#/components/schemas/{model}")}}}})
+              openapi_extra=_body("JobRequest"))
     async def submit_job(request: Request,
                          idempotency_key: Annotated[str | None, Header(max_length=255)] = None) -> Response:
         raw = await request.body()
