@@ -77,6 +77,8 @@ inferstack dev: {manifest.name} is up at {stack.url}/v1  (Ctrl-C stops everythin
 
     try:
         stack.serve(on_ready=banner)
+    except KeyboardInterrupt:  # uvicorn re-raises Ctrl-C once it has shut down; every part is stopped by now
+        print("inferstack dev: stopped", file=sys.stderr)
     except PortBusyError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

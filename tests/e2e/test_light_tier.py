@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import signal
 import socket
 import subprocess
 import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -133,3 +135,21 @@ def test_large_batch(dev_stack: RunningStack) -> None:
     rows = [[5.1, 3.5, 1.4, 0.2]] * 5000
     response = dev_stack.client().post("/v1/models/iris/predict", json={"inputs": rows})
     assert response.status_code == 200 and len(response.json()["outputs"]["label"]) == 5000
+
+
+def test_ctrl_c_stops_every_part(tmp_path: Path) -> None:
+    # GIVEN a running stack (gateway, function runtimes, heavy server, emulator) WHEN it gets Ctrl-C (SIGINT)
+    from tests.e2e.conftest import start_dev
+    from tests.e2e.test_jobs import _children
+
+    stack = start_dev(tmp_path / "dev.log")
+    children = _children(stack.proc.pid, "python")
+    assert len(children) >= 5  # a runtime per function and the heavy model's server
+    stack.proc.send_signal(signal.SIGINT)
+    # THEN it exits cleanly and leaves no process behind
+    assert stack.proc.wait(30) == 0
+    time.sleep(0.5)
+    assert [pid for pid in children if Path(f"/proc/{pid}").exists() and
+            "zombie" not in Path(f"/proc/{pid}/status").read_text().lower()] == []
+    log = stack.log.read_text()
+    assert "gateway |" in log and "aws |" in log and "sagemaker |" in log  # one stream, named parts
