@@ -153,3 +153,15 @@ def test_ctrl_c_stops_every_part(tmp_path: Path) -> None:
             "zombie" not in Path(f"/proc/{pid}/status").read_text().lower()] == []
     log = stack.log.read_text()
     assert "gateway |" in log and "aws |" in log and "sagemaker |" in log  # one stream, named parts
+
+
+def test_bodies_over_the_limits_are_413(dev_stack: RunningStack) -> None:
+    client = dev_stack.client()
+    # over API Gateway's 10 MB: refused by the gateway itself
+    huge = client.post("/v1/models/iris/predict", content=b"[" + b"1," * (5_300_000) + b"1]",
+                       headers={"content-type": "application/json"})
+    assert huge.status_code == 413 and huge.json()["type"] == "urn:inferstack:problem:payload-too-large"
+    # over the manifest's api.max_body_kb (5 MB) but under 10 MB: refused by the function, same problem
+    rows = [[5.1, 3.5, 1.4, 0.2]] * 300_000  # 5.4 MB of compact JSON
+    big = client.post("/v1/models/iris/predict", json={"inputs": rows})
+    assert big.status_code == 413 and big.json()["type"] == "urn:inferstack:problem:payload-too-large"

@@ -75,3 +75,34 @@ def test_load_inputs_follow_the_model_signature() -> None:
     inputs = example_inputs(info, rows=2)
     assert len(inputs["x"]) == 2 and len(inputs["x"][0]) == 3 and len(inputs["x"][0][0]) == 1
     assert all(isinstance(v, int) for row in inputs["ids"] for v in row)
+
+
+def test_integration_timeout_is_a_504_problem() -> None:
+    import asyncio
+    import json
+    from typing import Any
+
+    from inferstack.manifest import parse_manifest
+    from infra.local.gateway import Gateway
+    from tests.conftest import ROOT
+
+    class SlowFunction:
+        async def invoke(self, function: str, event: dict[str, Any], timeout_s: float) -> tuple[Any, bool]:
+            await asyncio.wait_for(asyncio.sleep(5), timeout_s)  # as LocalFunctions bounds a slow function
+            return {}, False
+
+    manifest = parse_manifest({"models": [{"name": "m", "path": "x.onnx", "tier": "light"}]}, root=ROOT,
+                              check_files=False)
+    gateway = Gateway(manifest, [Route("GET", "/v1/health", "api", api_key_required=False)], SlowFunction(), {},
+                      log=lambda _: None, integration_timeout_s=0.05)
+
+    async def call() -> tuple[int, list[tuple[str, str]], bytes]:
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        scope = {"type": "http", "method": "GET", "path": "/v1/health", "headers": [], "query_string": b""}
+        return await gateway.handle(scope, receive)
+
+    status, headers, body = asyncio.run(call())
+    assert status == 504 and ("Content-Type", "application/problem+json") in headers
+    assert json.loads(body)["type"] == "urn:inferstack:problem:gateway-timeout"
