@@ -15,7 +15,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 from inferstack.inference.exceptions import ModelLoadError
 from inferstack.manifest import Manifest, ManifestError, load_manifest
@@ -26,7 +26,7 @@ def _manifest(path: str) -> Manifest:
     try:
         return load_manifest(path)
     except ManifestError as exc:
-        _fail(str(exc))
+        fail(str(exc), 2)
 
 
 def parse_api_keys(values: list[str] | None, manifest: Manifest) -> dict[str, str]:
@@ -38,17 +38,12 @@ def parse_api_keys(values: list[str] | None, manifest: Manifest) -> dict[str, st
     for value in values or [DEFAULT_API_KEY]:
         key, _, plan = value.partition(":")
         if len(key) < 8:
-            _fail(f"--api-key {value!r}: a key needs at least 8 characters")
+            fail(f"--api-key {value!r}: a key needs at least 8 characters", 2)
         if plan and plan not in plans:
-            _fail(f"--api-key {value!r} binds to unknown usage plan(s) {plan}; the manifest's plans are "
-                  f"{', '.join(plans)}")
+            fail(f"--api-key {value!r} binds to unknown usage plan(s) {plan}; the manifest's plans are "
+                 f"{', '.join(plans)}", 2)
         out[key] = plan or plans[0]
     return out
-
-
-def _fail(message: str, code: int = 2) -> NoReturn:
-    print(f"error: {message}", file=sys.stderr)
-    raise SystemExit(code)
 
 
 def cmd_dev(args: argparse.Namespace) -> int:
@@ -60,9 +55,13 @@ def cmd_dev(args: argparse.Namespace) -> int:
     stack = DevStack(manifest, api_keys=keys, host=args.host, port=args.port,
                      allow_loopback_webhooks=args.allow_loopback_webhooks)
     key = next(iter(keys))
-    light = manifest.light_models[0].name if manifest.light_models else "MODEL"
 
     def banner() -> None:
+        from infra.load import example_inputs
+
+        assert stack.catalog is not None
+        first = stack.catalog.models[0]
+        sample = json.dumps({"inputs": example_inputs(first.public().model_dump(mode="json"))})
         print(f"""
 inferstack dev: {manifest.name} is up at {stack.url}/v1  (Ctrl-C stops everything)
   API keys:  {', '.join(f'{k} (plan {p})' for k, p in keys.items())}
@@ -71,8 +70,8 @@ inferstack dev: {manifest.name} is up at {stack.url}/v1  (Ctrl-C stops everythin
   webhooks:  signed with {stack.aws.signing_secret}
              loopback receivers {'allowed (--allow-loopback-webhooks)' if args.allow_loopback_webhooks else
                                  'refused (pass --allow-loopback-webhooks to allow)'}
-  try:       curl -s -H 'x-api-key: {key}' {stack.url}/v1/models/{light}/predict \\
-               -d '{{"inputs": {{"features": [[5.1, 3.5, 1.4, 0.2]]}}}}'
+  try:       curl -s -H 'x-api-key: {key}' {stack.url}/v1/models/{first.name}/predict \\
+               -d '{sample}'
 """, flush=True)
 
     try:
@@ -83,7 +82,7 @@ inferstack dev: {manifest.name} is up at {stack.url}/v1  (Ctrl-C stops everythin
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except (ModelLoadError, FunctionStartError) as exc:
-        _fail(str(exc))
+        fail(str(exc), 2)
     return 0
 
 
@@ -176,7 +175,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     try:
         catalog = build_catalog(manifest)
     except ModelLoadError as exc:
-        _fail(str(exc))
+        fail(str(exc), 2)
     print(f"manifest {args.manifest}: ok ({len(manifest.models)} model(s), {len(manifest.api.plans)} usage plan(s))")
     mb = 1024 * 1024
     print(f"\n{'function':<24}{'code':>10}{'layers':>10}{'total':>10}   Lambda limit 250 MB (unzipped)")

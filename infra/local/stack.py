@@ -17,6 +17,7 @@ from typing import Any, TextIO
 import uvicorn
 
 from inferstack import env
+from inferstack.catalog import Catalog
 from inferstack.manifest import Manifest
 from inferstack.topology import API_FUNCTION, FunctionSpec, functions, jobs_environment, queues, routes
 from infra.catalog import build_catalog
@@ -77,6 +78,7 @@ class DevStack:
         self.workdir = workdir or BUILD_DIR / "dev"
         self.aws = LocalAws(manifest)
         self.sagemaker: LocalSageMaker | None = None
+        self.catalog: Catalog | None = None
         self.functions: LocalFunctions | None = None
         self.pollers: list[QueuePoller] = []
         self.server: uvicorn.Server | None = None
@@ -110,7 +112,7 @@ class DevStack:
         self.sock = bind_port(self.host, self.port)
         self.workdir.mkdir(parents=True, exist_ok=True)
         catalog_path = self.workdir / "catalog.json"
-        catalog = build_catalog(self.manifest, bundled=False)
+        catalog = self.catalog = build_catalog(self.manifest, bundled=False)
         catalog.dump(catalog_path)
         self.aws.start()
         self.log("aws", f"moto server at {self.aws.endpoint}: table {self.aws.table}, bucket {self.aws.bucket}, "
