@@ -37,7 +37,7 @@ lint: $(VENV)/.stamp
 	$(BIN)/mypy
 
 test: setup lint
-	$(BIN)/pytest -n 2 --dist loadgroup
+	$(BIN)/pytest -n 2 --dist loadfile
 
 unit: setup
 	$(BIN)/pytest tests/unit tests/functional

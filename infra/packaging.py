@@ -84,19 +84,25 @@ def build_layer(name: str, *, quiet: bool = True, python: str = LAMBDA_PYTHON,
     out = BUILD_DIR / "layers" / f"{name}-{_recipe_hash(recipe, python, platforms)}"
     if (out / ".complete").exists():
         return out
-    if out.exists():
-        shutil.rmtree(out)
-    site = out / "python"
-    site.mkdir(parents=True)
+    # Built aside and moved into place in one rename: concurrent builders (parallel tests, a synth beside
+    # them) never see, trim or delete each other's half-built tree; the first rename wins.
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
+    site = tmp / "python"
     cmd = [sys.executable, "-m", "pip", "install", "--disable-pip-version-check", "--no-deps",
            "--no-compile", "--only-binary=:all:", "--implementation", "cp", "--python-version", python,
            *[arg for p in platforms for arg in ("--platform", p)],
            "--target", str(site), "-r", str(recipe)]
     done = subprocess.run(cmd, capture_output=quiet, text=True, check=False)
     if done.returncode:
+        shutil.rmtree(tmp, ignore_errors=True)
         raise RuntimeError(f"building layer {name} failed:\n{done.stdout}{done.stderr}")
     trim(site)
-    (out / ".complete").write_text(recipe.read_text())
+    (tmp / ".complete").write_text(recipe.read_text())
+    try:
+        os.rename(tmp, out)
+    except OSError:  # another builder got there first, with the same recipe
+        shutil.rmtree(tmp, ignore_errors=True)
     return out
 
 

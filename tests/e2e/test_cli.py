@@ -12,7 +12,7 @@ import pytest
 from tests.conftest import ROOT
 from tests.e2e.conftest import PRO_KEY, RunningStack
 
-pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e")]
+pytestmark = pytest.mark.e2e
 
 
 def cli(stack_url: str, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:

@@ -23,7 +23,7 @@ from infra.local.webhook_receiver import WebhookReceiver
 from tests.e2e.conftest import PRO_KEY, RunningStack, start_dev, stop_dev
 from tests.e2e.test_jobs import _children
 
-pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e")]
+pytestmark = pytest.mark.e2e
 
 ROWS = [[5.1, 3.5, 1.4, 0.2]]
 

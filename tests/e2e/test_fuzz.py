@@ -19,7 +19,7 @@ from schemathesis.specs.openapi.checks import (
 
 from tests.e2e.conftest import RunningStack, start_dev, stop_dev
 
-pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e")]
+pytestmark = pytest.mark.e2e
 
 KEY = "fuzz-key-0001"
 

@@ -10,7 +10,7 @@ import pytest
 
 from tests.e2e.conftest import RunningStack
 
-pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e")]
+pytestmark = pytest.mark.e2e
 
 
 def features(n: int) -> list[list[float]]:

@@ -18,7 +18,7 @@ from onnx import TensorProto, helper
 from infra.local.webhook_receiver import WebhookReceiver
 from tests.e2e.conftest import FREE_KEY, PRO_KEY, RunningStack, start_dev, stop_dev
 
-pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e")]
+pytestmark = pytest.mark.e2e
 
 ROWS = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]
 

@@ -15,7 +15,7 @@ import pytest
 from tests.conftest import EXAMPLE_MANIFEST, ROOT
 from tests.e2e.conftest import FREE_KEY, RunningStack, free_port
 
-pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e")]
+pytestmark = pytest.mark.e2e
 
 PROBLEM_JSON = "application/problem+json"
 

@@ -14,8 +14,6 @@ from infra.app import build_app
 from infra.stack import InferenceStack
 from tests.conftest import EXAMPLE_MANIFEST
 
-pytestmark = pytest.mark.xdist_group("infra")
-
 
 class Synthesized:
     def __init__(self, app: App, stack: InferenceStack, outdir: Path) -> None:

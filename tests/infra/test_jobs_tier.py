@@ -5,12 +5,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import pytest
 from aws_cdk.assertions import Match
 
 from tests.infra.conftest import Synthesized
-
-pytestmark = pytest.mark.xdist_group("infra")
 
 
 def by_type(s: Synthesized, kind: str) -> dict[str, Any]:

@@ -8,15 +8,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from inferstack.manifest import load_manifest
 from inferstack.topology import functions
 from infra.catalog import build_catalog
 from infra.packaging import HOST_PLATFORMS, HOST_PYTHON, build_layer, dir_size, stage_function
 from tests.conftest import EVENTS, EXAMPLE_MANIFEST
-
-pytestmark = pytest.mark.xdist_group("infra")
 
 SCRIPT = """
 import json, sys

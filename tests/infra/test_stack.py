@@ -17,8 +17,6 @@ from cdk_nag import AwsSolutionsChecks
 from inferstack.api.problems import GATEWAY_RESPONSES
 from tests.infra.conftest import Synthesized
 
-pytestmark = pytest.mark.xdist_group("infra")
-
 
 def resources(s: Synthesized, kind: str) -> dict[str, Any]:
     found: dict[str, Any] = s.template.find_resources(kind)
