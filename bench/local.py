@@ -15,20 +15,12 @@ from typing import Any
 import httpx
 
 from bench.loadgen import load
+from infra.local.aws import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 CLIENTS = 16
 KEY = "bench-key-0001"
 BODY = b'{"inputs": {"features": [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]}}'
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def _wait(url: str, proc: subprocess.Popen[bytes], timeout_s: float = 120) -> None:
@@ -67,7 +59,7 @@ name = "iris"
 path = "{ROOT / 'models' / 'iris.onnx'}"
 tier = "light"
 """)
-        port = _free_port()
+        port = free_port()
         dev = _serve([sys.executable, "-m", "infra.cli", "dev", "--manifest", str(manifest), "--port", str(port),
                       "--api-key", f"{KEY}:bench"], f"http://127.0.0.1:{port}/v1/health", {})
         try:
@@ -80,7 +72,7 @@ tier = "light"
         finally:
             dev.terminate()
             dev.wait(30)
-    port = _free_port()
+    port = free_port()
     plain = _serve([sys.executable, "-m", "uvicorn", "bench.naive_app:app", "--port", str(port), "--log-level",
                     "warning", "--no-access-log"], f"http://127.0.0.1:{port}/docs",
                    {"NAIVE_MODEL_PATH": str(ROOT / "models" / "iris.onnx")})

@@ -99,9 +99,15 @@ def build_layer(name: str, *, quiet: bool = True, python: str = LAMBDA_PYTHON,
         raise RuntimeError(f"building layer {name} failed:\n{done.stdout}{done.stderr}")
     trim(site)
     (tmp / ".complete").write_text(recipe.read_text())
+    return _publish(tmp, out)
+
+
+def _publish(tmp: Path, out: Path) -> Path:
+    """Move a finished build into place in one rename; when another builder got there first with the same
+    inputs (same name), keep theirs."""
     try:
         os.rename(tmp, out)
-    except OSError:  # another builder got there first, with the same recipe
+    except OSError:
         shutil.rmtree(tmp, ignore_errors=True)
     return out
 
@@ -122,12 +128,7 @@ def _staged(kind: str, name: str, build: Callable[[Path], None]) -> Path:
     for path in sorted(p for p in tmp.rglob("*") if p.is_file()):
         digest.update(str(path.relative_to(tmp)).encode())
         digest.update(path.read_bytes())
-    out = parent / f"{name}-{digest.hexdigest()[:12]}"
-    try:
-        os.rename(tmp, out)
-    except OSError:  # already built, by this content
-        shutil.rmtree(tmp, ignore_errors=True)
-    return out
+    return _publish(tmp, parent / f"{name}-{digest.hexdigest()[:12]}")
 
 
 def stage_function(spec: FunctionSpec, manifest: Manifest, catalog: Catalog) -> Path:

@@ -27,11 +27,11 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from inferstack.api import problems
+from inferstack.api.predict import ProblemError, predict_body, predict_inputs
 from inferstack.api.problems import PROBLEM_JSON, ProblemType
 from inferstack.catalog import CatalogEntry
 from inferstack.heavy.batching import DynamicBatcher
 from inferstack.inference.exceptions import InputValidationError
-from inferstack.inference.validation import to_jsonable
 from inferstack.observability import logger
 
 CONFIG_FILE = "inferstack.json"
@@ -103,17 +103,12 @@ def create_app(config: ServerConfig) -> Starlette:
 
     async def invocations(request: Request) -> Response:
         predictor: Predictor = state["predictor"]
-        raw = await request.body()
-        if len(raw) > MAX_BODY_BYTES:
-            return _problem(problems.PAYLOAD_TOO_LARGE, f"The body is {len(raw)} bytes; at most {MAX_BODY_BYTES}")
         try:
-            body = json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            return _problem(problems.MALFORMED_JSON, f"The body is not valid JSON: {exc}")
-        if not isinstance(body, dict) or "inputs" not in body or set(body) - {"inputs"}:
-            return _problem(problems.INVALID_REQUEST, 'The body must be a JSON object {"inputs": ...}')
+            inputs = predict_inputs(await request.body(), MAX_BODY_BYTES)
+        except ProblemError as exc:
+            return _problem(exc.problem, exc.detail, **exc.extensions)
         try:
-            arrays = predictor.validate(body["inputs"])
+            arrays = predictor.validate(inputs)
         except InputValidationError as exc:
             return _problem(problems.INVALID_INPUT, str(exc), errors=[p.as_dict() for p in exc.problems])
         try:
@@ -121,9 +116,8 @@ def create_app(config: ServerConfig) -> Starlette:
         except Exception:
             logger.exception("inference failed")
             return _problem(problems.INTERNAL, "The model failed on this input; the error has been logged.")
-        return Response(json.dumps({"model": predictor.name, "version": predictor.version,
-                                    "outputs": {k: to_jsonable(v) for k, v in outputs.items()}},
-                                   separators=(",", ":")).encode(), media_type="application/json")
+        return Response(predict_body(predictor.name, predictor.version, {k: v.tolist() for k, v in outputs.items()}),
+                        media_type="application/json")
 
     async def stats(_: Request) -> Response:
         s = state["batcher"].stats

@@ -2,28 +2,50 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
+from infra.local.aws import free_port
 from tests.conftest import EXAMPLE_MANIFEST, ROOT
+
+__all__ = ["child_processes", "eventually", "free_port"]
 
 FREE_KEY = "e2e-free-key-0001"
 PRO_KEY = "e2e-pro-key-0001"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+def eventually(check: Callable[[], Any], timeout_s: float = 40) -> Any:
+    """Poll `check` until it returns something truthy (and return that), or fail after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if value := check():
+            return value
+        time.sleep(0.2)
+    raise AssertionError("condition not met in time")
+
+
+def child_processes(parent: int, needle: str) -> list[int]:
+    """PIDs of `parent`'s children whose command line contains `needle`."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[1]) == parent and needle in cmdline:
+            found.append(int(entry.name))
+    return found
 
 
 @dataclass

@@ -10,9 +10,8 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +19,19 @@ import httpx
 import pytest
 
 from infra.local.webhook_receiver import WebhookReceiver
-from tests.e2e.conftest import PRO_KEY, RunningStack, start_dev, stop_dev
-from tests.e2e.test_jobs import _children
+from tests.e2e.conftest import (
+    PRO_KEY,
+    RunningStack,
+    child_processes,
+    eventually,
+    free_port,
+    start_dev,
+    stop_dev,
+)
 
 pytestmark = pytest.mark.e2e
+#: Faults take longer to heal than a plain job to run.
+HEAL_S = 60
 
 ROWS = [[5.1, 3.5, 1.4, 0.2]]
 
@@ -59,22 +67,6 @@ instance_type = "ml.g5.xlarge"
     stop_dev(stack)
 
 
-def eventually(check: Callable[[], Any], timeout_s: float = 60) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if value := check():
-            return value
-        time.sleep(0.25)
-    raise AssertionError("condition not met in time")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 def test_webhook_receiver_down_for_a_while_then_back(fault_stack: tuple[RunningStack, str]) -> None:
     # MUST HOLD: the result is readable all along; the webhook is delivered once the receiver is back, with
     # every failed attempt recorded; one terminal state
@@ -83,13 +75,14 @@ def test_webhook_receiver_down_for_a_while_then_back(fault_stack: tuple[RunningS
     port = free_port()  # nothing listens there yet: the receiver is down
     job_id = client.post("/v1/jobs", json={"model": "iris", "inputs": ROWS,
                                            "webhook": {"url": f"http://127.0.0.1:{port}/hooks"}}).json()["job_id"]
-    job = eventually(lambda: (j := client.get(f"/v1/jobs/{job_id}").json())["webhook"]["attempts"] and j)
+    job = eventually(lambda: (j := client.get(f"/v1/jobs/{job_id}").json())["webhook"]["attempts"] and j,
+                     HEAL_S)
     assert job["status"] == "succeeded" and job["result"] is not None
     assert job["webhook"]["status"] == "pending" and "ConnectError" in job["webhook"]["attempts"][0]["error"]
     receiver = WebhookReceiver(secret, port=port).start()
     try:
         job = eventually(lambda: (j := client.get(f"/v1/jobs/{job_id}").json())["webhook"]["status"]
-                         == "delivered" and j)
+                         == "delivered" and j, HEAL_S)
         assert len(receiver.verified()) == 1 and receiver.verified()[0].webhook_id == f"msg_{job_id}"
         attempts = job["webhook"]["attempts"]
         assert attempts[-1]["status_code"] == 200 and all(a["status_code"] is None for a in attempts[:-1])
@@ -105,17 +98,17 @@ def test_heavy_server_killed_then_replaced(fault_stack: tuple[RunningStack, str]
     client = stack.client()
     features = [[0.1] * 512]
     assert client.post("/v1/models/mlp/predict", json={"inputs": features}).status_code == 200
-    (pid,) = _children(stack.proc.pid, "inferstack.heavy.server")
+    (pid,) = child_processes(stack.proc.pid, "inferstack.heavy.server")
     os.kill(pid, signal.SIGKILL)
     time.sleep(0.2)
     down = client.post("/v1/models/mlp/predict", json={"inputs": features})
     assert down.status_code == 503 and down.headers["retry-after"] == "5"
     assert down.json()["type"] == "urn:inferstack:problem:unavailable"
     job_id = client.post("/v1/jobs", json={"model": "mlp", "inputs": features}).json()["job_id"]
-    eventually(lambda: client.post("/v1/models/mlp/predict", json={"inputs": features}).status_code == 200)
-    assert _children(stack.proc.pid, "inferstack.heavy.server") != [pid]
+    eventually(lambda: client.post("/v1/models/mlp/predict", json={"inputs": features}).status_code == 200, HEAL_S)
+    assert child_processes(stack.proc.pid, "inferstack.heavy.server") != [pid]
     job = eventually(lambda: (j := client.get(f"/v1/jobs/{job_id}").json())["status"] in ("succeeded", "failed")
-                     and j)
+                     and j, HEAL_S)
     assert job["status"] == "succeeded" and len(job["result"]["logits"]) == 1
 
 
@@ -123,14 +116,14 @@ def test_health_stays_up_while_a_function_is_replaced(fault_stack: tuple[Running
     # MUST HOLD: a killed API function's environment is replaced; the request that found it dead gets a
     # clean 502 problem, the next ones succeed
     stack, _ = fault_stack
-    (pid,) = _children(stack.proc.pid, "--name api ")
+    (pid,) = child_processes(stack.proc.pid, "--name api ")
     os.kill(pid, signal.SIGKILL)
     time.sleep(0.2)
     first = httpx.get(f"{stack.url}/v1/health", timeout=30)
     assert first.status_code in (200, 502)
     if first.status_code == 502:
         assert first.headers["content-type"] == "application/problem+json"
-    assert eventually(lambda: httpx.get(f"{stack.url}/v1/health", timeout=30).status_code == 200)
+    assert eventually(lambda: httpx.get(f"{stack.url}/v1/health", timeout=30).status_code == 200, HEAL_S)
 
 
 def test_aws_emulator_restarted_while_jobs_are_queued(fault_stack: tuple[RunningStack, str]) -> None:
@@ -148,7 +141,8 @@ def test_aws_emulator_restarted_while_jobs_are_queued(fault_stack: tuple[Running
         assert during.headers["retry-after"] == "2"
         assert during.json()["type"] == "urn:inferstack:problem:unavailable"
     retried = eventually(lambda: (r := client.post("/v1/jobs", json={"model": "iris", "inputs": ROWS},
-                                                   headers={"Idempotency-Key": "outage-1"})).status_code == 202 and r)
+                                                   headers={"Idempotency-Key": "outage-1"})).status_code == 202 and r,
+                         HEAL_S)
     accepted.append(retried.json()["job_id"])
 
     def all_done() -> list[dict[str, Any]] | None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,7 @@ import pytest
 from onnx import TensorProto, helper
 
 from infra.local.webhook_receiver import WebhookReceiver
-from tests.e2e.conftest import FREE_KEY, PRO_KEY, RunningStack, start_dev, stop_dev
+from tests.e2e.conftest import FREE_KEY, PRO_KEY, RunningStack, child_processes, eventually, start_dev, stop_dev
 
 pytestmark = pytest.mark.e2e
 
@@ -71,16 +70,6 @@ def receiver(jobs_stack: tuple[RunningStack, str]) -> Iterator[WebhookReceiver]:
     r.stop()
 
 
-def wait_for(check: Callable[[], Any], timeout_s: float = 40) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError("condition not met in time")
-
-
 def submit(stack: RunningStack, body: dict[str, Any], **headers: str) -> httpx.Response:
     return stack.client().post("/v1/jobs", json=body, headers=headers)
 
@@ -100,12 +89,12 @@ def test_submit_returns_at_once_then_result_and_verified_webhook(jobs_stack: tup
     assert response.status_code == 202
     accepted = response.json()
     assert accepted["status"] == "queued" and response.headers["location"] == accepted["links"]["self"]
-    job = wait_for(finished(stack, accepted["job_id"]))
+    job = eventually(finished(stack, accepted["job_id"]))
     assert job["status"] == "succeeded" and job["result"]["label"] == [0, 2] and job["metadata"] == {"order": 7}
-    delivery = wait_for(receiver.verified)[0]  # verified with the standardwebhooks library
+    delivery = eventually(receiver.verified)[0]  # verified with the standardwebhooks library
     assert delivery.webhook_id == f"msg_{accepted['job_id']}"
     assert delivery.payload["data"]["result"] == job["result"]
-    job = wait_for(lambda: (j := stack.client().get(f"/v1/jobs/{accepted['job_id']}").json())
+    job = eventually(lambda: (j := stack.client().get(f"/v1/jobs/{accepted['job_id']}").json())
                    ["webhook"]["status"] == "delivered" and j)
     assert len(job["webhook"]["attempts"]) == 1
 
@@ -145,7 +134,7 @@ def test_bad_submissions_get_clear_errors(jobs_stack: tuple[RunningStack, str]) 
 def test_bad_input_fails_the_job_without_retry(jobs_stack: tuple[RunningStack, str]) -> None:
     stack, _ = jobs_stack
     job_id = submit(stack, {"model": "iris", "inputs": [[1, 2, 3]]}).json()["job_id"]
-    job = wait_for(finished(stack, job_id))
+    job = eventually(finished(stack, job_id))
     assert job["status"] == "failed" and job["attempts"] == 1
     assert job["error"]["type"] == "invalid-input" and "dimension 1 must be 4" in job["error"]["detail"]
 
@@ -155,9 +144,9 @@ def test_model_errors_retry_then_dead_letter_fails_the_job(jobs_stack: tuple[Run
     stack, _ = jobs_stack
     ok = submit(stack, {"model": "fragile", "inputs": [[1, 2, 3]]}).json()["job_id"]
     bad = submit(stack, {"model": "fragile", "inputs": [[1, 2], [3, 4]]}).json()["job_id"]
-    assert wait_for(finished(stack, ok))["status"] == "succeeded"
+    assert eventually(finished(stack, ok))["status"] == "succeeded"
     # THEN it is retried (maxReceiveCount 2, visibility 6 s), lands in the DLQ and is marked failed
-    job = wait_for(finished(stack, bad), timeout_s=60)
+    job = eventually(finished(stack, bad), timeout_s=60)
     assert job["status"] == "failed" and job["attempts"] == 2
     assert job["error"]["type"] == "processing-failed"
     assert "gave up after 2 attempt(s)" in job["error"]["detail"] and "Reshape" in job["error"]["detail"]
@@ -167,39 +156,24 @@ def test_webhook_500_then_200_and_410(jobs_stack: tuple[RunningStack, str], rece
     stack, _ = jobs_stack
     receiver.script = [500, 200]
     retried = submit(stack, {"model": "iris", "inputs": ROWS, "webhook": {"url": receiver.url}}).json()["job_id"]
-    job = wait_for(lambda: (j := stack.client().get(f"/v1/jobs/{retried}").json())["webhook"]["status"]
+    job = eventually(lambda: (j := stack.client().get(f"/v1/jobs/{retried}").json())["webhook"]["status"]
                    == "delivered" and j)
     assert [a["status_code"] for a in job["webhook"]["attempts"]] == [500, 200]
     receiver.script = [410]
     gone = submit(stack, {"model": "iris", "inputs": ROWS, "webhook": {"url": receiver.url}}).json()["job_id"]
-    job = wait_for(lambda: (j := stack.client().get(f"/v1/jobs/{gone}").json())["webhook"]["status"]
+    job = eventually(lambda: (j := stack.client().get(f"/v1/jobs/{gone}").json())["webhook"]["status"]
                    == "gone" and j)
     assert len(job["webhook"]["attempts"]) == 1 and job["result"] is not None
-
-
-def _children(parent: int, needle: str) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except OSError:
-            continue
-        if int(stat.rsplit(")", 1)[1].split()[1]) == parent and needle in cmdline:
-            found.append(int(entry.name))
-    return found
 
 
 def test_worker_killed_then_job_completes_once(jobs_stack: tuple[RunningStack, str]) -> None:
     # GIVEN the iris worker's execution environment is killed
     stack, _ = jobs_stack
-    (pid,) = _children(stack.proc.pid, "--name worker-iris")
+    (pid,) = child_processes(stack.proc.pid, "--name worker-iris")
     os.kill(pid, signal.SIGKILL)
     # WHEN a job arrives: its first delivery fails with the dead environment, which is replaced
     job_id = submit(stack, {"model": "iris", "inputs": ROWS}).json()["job_id"]
     # THEN after the visibility timeout the message is delivered again and the job completes, once
-    job = wait_for(finished(stack, job_id), timeout_s=60)
+    job = eventually(finished(stack, job_id), timeout_s=60)
     assert job["status"] == "succeeded" and job["attempts"] == 1 and job["result"]["label"] == [0, 2]
-    assert _children(stack.proc.pid, "--name worker-iris") != [pid]
+    assert child_processes(stack.proc.pid, "--name worker-iris") != [pid]

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import EXAMPLE_MANIFEST, ROOT
-from tests.e2e.conftest import FREE_KEY, RunningStack, free_port
+from tests.e2e.conftest import FREE_KEY, RunningStack, child_processes, free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -140,10 +140,9 @@ def test_large_batch(dev_stack: RunningStack) -> None:
 def test_ctrl_c_stops_every_part(tmp_path: Path) -> None:
     # GIVEN a running stack (gateway, function runtimes, heavy server, emulator) WHEN it gets Ctrl-C (SIGINT)
     from tests.e2e.conftest import start_dev
-    from tests.e2e.test_jobs import _children
 
     stack = start_dev(tmp_path / "dev.log")
-    children = _children(stack.proc.pid, "python")
+    children = child_processes(stack.proc.pid, "python")
     assert len(children) >= 5  # a runtime per function and the heavy model's server
     stack.proc.send_signal(signal.SIGINT)
     # THEN it exits cleanly and leaves no process behind
