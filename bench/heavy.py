@@ -1,8 +1,9 @@
 """Heavy container throughput at 32 concurrent clients: dynamic batching on vs off, side by side.
 
 Both servers are the real container server (`python -m inferstack.heavy.server`) on this machine's CPU with
-the example heavy model (10.5M parameters); each client sends one row per request, back to back. Also reports
-p99 latency with batching against its bound: max_delay_ms plus the model's own time for a full batch.
+the synthetic MLP (10.5M parameters, `models/build_mlp.py`); each client sends one row per request, back to
+back. Also reports p99 latency with batching against its bound: max_delay_ms plus the model's own time for a
+full batch. (`bench/minilm.py` measures the example's heavy model, the sentence embedder.)
 """
 
 from __future__ import annotations
@@ -46,12 +47,14 @@ def _full_batch_ms(max_batch_size: int) -> float:
 
 
 def run(seconds: float = 8) -> list[dict[str, Any]]:
-    from inferstack.manifest import load_manifest
+    from inferstack.manifest import parse_manifest
     from infra.catalog import build_catalog
     from infra.local.sagemaker import ModelServer
     from infra.packaging import stage_heavy_model
 
-    manifest = load_manifest(ROOT / "inferstack.toml")
+    manifest = parse_manifest({"name": "bench", "models": [{
+        "name": "mlp", "path": "models/mlp.onnx", "tier": "heavy", "instance_type": "ml.g5.xlarge",
+        "batching": {"max_batch_size": 32, "max_delay_ms": 5}}]}, root=ROOT)
     model = manifest.heavy_models[0]
     results: dict[str, tuple[float, list[float]]] = {}
     with tempfile.TemporaryDirectory() as tmp:

@@ -9,9 +9,9 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from inferstack import env
 from inferstack.inference.spec import TensorSpec
@@ -25,14 +25,21 @@ class ModelInfo(BaseModel):
     name: str
     tier: Literal["light", "heavy"]
     version: str
-    inputs: list[TensorSpec]
+    inputs: list[TensorSpec] = Field(description="The ONNX graph's inputs (for a model with a handler: what its "
+                                     "handler feeds the graph; requests follow request_schema)")
     outputs: list[TensorSpec]
+    request_schema: dict[str, Any] | None = Field(
+        default=None, description="JSON schema of the predict body's `inputs`, for a model with a handler")
+    response_schema: dict[str, Any] | None = Field(
+        default=None, description="JSON schema of the predict response's `outputs`, for a model with a handler")
 
 
 class CatalogEntry(ModelInfo):
     #: The model file, relative to the catalog's model root.
     artifact: str
     allow_non_finite: bool = False
+    #: The model's handler module, relative to the catalog's model root.
+    handler: str | None = None
 
     def public(self) -> ModelInfo:
         return ModelInfo.model_validate(self.model_dump(include=set(ModelInfo.model_fields)))

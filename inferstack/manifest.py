@@ -185,6 +185,9 @@ class Model(_Strict):
     name: Annotated[str, Field(pattern=MODEL_NAME_PATTERN)]
     path: Path
     tier: Literal["light", "heavy"]
+    #: A Python module with the model's pre- and post-processing (`inferstack.inference.handlers`); its
+    #: directory is packaged with it.
+    handler: Path | None = None
     #: Shown in responses; defaults to the first 12 hex digits of the file's SHA-256.
     version: Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]{1,64}$")] | None = None
     #: Accept NaN and +/-inf in inputs (rejected with 422 by default).
@@ -257,6 +260,11 @@ class Manifest(_Strict):
     def model_file(self, model: Model) -> Path:
         return model.path if model.path.is_absolute() else (self.root / model.path)
 
+    def handler_file(self, model: Model) -> Path | None:
+        if model.handler is None:
+            return None
+        return model.handler if model.handler.is_absolute() else (self.root / model.handler)
+
     def model(self, name: str) -> Model:
         for m in self.models:
             if m.name == name:
@@ -314,9 +322,39 @@ def parse_manifest(raw: dict[str, Any], *, root: Path = Path("."), source: str =
             for i, m in enumerate(manifest.models)
             if not manifest.model_file(m).is_file()
         ]
+        missing += _handler_problems(manifest)
         if missing:
             raise ManifestError(source, missing)
     return manifest
+
+
+def _handler_problems(manifest: Manifest) -> list[tuple[str, str]]:
+    """A handler must exist, be a Python file, and live in a directory of its own: the whole directory is
+    packaged with the model, so it must not be the project's root nor hold another model's file."""
+    problems = []
+    for i, m in enumerate(manifest.models):
+        handler = manifest.handler_file(m)
+        if handler is None:
+            continue
+        where = f"models[{i}] ({m.name}).handler"
+        if handler.suffix != ".py":
+            problems.append((where, f"{handler} is not a Python file: name a module such as "
+                                    f"'models/{m.name}/handler.py'"))
+        elif not handler.is_file():
+            problems.append((where, f"file {handler} does not exist: create it or fix the path"))
+            continue
+        directory = handler.resolve().parent
+        if directory == manifest.root.resolve():
+            problems.append((where, "the handler's directory is packaged with the model, so it needs a directory "
+                                    f"of its own: move it to models/{m.name}/handler.py"))
+            continue
+        others = [o.name for o in manifest.models
+                  if o.name != m.name and directory in manifest.model_file(o).resolve().parents]
+        if others:
+            problems.append((where, f"the handler's directory {directory} is packaged with the model, but it also "
+                                    f"holds the model file of {', '.join(others)}: give the handler a directory "
+                                    "of its own"))
+    return problems
 
 
 def load_manifest(path: str | Path, *, check_files: bool = True) -> Manifest:

@@ -6,8 +6,9 @@ import hashlib
 from pathlib import Path
 
 from inferstack.catalog import Catalog, CatalogEntry
+from inferstack.inference.handlers import load_handler
 from inferstack.inference.session import create_session, read_signature
-from inferstack.manifest import Manifest
+from inferstack.manifest import Manifest, Model
 
 
 def file_version(path: Path) -> str:
@@ -23,14 +24,42 @@ def bundled_artifact(name: str) -> str:
     return f"models/{name}.onnx"
 
 
+def bundled_handler_dir(name: str) -> str:
+    """Where a model's handler directory lies inside a function bundle, relative to its catalog."""
+    return f"handlers/{name}"
+
+
+def bundled_handler(manifest: Manifest, model: Model) -> str | None:
+    handler = manifest.handler_file(model)
+    return f"{bundled_handler_dir(model.name)}/{handler.name}" if handler else None
+
+
 def build_catalog(manifest: Manifest, *, bundled: bool = True) -> Catalog:
-    """`bundled`: artifact paths as laid out in function bundles; otherwise absolute local paths."""
+    """`bundled`: artifact and handler paths as laid out in function bundles; otherwise absolute local paths.
+    A model's handler is imported here, for its request and response schemas."""
     entries = []
     for m in manifest.models:
         path = manifest.model_file(m)
         inputs, outputs = read_signature(create_session(path, threads=1))
+        handler_file = manifest.handler_file(m)
+        handler = load_handler(handler_file) if handler_file else None
+        handler_path = None
+        if handler_file:
+            handler_path = bundled_handler(manifest, m) if bundled else str(handler_file.resolve())
         entries.append(CatalogEntry(
-            name=m.name, tier=m.tier, version=m.version or file_version(path), inputs=inputs, outputs=outputs,
-            artifact=bundled_artifact(m.name) if bundled else str(path.resolve()),
-            allow_non_finite=m.allow_non_finite))
+            name=m.name, tier=m.tier, version=m.version or model_version(manifest, m), inputs=inputs,
+            outputs=outputs, artifact=bundled_artifact(m.name) if bundled else str(path.resolve()),
+            allow_non_finite=m.allow_non_finite,
+            handler=handler_path,
+            request_schema=handler.request_schema() if handler else None,
+            response_schema=handler.response_schema() if handler else None))
     return Catalog(models=entries)
+
+
+def model_version(manifest: Manifest, model: Model) -> str:
+    """The model file's digest, and its handler's source where it has one: a changed handler is a new version."""
+    version = file_version(manifest.model_file(model))
+    handler = manifest.handler_file(model)
+    if handler is None:
+        return version
+    return hashlib.sha256((version + file_version(handler)).encode()).hexdigest()[:12]

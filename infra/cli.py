@@ -60,8 +60,10 @@ def cmd_dev(args: argparse.Namespace) -> int:
         from infra.load import example_inputs
 
         assert stack.catalog is not None
-        first = stack.catalog.models[0]
-        sample = json.dumps({"inputs": example_inputs(first.public().model_dump(mode="json"))})
+        tries = "\n".join(
+            f"  try:       curl -s -H 'x-api-key: {key}' {stack.url}/v1/models/{m.name}/predict \\\n"
+            f"               -d '{json.dumps({'inputs': example_inputs(m.public().model_dump(mode='json'))})}'"
+            for m in stack.catalog.models)
         print(f"""
 inferstack dev: {manifest.name} is up at {stack.url}/v1  (Ctrl-C stops everything)
   API keys:  {', '.join(f'{k} (plan {p})' for k, p in keys.items())}
@@ -70,8 +72,7 @@ inferstack dev: {manifest.name} is up at {stack.url}/v1  (Ctrl-C stops everythin
   webhooks:  signed with {stack.aws.signing_secret}
              loopback receivers {'allowed (--allow-loopback-webhooks)' if args.allow_loopback_webhooks else
                                  'refused (pass --allow-loopback-webhooks to allow)'}
-  try:       curl -s -H 'x-api-key: {key}' {stack.url}/v1/models/{first.name}/predict \\
-               -d '{sample}'
+{tries}
 """, flush=True)
 
     try:
@@ -167,9 +168,9 @@ def cmd_load(args: argparse.Namespace) -> int:
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
-    from inferstack.topology import functions
+    from inferstack.topology import FunctionSpec, functions, predict_function_key
     from infra.catalog import build_catalog
-    from infra.packaging import LAMBDA_MAX_UNZIPPED_BYTES, build_layer, dir_size, layer_names, stage_function
+    from infra.packaging import LAMBDA_MAX_UNZIPPED_BYTES, build_layer, dir_size, function_layers, stage_function
 
     manifest = _manifest(args.manifest)
     try:
@@ -178,16 +179,26 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         fail(str(exc), 2)
     print(f"manifest {args.manifest}: ok ({len(manifest.models)} model(s), {len(manifest.api.plans)} usage plan(s))")
     mb = 1024 * 1024
-    print(f"\n{'function':<24}{'code':>10}{'layers':>10}{'total':>10}   Lambda limit 250 MB (unzipped)")
-    worst = 0
-    for spec in functions(manifest):
-        code = dir_size(stage_function(spec, manifest, catalog))
-        layers = sum(dir_size(build_layer(name)) for name in layer_names(spec))
+
+    def report(spec: FunctionSpec, within: Manifest) -> int:
+        code = dir_size(stage_function(spec, within, catalog))
+        layers = sum(dir_size(build_layer(layer)) for layer in function_layers(spec, within))
         total = code + layers
-        worst = max(worst, total)
         flag = "ok" if total <= LAMBDA_MAX_UNZIPPED_BYTES else "TOO LARGE"
         print(f"{spec.key:<24}{code / mb:>8.1f}MB{layers / mb:>8.1f}MB{total / mb:>8.1f}MB   {flag}, "
               f"{(LAMBDA_MAX_UNZIPPED_BYTES - total) / mb:.0f} MB to spare")
+        return total
+
+    print(f"\n{'function':<24}{'code':>10}{'layers':>10}{'total':>10}   Lambda limit 250 MB (unzipped)")
+    worst = max(report(spec, manifest) for spec in functions(manifest))
+    if manifest.heavy_models:
+        # What each heavy model's predict function would be with tier = "light": does it fit Lambda at all?
+        models = [m.model_copy(update={"tier": "light"}) for m in manifest.models]
+        light = manifest.model_copy(update={"models": models})
+        print('\nheavy models, were they deployed with tier = "light":')
+        for m in manifest.heavy_models:
+            (spec,) = [f for f in functions(light) if f.key == predict_function_key(m.name)]
+            report(spec, light)
     return 0 if worst <= LAMBDA_MAX_UNZIPPED_BYTES else 1
 
 

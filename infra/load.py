@@ -77,7 +77,11 @@ class LoadResult:
 
 def example_inputs(model_info: dict[str, Any], rows: int = 1) -> dict[str, Any]:
     """Inputs that fit the model's signature: random numbers in each fixed shape (symbolic dims: 1 and
-    `rows` for the batch axis)."""
+    `rows` for the batch axis). A model with a handler: the first example of its request schema."""
+    examples = (model_info.get("request_schema") or {}).get("examples") or []
+    if examples:
+        example: dict[str, Any] = examples[0]
+        return example
     rnd = random.Random(0)
 
     def build(shape: list[Any], dtype: str, axis: int = 0) -> Any:

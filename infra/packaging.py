@@ -17,6 +17,7 @@ import sys
 import tarfile
 import tempfile
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from inferstack.catalog import Catalog, CatalogEntry
@@ -51,8 +52,41 @@ TRIM_PATHS = (
 TRIM_VERSION = "2"
 
 
-def layer_names(spec: FunctionSpec) -> list[str]:
-    return ["base", "inference"] if spec.inference else ["base"]
+#: The heavy tier's container (sagemaker/Dockerfile: Ubuntu 24.04's Python, an amd64 image).
+HEAVY_PYTHON = "3.12"
+HEAVY_PLATFORMS = ("manylinux_2_28_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64")
+
+
+@dataclass(frozen=True)
+class Layer:
+    """A Lambda layer: its name and its recipe, a pinned requirements file."""
+
+    name: str
+    recipe: Path
+
+
+def handler_dir(manifest: Manifest, model: Model) -> Path | None:
+    handler = manifest.handler_file(model)
+    return handler.resolve().parent if handler else None
+
+
+def handler_requirements(manifest: Manifest, model: Model) -> Path | None:
+    """The `requirements.txt` beside a model's handler: what it imports beyond the inferstack run time."""
+    directory = handler_dir(manifest, model)
+    recipe = directory / "requirements.txt" if directory else None
+    return recipe if recipe and recipe.is_file() else None
+
+
+def function_layers(spec: FunctionSpec, manifest: Manifest) -> list[Layer]:
+    """The layers a function runs with: `base`, `inference` for those that run a model, and the model's
+    handler dependencies (`handler-<model>`) where its handler has a `requirements.txt`."""
+    if not spec.inference:
+        return [Layer("base", LAYERS_DIR / "base.txt")]
+    out = [Layer("base", LAYERS_DIR / "base.txt"), Layer("inference", LAYERS_DIR / "inference.txt")]
+    recipe = handler_requirements(manifest, manifest.model(spec.model)) if spec.model else None
+    if recipe:
+        out.append(Layer(f"handler-{spec.model}", recipe))
+    return out
 
 
 def _recipe_hash(recipe: Path, python: str, platforms: tuple[str, ...]) -> str:
@@ -76,29 +110,41 @@ def trim(site: Path) -> None:
             path.unlink()
 
 
-def build_layer(name: str, *, quiet: bool = True, python: str = LAMBDA_PYTHON,
+def install_for_platform(recipe: Path, target: Path, *, python: str, platforms: tuple[str, ...],
+                         quiet: bool = True) -> None:
+    """pip-install a pinned recipe (its whole closure: `--no-deps`) into `target`, as wheels built for another
+    platform and Python: no Docker, no compiler."""
+    cmd = [sys.executable, "-m", "pip", "install", "--disable-pip-version-check", "--no-deps",
+           "--no-compile", "--only-binary=:all:", "--implementation", "cp", "--python-version", python,
+           *[arg for p in platforms for arg in ("--platform", p)],
+           "--target", str(target), "-r", str(recipe)]
+    done = subprocess.run(cmd, capture_output=quiet, text=True, check=False)
+    if done.returncode:
+        raise RuntimeError(f"installing {recipe} for {platforms[0]} / Python {python} failed:\n"
+                           f"{done.stdout}{done.stderr}")
+    trim(target)
+
+
+def build_layer(layer: str | Layer, *, quiet: bool = True, python: str = LAMBDA_PYTHON,
                 platforms: tuple[str, ...] = LAMBDA_PLATFORMS) -> Path:
-    """Build (or reuse) a layer; returns the directory that holds `python/`. By default for Lambda; with
-    `python=HOST_PYTHON, platforms=HOST_PLATFORMS` the same recipe and trim for this machine."""
-    recipe = LAYERS_DIR / f"{name}.txt"
-    out = BUILD_DIR / "layers" / f"{name}-{_recipe_hash(recipe, python, platforms)}"
+    """Build (or reuse) a layer (a name in `layers/`, or a `Layer`); returns the directory that holds
+    `python/`. By default for Lambda; with `python=HOST_PYTHON, platforms=HOST_PLATFORMS` the same recipe and
+    trim for this machine."""
+    if isinstance(layer, str):
+        layer = Layer(layer, LAYERS_DIR / f"{layer}.txt")
+    out = BUILD_DIR / "layers" / f"{layer.name}-{_recipe_hash(layer.recipe, python, platforms)}"
     if (out / ".complete").exists():
         return out
     # Built aside and moved into place in one rename: concurrent builders (parallel tests, a synth beside
     # them) never see, trim or delete each other's half-built tree; the first rename wins.
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
-    site = tmp / "python"
-    cmd = [sys.executable, "-m", "pip", "install", "--disable-pip-version-check", "--no-deps",
-           "--no-compile", "--only-binary=:all:", "--implementation", "cp", "--python-version", python,
-           *[arg for p in platforms for arg in ("--platform", p)],
-           "--target", str(site), "-r", str(recipe)]
-    done = subprocess.run(cmd, capture_output=quiet, text=True, check=False)
-    if done.returncode:
+    try:
+        install_for_platform(layer.recipe, tmp / "python", python=python, platforms=platforms, quiet=quiet)
+    except RuntimeError:
         shutil.rmtree(tmp, ignore_errors=True)
-        raise RuntimeError(f"building layer {name} failed:\n{done.stdout}{done.stderr}")
-    trim(site)
-    (tmp / ".complete").write_text(recipe.read_text())
+        raise
+    (tmp / ".complete").write_text(layer.recipe.read_text())
     return _publish(tmp, out)
 
 
@@ -114,6 +160,19 @@ def _publish(tmp: Path, out: Path) -> Path:
 
 def _copy_tree(src: Path, dst: Path) -> None:
     shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "py.typed"), dirs_exist_ok=True)
+
+
+def copy_handler(manifest: Manifest, model: Model, dst: Path) -> None:
+    """A model's handler directory, without caches and without model files (each model travels on its own)."""
+    src = handler_dir(manifest, model)
+    assert src is not None
+    models = {manifest.model_file(m).resolve() for m in manifest.models}
+
+    def ignore(directory: str, names: list[str]) -> set[str]:
+        return {n for n in names if n == "__pycache__" or n.endswith(".pyc") or (Path(directory) / n).resolve()
+                in models}
+
+    shutil.copytree(src, dst, ignore=ignore, dirs_exist_ok=True)
 
 
 def _staged(kind: str, name: str, build: Callable[[Path], None]) -> Path:
@@ -149,6 +208,8 @@ def _write_function(out: Path, spec: FunctionSpec, manifest: Manifest, catalog: 
         assert entry is not None
         (out / entry.artifact).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(manifest.model_file(model), out / entry.artifact)
+        if entry.handler:
+            copy_handler(manifest, model, (out / entry.handler).parent)
     Catalog(models=entries).dump(out / "catalog.json")
 
 
@@ -156,21 +217,38 @@ def dir_size(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
-def heavy_model_config(entry: CatalogEntry, model: Model) -> dict[str, object]:
+#: Where a heavy model's handler directory lies in its model archive (SageMaker's convention for code).
+HEAVY_CODE_DIR = "code"
+
+
+def heavy_model_config(entry: CatalogEntry, model: Model, manifest: Manifest) -> dict[str, object]:
     """What the heavy container reads from `inferstack.json` beside `model.onnx`."""
+    handler = manifest.handler_file(model)
     return {"name": entry.name, "tier": "heavy", "version": entry.version,
-            "allow_non_finite": entry.allow_non_finite, "batching": model.batching.model_dump()}
+            "allow_non_finite": entry.allow_non_finite, "batching": model.batching.model_dump(),
+            "handler": f"{HEAVY_CODE_DIR}/{handler.name}" if handler else None}
 
 
-def stage_heavy_model(model: Model, manifest: Manifest, catalog: Catalog, out: Path | None = None) -> Path:
-    """The SageMaker model directory (`/opt/ml/model`): `model.onnx` and `inferstack.json`."""
+def stage_heavy_model(model: Model, manifest: Manifest, catalog: Catalog, out: Path | None = None, *,
+                      dependencies: bool = True) -> Path:
+    """The SageMaker model directory (`/opt/ml/model`): `model.onnx`, `inferstack.json`, and for a model with a
+    handler `code/` (the handler's directory) with its requirements installed in `code/lib` for the
+    container's platform. `dependencies=False` leaves them out, for a container that has them already (the
+    local emulation runs in the project's environment)."""
     entry = catalog.get(model.name)
     assert entry is not None
 
     def write(target: Path) -> None:
         target.mkdir(parents=True, exist_ok=True)
         shutil.copy2(manifest.model_file(model), target / "model.onnx")
-        (target / "inferstack.json").write_text(json.dumps(heavy_model_config(entry, model), indent=2) + "\n")
+        (target / "inferstack.json").write_text(json.dumps(heavy_model_config(entry, model, manifest),
+                                                           indent=2) + "\n")
+        if manifest.handler_file(model):
+            copy_handler(manifest, model, target / HEAVY_CODE_DIR)
+            recipe = handler_requirements(manifest, model)
+            if recipe and dependencies:
+                install_for_platform(recipe, target / HEAVY_CODE_DIR / "lib", python=HEAVY_PYTHON,
+                                     platforms=HEAVY_PLATFORMS)
 
     if out is not None:
         write(out)
@@ -179,16 +257,22 @@ def stage_heavy_model(model: Model, manifest: Manifest, catalog: Catalog, out: P
 
 
 def model_tarball(model_dir: Path) -> Path:
-    """`model.tar.gz` as SageMaker expects it (files at the archive's root), reproducible byte for byte."""
+    """`model.tar.gz` as SageMaker expects it (the directory's content at the archive's root), reproducible byte
+    for byte."""
     out = model_dir.with_name(model_dir.name + ".tar.gz")
     if out.exists():
         return out
     tmp = out.with_name(f".{out.name}.{os.getpid()}")
     with tmp.open("wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as gz, \
             tarfile.open(fileobj=gz, mode="w") as tar:
-        for path in sorted(model_dir.iterdir()):
-            info = tar.gettarinfo(str(path), arcname=path.name)
+        for path in sorted(model_dir.rglob("*")):
+            info = tar.gettarinfo(str(path), arcname=str(path.relative_to(model_dir)))
             info.mtime, info.uid, info.gid, info.uname, info.gname = 0, 0, 0, "", ""
+            if path.is_dir():
+                info.mode = 0o755
+                tar.addfile(info)
+                continue
+            info.mode = 0o755 if info.mode & 0o100 else 0o644
             with path.open("rb") as f:
                 tar.addfile(info, f)
     os.replace(tmp, out)

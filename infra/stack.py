@@ -15,7 +15,7 @@ from infra.constructs.api import RestApiTier
 from infra.constructs.function import RUNTIME, InferenceFunction
 from infra.constructs.heavy import HeavyTier
 from infra.constructs.jobs import JobTier
-from infra.packaging import build_layer, layer_names, model_tarball, stage_function, stage_heavy_model
+from infra.packaging import ROOT, Layer, build_layer, function_layers, model_tarball, stage_function, stage_heavy_model
 
 CATALOG_IN_BUNDLE = "/var/task/catalog.json"
 
@@ -28,13 +28,16 @@ class InferenceStack(Stack):
             m.name: model_tarball(stage_heavy_model(m, manifest, catalog)) for m in manifest.heavy_models})
         layers: dict[str, lambda_.ILayerVersion] = {}
 
-        def layer(name: str) -> lambda_.ILayerVersion:
-            if name not in layers:
-                layers[name] = lambda_.LayerVersion(
-                    self, f"{resource_id(name)}Layer", code=lambda_.Code.from_asset(str(build_layer(name))),
+        def layer(spec: Layer) -> lambda_.ILayerVersion:
+            if spec.name not in layers:
+                recipe = spec.recipe.resolve()
+                base = next((d for d in (ROOT, manifest.root.resolve()) if recipe.is_relative_to(d)), recipe.parent)
+                source = recipe.relative_to(base)
+                layers[spec.name] = lambda_.LayerVersion(
+                    self, f"{resource_id(spec.name)}Layer", code=lambda_.Code.from_asset(str(build_layer(spec))),
                     compatible_runtimes=[RUNTIME], compatible_architectures=[lambda_.Architecture.ARM_64],
-                    description=f"inferstack {name} dependencies (layers/{name}.txt)")
-            return layers[name]
+                    description=f"inferstack {spec.name} dependencies ({source})")
+            return layers[spec.name]
 
         self.jobs = JobTier(self, "Jobs", manifest=manifest)
         self.functions: dict[str, InferenceFunction] = {}
@@ -46,7 +49,7 @@ class InferenceStack(Stack):
                 environment.update(self.jobs.environment)
             self.functions[spec.key] = InferenceFunction(
                 self, resource_id(spec.key), spec=spec, code_dir=stage_function(spec, manifest, catalog),
-                layers=[layer(n) for n in layer_names(spec)], environment=environment,
+                layers=[layer(n) for n in function_layers(spec, manifest)], environment=environment,
                 cold_start=model.cold_start if model and serves_api else None,
                 reserved_concurrency=model.reserved_concurrency if model and serves_api else None)
         for f in self.functions.values():

@@ -22,3 +22,15 @@ def iris_model() -> Path:
     if not IRIS.exists():
         pytest.fail("models/iris.onnx is missing: run `make models` (make test does it)")
     return IRIS
+
+
+MINILM = ROOT / "models" / "minilm" / "model.onnx"
+MINILM_HANDLER = ROOT / "models" / "minilm" / "handler.py"
+MINILM_CHECKPOINT = ROOT / "models" / ".sources" / "all-MiniLM-L6-v2"
+
+
+@pytest.fixture(scope="session")
+def minilm_model() -> Path:
+    if not MINILM.exists() or not (MINILM_CHECKPOINT / ".complete").exists():
+        pytest.fail("models/minilm is missing: run `make models` (make test does it)")
+    return MINILM

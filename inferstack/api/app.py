@@ -164,7 +164,7 @@ def create_app(catalog: Catalog, predictors: Mapping[str, ServesPredictions] | N
         return Response(predict_body(info.name, info.version, outputs), media_type="application/json")
 
     install_job_routes(app, known, jobs, body_limit)
-    _document_bodies(app, names)
+    _document_bodies(app, list(model_infos.values()))
     return app
 
 
@@ -174,8 +174,9 @@ def _body(model: str) -> dict[str, Any]:
         "schema": {"$ref": f"#/components/schemas/{model}"}}}}}
 
 
-def _document_bodies(app: FastAPI, model_names: list[str]) -> None:
-    """Put the self-parsed request bodies' schemas (and what they refer to) into the document's components."""
+def _document_bodies(app: FastAPI, models: list[ModelInfo]) -> None:
+    """Put the self-parsed request bodies' schemas (and what they refer to) into the document's components,
+    and give each model with a handler its own predict operation, with its request and response schemas."""
     from inferstack.jobs.schemas import JobRequest
 
     generate = app.openapi
@@ -189,12 +190,69 @@ def _document_bodies(app: FastAPI, model_names: list[str]) -> None:
             schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
             components.update(schema.pop("$defs", {}))
             components[model.__name__] = schema
-        if model_names:
-            components["JobRequest"]["properties"]["model"]["enum"] = model_names
+        if models:
+            components["JobRequest"]["properties"]["model"]["enum"] = [m.name for m in models]
+        for info in models:
+            if info.request_schema is not None:
+                document["paths"][f"/v1/models/{info.name}/predict"] = _handler_operation(info, components)
         app.openapi_schema = document
         return document
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _component(schema: dict[str, Any], name: str, components: dict[str, Any]) -> dict[str, Any]:
+    """Add a handler's JSON schema to the components as `name` (its `$defs` as `name` + def name); returns a
+    reference to it."""
+    schema = json.loads(json.dumps(schema))
+    defs = schema.pop("$defs", {})
+
+    def rewrite(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref.startswith("#/$defs/"):
+                node["$ref"] = f"#/components/schemas/{name}{ref.removeprefix('#/$defs/')}"
+            return {k: rewrite(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [rewrite(v) for v in node]
+        return node
+
+    for key, value in defs.items():
+        components[f"{name}{key}"] = rewrite(value)
+    components[name] = rewrite(schema)
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _handler_operation(info: ModelInfo, components: dict[str, Any]) -> dict[str, Any]:
+    """The predict operation of a model with a handler: `{"inputs": <its Request>}` in,
+    `{"model", "version", "outputs": <its Response>}` out."""
+    prefix = "".join(part.capitalize() for part in info.name.replace("_", "-").split("-"))
+    assert info.request_schema is not None
+    inputs = _component(info.request_schema, f"{prefix}Inputs", components)
+    outputs = _component(info.response_schema, f"{prefix}Outputs", components) if info.response_schema \
+        else {"type": "object"}
+    components[f"{prefix}PredictRequest"] = {
+        "type": "object", "required": ["inputs"], "additionalProperties": False, "properties": {"inputs": inputs}}
+    components[f"{prefix}PredictResponse"] = {
+        "type": "object", "required": ["model", "version", "outputs"],
+        "properties": {"model": {"type": "string"}, "version": {"type": "string"}, "outputs": outputs}}
+    problem = {"$ref": "#/components/schemas/Problem"}
+    errors = {str(code): {"description": title, "content": {PROBLEM_JSON: {"schema": problem}}}
+              for code, title in ((400, "Malformed JSON"), (403, "Missing or invalid API key"),
+                                  (413, "Body too large"), (422, "Inputs do not match the model's request schema"),
+                                  (429, "Throttled"), (500, "Internal error"))}
+    media: dict[str, Any] = {"schema": {"$ref": f"#/components/schemas/{prefix}PredictRequest"}}
+    example = (info.request_schema.get("examples") or [None])[0]
+    if example is not None:
+        media["example"] = {"inputs": example}
+    body = {"required": True, "content": {"application/json": media}}
+    return {"post": {
+        "tags": ["models"], "summary": f"Predict with {info.name}", "operationId": f"predict_{prefix.lower()}",
+        "description": f"{info.name} has its own request and response schemas (its handler's).",
+        "requestBody": body,
+        "responses": {"200": {"description": "The model's outputs", "content": {"application/json": {
+            "schema": {"$ref": f"#/components/schemas/{prefix}PredictResponse"}}}}, **errors},
+    }}
 
 
 def install_job_routes(app: FastAPI, known: Callable[[str], ModelInfo], jobs: JobService | None,

@@ -22,7 +22,8 @@ class ModelList(BaseModel):
 class PredictRequest(BaseModel):
     inputs: dict[str, NestedList] | NestedList = Field(
         description="Each input name mapped to a nested list whose leading axis is the batch; "
-        "a model with one input also takes the bare nested list.",
+        "a model with one input also takes the bare nested list. A model with a handler takes its own body "
+        "instead (its request_schema, and its own operation in this document).",
         examples=[{"features": [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]}],
     )
 

@@ -3,8 +3,11 @@
     python -m inferstack.heavy.server [serve]
 
 SageMaker starts the container with the argument `serve`. The model directory (`$SM_MODEL_DIR`, default
-`/opt/ml/model`) holds `model.onnx` and `inferstack.json` (name, version, batching). The model is loaded and
-warmed up before the server accepts connections, so `/ping` answers 200 only once it can serve. onnxruntime
+`/opt/ml/model`) holds `model.onnx` and `inferstack.json` (name, version, batching, handler), and for a model
+with a handler `code/`: the handler's directory, with the packages its `requirements.txt` names installed in
+`code/lib/` for the container's platform (so one image serves every model, and network isolation holds).
+The model is loaded and warmed up before the server accepts connections, so `/ping` answers 200 only once it
+can serve. onnxruntime
 runs with the CUDA provider where a GPU is present and the CPU provider otherwise; the choice is logged.
 `/invocations` takes the predict body (`{"inputs": ...}`) and answers the predict response; bad input gets a
 4xx problem+json, never a 5xx. SIGTERM stops accepting connections and finishes the requests in flight.
@@ -12,6 +15,7 @@ runs with the CUDA provider where a GPU is present and the CPU provider otherwis
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import sys
@@ -70,7 +74,7 @@ def _problem(problem: ProblemType, detail: str, **extensions: Any) -> Response:
 
 
 def create_app(config: ServerConfig) -> Starlette:
-    from inferstack.inference.session import Predictor, create_session
+    from inferstack.inference.session import Predictor
 
     state: dict[str, Any] = {}
 
@@ -78,13 +82,13 @@ def create_app(config: ServerConfig) -> Starlette:
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
         entry = CatalogEntry.model_validate({**json.loads((config.model_dir / CONFIG_FILE).read_text()),
                                              "artifact": MODEL_FILE, "inputs": [], "outputs": []})
-        chosen = providers()
         # No spinning: the event loop that parses and answers requests needs the CPU between batches.
-        session = create_session(config.model_dir / MODEL_FILE, providers=chosen, spin=False)
-        predictor = Predictor(entry, session)
+        predictor = Predictor.load(entry, config.model_dir, providers=providers(), spin=False, warm_up=False)
+        session = predictor.session
         logger.info("model loaded", extra={"model": entry.name, "version": entry.version,
                                            "providers": session.get_providers(),
                                            "cuda": "CUDAExecutionProvider" in session.get_providers(),
+                                           "handler": entry.handler,
                                            "max_batch_size": config.max_batch_size,
                                            "max_delay_ms": config.max_delay_ms})
         predictor.warm_up()
@@ -103,21 +107,22 @@ def create_app(config: ServerConfig) -> Starlette:
 
     async def invocations(request: Request) -> Response:
         predictor: Predictor = state["predictor"]
+        # A handler's pre- and post-processing (tokenizers, numpy) may take milliseconds: off the event loop.
+        off_loop = predictor.handler is not None
         try:
             inputs = predict_inputs(await request.body(), MAX_BODY_BYTES)
+            prepared = await asyncio.to_thread(predictor.prepare, inputs) if off_loop else predictor.prepare(inputs)
+            outputs = await state["batcher"].submit(prepared.arrays)
+            answer = await asyncio.to_thread(predictor.respond, prepared, outputs) if off_loop \
+                else predictor.respond(prepared, outputs)
         except ProblemError as exc:
             return _problem(exc.problem, exc.detail, **exc.extensions)
-        try:
-            arrays = predictor.validate(inputs)
         except InputValidationError as exc:
             return _problem(problems.INVALID_INPUT, str(exc), errors=[p.as_dict() for p in exc.problems])
-        try:
-            outputs = await state["batcher"].submit(arrays)
         except Exception:
-            logger.exception("inference failed")
+            logger.exception("inference failed", extra={"model": predictor.name})
             return _problem(problems.INTERNAL, "The model failed on this input; the error has been logged.")
-        return Response(predict_body(predictor.name, predictor.version, {k: v.tolist() for k, v in outputs.items()}),
-                        media_type="application/json")
+        return Response(predict_body(predictor.name, predictor.version, answer), media_type="application/json")
 
     async def stats(_: Request) -> Response:
         s = state["batcher"].stats

@@ -37,3 +37,11 @@ class InputValidationError(InferenceError):
 
 class ModelLoadError(InferenceError):
     """The model file could not be loaded."""
+
+
+class HandlerLoadError(ModelLoadError):
+    """A model's handler module could not be imported, or does not have the shape of a handler."""
+
+
+class HandlerError(InferenceError):
+    """A model's handler failed on a request for a reason of its own, not the input's (an HTTP 500)."""

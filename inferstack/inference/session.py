@@ -7,17 +7,21 @@ from __future__ import annotations
 
 import math
 import os
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import onnxruntime as ort
 
 from inferstack import env
-from inferstack.inference.exceptions import ModelLoadError
+from inferstack.inference.exceptions import HandlerError, ModelLoadError
 from inferstack.inference.spec import TensorSpec
-from inferstack.inference.validation import ORT_TYPES, validate_inputs
+from inferstack.inference.validation import ORT_TYPES, check_tensors, validate_inputs
 from inferstack.observability import logger
+
+if TYPE_CHECKING:
+    from inferstack.inference.handlers import ModelHandler
 
 #: Lambda allots one vCPU per 1,769 MB of memory, up to 6.
 LAMBDA_MB_PER_VCPU = 1769
@@ -82,20 +86,45 @@ class Entry(Protocol):
     def artifact(self) -> str: ...
     @property
     def allow_non_finite(self) -> bool: ...
+    @property
+    def handler(self) -> str | None: ...
+
+
+Arrays = dict[str, np.ndarray]
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A request made ready to run: its (validated) body and the tensors it becomes."""
+
+    body: Any
+    arrays: Arrays
+
+    @property
+    def rows(self) -> int:
+        return int(next(iter(self.arrays.values())).shape[0]) if self.arrays else 0
 
 
 class Predictor:
-    """One loaded model: validates request inputs and runs them as one batch."""
+    """One loaded model: turns request inputs into tensors (validating them, or through the model's handler),
+    runs them as one batch, and turns the outputs into the response."""
 
-    def __init__(self, entry: Entry, session: ort.InferenceSession) -> None:
+    def __init__(self, entry: Entry, session: ort.InferenceSession, handler: ModelHandler | None = None) -> None:
         self.entry = entry
         self.session = session
+        self.handler = handler
         self.inputs, self.outputs = read_signature(session)
         self._output_names = [o.name for o in self.outputs]
 
     @classmethod
-    def load(cls, entry: Entry, root: Path, *, warm_up: bool = True) -> Predictor:
-        predictor = cls(entry, create_session(root / entry.artifact))
+    def load(cls, entry: Entry, root: Path, *, warm_up: bool = True, providers: list[str] | None = None,
+             spin: bool | None = None) -> Predictor:
+        handler = None
+        if entry.handler:
+            from inferstack.inference.handlers import load_handler
+
+            handler = load_handler(root / entry.handler)
+        predictor = cls(entry, create_session(root / entry.artifact, providers=providers, spin=spin), handler)
         if warm_up:
             predictor.warm_up()
         return predictor
@@ -109,22 +138,54 @@ class Predictor:
         return self.entry.version
 
     def warm_up(self) -> None:
-        """Run once on a batch of one so that the first real request pays no lazy initialisation. Best effort:
-        a model may reject the made-up input (data-dependent shapes); it then warms up on its first request."""
+        """Run once on a batch of one (through the handler, on its `Request` example, where there is one) so
+        that the first real request pays no lazy initialisation. Best effort: a model may reject the made-up
+        input (data-dependent shapes); it then warms up on its first request."""
+        example = self.handler.example() if self.handler else None
         try:
-            self.run({s.name: _example(s) for s in self.inputs})
+            if example is not None:
+                self.predict(example)
+            else:
+                self.run({s.name: _example(s) for s in self.inputs})
         except Exception as exc:  # onnxruntime's errors are untyped
-            logger.warning("warm-up skipped: the model rejected a zero-filled batch of one",
+            logger.warning("warm-up skipped: the model rejected its warm-up input",
                            extra={"model": self.entry.name, "error": str(exc)[:300]})
 
-    def validate(self, raw_inputs: Any) -> dict[str, np.ndarray]:
+    def validate(self, raw_inputs: Any) -> Arrays:
         return validate_inputs(raw_inputs, self.inputs, allow_non_finite=self.entry.allow_non_finite)
 
-    def run(self, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def prepare(self, raw_inputs: Any) -> Prepared:
+        """A request's `inputs` as tensors. Raises `InputValidationError` when the input is at fault (a 422),
+        `HandlerError` when the model's handler is."""
+        if self.handler is None:
+            return Prepared(raw_inputs, self.validate(raw_inputs))
+        body = self.handler.parse(raw_inputs)
+        arrays, problems = check_tensors(self.handler.preprocess(body), self.inputs)
+        if problems:
+            raise HandlerError(f"{self.handler.path.name}: preprocess returned tensors that do not match the "
+                               f"model's signature: {'; '.join(problems)}")
+        if len({a.shape[:1] for a in arrays.values()}) != 1 or any(a.ndim == 0 for a in arrays.values()):
+            raise HandlerError(f"{self.handler.path.name}: preprocess must return tensors sharing a leading "
+                               "(batch) axis")
+        return Prepared(body, arrays)
+
+    def respond(self, prepared: Prepared, outputs: Arrays) -> dict[str, Any]:
+        """The response's `outputs` for a prepared request and its rows of the model's outputs: through the
+        handler's `postprocess`, or as nested lists. They may hold NaN or infinities (the encoder of
+        `api.predict.predict_body` turns those into null); `to_jsonable` does it eagerly."""
+        if self.handler is None:
+            return {name: np.asarray(value).tolist() for name, value in outputs.items()}
+        result = self.handler.postprocess(outputs, prepared.body, prepared.arrays)
+        if not isinstance(result, dict):
+            raise HandlerError(f"{self.handler.path.name}: postprocess must return an object (a dict or a "
+                               f"pydantic model), not {type(result).__name__}")
+        return result
+
+    def run(self, arrays: Arrays) -> Arrays:
         results = self.session.run(self._output_names, arrays)
         return dict(zip(self._output_names, results, strict=True))
 
     def predict(self, raw_inputs: Any) -> dict[str, Any]:
-        """Validate, run, and return the outputs as nested lists. They may hold NaN or infinities (the
-        encoder of `api.predict.predict_body` turns those into null); `to_jsonable` does it eagerly."""
-        return {name: np.asarray(value).tolist() for name, value in self.run(self.validate(raw_inputs)).items()}
+        """Prepare, run and respond: the whole request in one call."""
+        prepared = self.prepare(raw_inputs)
+        return self.respond(prepared, self.run(prepared.arrays))

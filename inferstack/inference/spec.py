@@ -36,6 +36,8 @@ class ModelEntry:
     version: str
     artifact: str
     allow_non_finite: bool = False
+    #: The model's handler module, relative to the model root (None: the tensor contract).
+    handler: str | None = None
 
 
 def load_model_entry(name: str | None = None, path: str | None = None) -> tuple[ModelEntry, Path]:
@@ -45,6 +47,7 @@ def load_model_entry(name: str | None = None, path: str | None = None) -> tuple[
     for raw in json.loads(where.read_bytes())["models"]:
         if raw["name"] == name:
             entry = ModelEntry(name=raw["name"], tier=raw["tier"], version=raw["version"], artifact=raw["artifact"],
-                               allow_non_finite=bool(raw.get("allow_non_finite", False)))
+                               allow_non_finite=bool(raw.get("allow_non_finite", False)),
+                               handler=raw.get("handler"))
             return entry, Path(os.environ.get(env.MODEL_ROOT) or where.parent)
     raise LookupError(f"model {name!r} is not in the catalog {where}")

@@ -192,3 +192,32 @@ def to_jsonable(arr: np.ndarray) -> Any:
         out[~np.isfinite(arr)] = None
         return out.tolist()
     return arr.tolist()
+
+
+def check_tensors(arrays: dict[str, np.ndarray], specs: Sequence[TensorSpec]
+                  ) -> tuple[dict[str, np.ndarray], list[str]]:
+    """Check the tensors a model handler built against the model's signature: returns them (cast where the
+    cast keeps the kind of number, e.g. int32 to int64) and what is wrong with them, if anything."""
+    problems: list[str] = []
+    known = {s.name for s in specs}
+    problems += [f"{name}: the model has no such input (its inputs: {', '.join(sorted(known))})"
+                 for name in arrays if name not in known]
+    out: dict[str, np.ndarray] = {}
+    symbols: dict[str, tuple[int, str]] = {}
+    for spec in specs:
+        arr = arrays.get(spec.name)
+        if arr is None:
+            problems.append(f"{spec.name}: missing; the model expects {spec.describe()}")
+            continue
+        target = _dtype(spec.dtype)
+        if arr.dtype != target:
+            if spec.dtype == "str" or not np.can_cast(arr.dtype, target, casting="same_kind"):
+                problems.append(f"{spec.name}: {arr.dtype} cannot be cast to the model's {spec.dtype}")
+                continue
+            arr = arr.astype(target)
+        shape_problem = _check_shape(arr, spec, spec.name, symbols)
+        if shape_problem:
+            problems.append(f"{spec.name}: {shape_problem.detail}")
+            continue
+        out[spec.name] = arr
+    return out, problems

@@ -20,7 +20,9 @@ class WebhookSpec(BaseModel):
 class JobRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     model: str
-    inputs: dict[str, list[Any]] | list[Any] = Field(description="As for predict: the leading axis is the batch")
+    inputs: dict[str, Any] | list[Any] = Field(
+        description="As for predict: each input name mapped to a nested list whose leading axis is the batch, or "
+        "for a model with a handler its own request body (GET /v1/models/{name} has its request_schema)")
     webhook: WebhookSpec | None = None
     metadata: dict[str, Any] | None = Field(default=None, description="Returned with the job; at most 4 KB of JSON")
 
@@ -77,7 +79,7 @@ class JobMessage(BaseModel):
 
     job_id: str
     model: str
-    inputs: dict[str, list[Any]] | list[Any] | None = None
+    inputs: dict[str, Any] | list[Any] | None = None
     inputs_ref: str | None = None
     webhook_url: str | None = None
     metadata: dict[str, Any] | None = None

@@ -1,9 +1,12 @@
 """The job worker: takes a batch of SQS records, runs every job of it, stores each result once.
 
 Jobs whose inputs stack (same input names, dtypes and non-batch dims) run in one vectorised inference call;
-each job gets its own rows back. Bad input fails its job at once (no retry). Anything else that goes wrong is
-transient: the record is reported in `batchItemFailures`, returns after the visibility timeout, and after
-`maxReceiveCount` deliveries lands in the DLQ, where `dead_letter` marks the job failed with the last error.
+each job gets its own rows back. For a model with a handler, each job's inputs go through its `preprocess`,
+the resulting tensors stack the same way, and each job's rows go through its `postprocess`.
+
+Bad input fails its job at once (no retry). Anything else that goes wrong is transient: the record is
+reported in `batchItemFailures`, returns after the visibility timeout, and after `maxReceiveCount` deliveries
+lands in the DLQ, where `dead_letter` marks the job failed with the last error.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ if TYPE_CHECKING:
     import numpy as np
 
     from inferstack.heavy.endpoint import EndpointPredictor
-    from inferstack.inference.session import Predictor
+    from inferstack.inference.session import Predictor, Prepared
 
 
 @dataclass(frozen=True)
@@ -72,7 +75,7 @@ class InProcessRunner:
         return self.predictor.run(arrays)
 
     def run(self, inputs: Sequence[Any]) -> list[Outcome]:
-        fast = self._run_stacked(inputs)
+        fast = self._run_stacked(inputs) if self.predictor.handler is None else None
         return fast if fast is not None else self._run_grouped(inputs)
 
     def _normalised(self, raw: Any) -> dict[str, list[Any]] | None:
@@ -123,38 +126,60 @@ class InProcessRunner:
         return outcomes
 
     def _run_grouped(self, inputs: Sequence[Any]) -> list[Outcome]:
+        """Each job prepared on its own (validated, or through the model's handler), then the jobs whose
+        tensors stack run together; each job's problem stays its own."""
         import numpy as np
 
-        from inferstack.inference.validation import to_jsonable
+        from inferstack.inference.exceptions import HandlerError
 
         outcomes: list[Outcome | None] = [None] * len(inputs)
-        groups: dict[tuple[Any, ...], list[tuple[int, dict[str, np.ndarray]]]] = defaultdict(list)
+        groups: dict[tuple[Any, ...], list[tuple[int, Prepared]]] = defaultdict(list)
         for i, raw in enumerate(inputs):
             try:
-                arrays = self.predictor.validate(raw)
+                prepared = self.predictor.prepare(raw)
             except InputValidationError as exc:
                 outcomes[i] = Invalid(exc)
                 continue
-            key = tuple(sorted((name, a.dtype.str, a.shape[1:]) for name, a in arrays.items()))
-            groups[key].append((i, arrays))
+            except HandlerError as exc:
+                logger.exception("the model's handler failed", extra={"model": self.predictor.name})
+                outcomes[i] = Errored(str(exc))
+                continue
+            key = tuple(sorted((name, a.dtype.str, a.shape[1:]) for name, a in prepared.arrays.items()))
+            groups[key].append((i, prepared))
         for members in groups.values():
             try:
-                stacked = {name: np.concatenate([a[name] for _, a in members]) for name in members[0][1]}
-                results = self._run(stacked)
-                start = 0
-                for i, arrays in members:
-                    rows = next(iter(arrays.values())).shape[0]
-                    outcomes[i] = Succeeded({k: to_jsonable(v[start:start + rows]) for k, v in results.items()})
-                    start += rows
+                if len(members) == 1:
+                    results = self._run(members[0][1].arrays)
+                else:
+                    results = self._run({name: np.concatenate([p.arrays[name] for _, p in members])
+                                         for name in members[0][1].arrays})
             except Exception:
                 # One job may break a stacked run (a data-dependent failure): run each alone to isolate it.
                 logger.exception("batched run failed; running its jobs one by one")
-                for i, arrays in members:
-                    try:
-                        outcomes[i] = Succeeded({k: to_jsonable(v) for k, v in self._run(arrays).items()})
-                    except Exception as exc:
-                        outcomes[i] = Errored(f"{type(exc).__name__}: {exc}")
+                for i, prepared in members:
+                    outcomes[i] = self._respond(prepared, None)
+                continue
+            start = 0
+            for i, prepared in members:
+                outcomes[i] = self._respond(prepared, {k: v[start:start + prepared.rows] for k, v in results.items()})
+                start += prepared.rows
         return [o if o is not None else Errored("not run") for o in outcomes]
+
+    def _respond(self, prepared: Prepared, outputs: dict[str, np.ndarray] | None) -> Outcome:
+        """One job's outcome from its rows of a run's outputs (None: run it alone first)."""
+        from inferstack.inference.validation import to_jsonable
+
+        try:
+            if outputs is None:
+                outputs = self._run(prepared.arrays)
+            if self.predictor.handler is None:
+                return Succeeded({k: to_jsonable(v) for k, v in outputs.items()})
+            return Succeeded(self.predictor.respond(prepared, outputs))
+        except InputValidationError as exc:
+            return Invalid(exc)
+        except Exception as exc:
+            logger.exception("a job failed", extra={"model": self.predictor.name})
+            return Errored(f"{type(exc).__name__}: {exc}")
 
 
 class EndpointRunner:

@@ -108,8 +108,9 @@ class LocalSageMaker:
         if not self.manifest.heavy_models:
             return
         for model in self.manifest.heavy_models:
+            # the handler's packages come from this environment, not built for the container's platform
             model_dir = stage_heavy_model(model, self.manifest, self.catalog,
-                                          self.workdir / "heavy" / model.name / "model")
+                                          self.workdir / "heavy" / model.name / "model", dependencies=False)
             name = endpoint_name(self.manifest, model.name)
             self.servers[name] = ModelServer(model.name, model_dir, prefixed(self.log, f"sagemaker {model.name}"))
         threads = [threading.Thread(target=s.start) for s in self.servers.values()]

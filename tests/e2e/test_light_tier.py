@@ -40,7 +40,7 @@ def test_predict_n_rows_in_n_rows_out(dev_stack: RunningStack) -> None:
 def test_models_listing(dev_stack: RunningStack) -> None:
     response = dev_stack.client().get("/v1/models")
     assert response.status_code == 200
-    assert [m["name"] for m in response.json()["models"]] == ["iris", "mlp"]
+    assert [m["name"] for m in response.json()["models"]] == ["iris", "minilm"]
     assert dev_stack.client().get("/v1/models/iris").json()["inputs"][0]["shape"] == ["N", 4]
 
 

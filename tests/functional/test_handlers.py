@@ -35,7 +35,7 @@ def test_models_lists_signatures_from_the_onnx_graph(api_handler: Handler) -> No
     response = api_handler(load_event("apiGatewayProxyEvent_models.json"))
     assert response["statusCode"] == 200
     models = {m["name"]: m for m in body_of(response)["models"]}
-    assert set(models) == {"iris", "mlp"}
+    assert set(models) == {"iris", "minilm"}
     iris = models["iris"]
     assert iris["name"] == "iris" and iris["tier"] == "light" and len(iris["version"]) == 12
     assert iris["inputs"] == [{"name": "features", "dtype": "float32", "shape": ["N", 4]}]

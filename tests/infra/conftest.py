@@ -12,7 +12,7 @@ from aws_cdk.assertions import Template
 
 from infra.app import build_app
 from infra.stack import InferenceStack
-from tests.conftest import EXAMPLE_MANIFEST
+from tests.conftest import EXAMPLE_MANIFEST, MINILM_HANDLER
 
 
 class Synthesized:
@@ -30,13 +30,14 @@ def synthesize(manifest: Path, outdir: Path) -> Synthesized:
 
 
 @pytest.fixture(scope="session")
-def example(tmp_path_factory: pytest.TempPathFactory, iris_model: Path) -> Synthesized:
+def example(tmp_path_factory: pytest.TempPathFactory, iris_model: Path, minilm_model: Path) -> Synthesized:
     return synthesize(EXAMPLE_MANIFEST, tmp_path_factory.mktemp("cdk-example"))
 
 
 @pytest.fixture(scope="session")
-def snapstart(tmp_path_factory: pytest.TempPathFactory, iris_model: Path) -> Synthesized:
-    """A variant: SnapStart instead of provisioned concurrency, WAF on, one plan with named keys."""
+def snapstart(tmp_path_factory: pytest.TempPathFactory, iris_model: Path, minilm_model: Path) -> Synthesized:
+    """A variant: SnapStart instead of provisioned concurrency, WAF on, one plan with named keys, and the
+    sentence-embedding model (with its handler) on the light tier."""
     d = tmp_path_factory.mktemp("cdk-snapstart")
     manifest = d / "inferstack.toml"
     manifest.write_text(f"""
@@ -53,6 +54,13 @@ name = "iris"
 path = "{iris_model}"
 tier = "light"
 memory_mb = 3008
+cold_start = {{ mode = "snapstart" }}
+[[models]]
+name = "minilm"
+path = "{minilm_model}"
+handler = "{MINILM_HANDLER}"
+tier = "light"
+memory_mb = 2048
 cold_start = {{ mode = "snapstart" }}
 """)
     return synthesize(manifest, d / "out")

@@ -22,7 +22,7 @@ def test_model_runs_the_container_image_with_the_artifact_and_network_isolation(
     container = props["PrimaryContainer"]
     assert "container-assets" in json.dumps(container["Image"])  # the DockerImageAsset from sagemaker/
     assert container["ModelDataUrl"]  # the model.tar.gz S3 asset
-    assert container["Environment"] == {"INFERSTACK_MAX_BATCH_SIZE": "32", "INFERSTACK_MAX_DELAY_MS": "5.0"}
+    assert container["Environment"] == {"INFERSTACK_MAX_BATCH_SIZE": "64", "INFERSTACK_MAX_DELAY_MS": "5.0"}
     images = json.loads((example.outdir / "inferstack-example.assets.json").read_text())["dockerImages"]
     (image,) = images.values()
     assert image["source"]["dockerFile"] == "sagemaker/Dockerfile" and image["source"]["platform"] == "linux/amd64"
@@ -31,22 +31,22 @@ def test_model_runs_the_container_image_with_the_artifact_and_network_isolation(
 def test_endpoint_on_the_manifest_gpu_instance(example: Synthesized) -> None:
     example.template.has_resource_properties("AWS::SageMaker::EndpointConfig", {"ProductionVariants": [
         Match.object_like({"InstanceType": "ml.g5.xlarge", "InitialInstanceCount": 1, "VariantName": "AllTraffic"})]})
-    example.template.has_resource_properties("AWS::SageMaker::Endpoint", {"EndpointName": "inferstack-example-mlp"})
+    example.template.has_resource_properties("AWS::SageMaker::Endpoint", {"EndpointName": "inferstack-example-minilm"})
 
 
 def test_autoscaling_tracks_invocations_per_instance(example: Synthesized) -> None:
     example.template.has_resource_properties("AWS::ApplicationAutoScaling::ScalableTarget", {
         "ServiceNamespace": "sagemaker", "ScalableDimension": "sagemaker:variant:DesiredInstanceCount",
-        "ResourceId": "endpoint/inferstack-example-mlp/variant/AllTraffic", "MinCapacity": 1, "MaxCapacity": 4})
+        "ResourceId": "endpoint/inferstack-example-minilm/variant/AllTraffic", "MinCapacity": 1, "MaxCapacity": 4})
     example.template.has_resource_properties("AWS::ApplicationAutoScaling::ScalingPolicy", {
         "TargetTrackingScalingPolicyConfiguration": Match.object_like({
-            "TargetValue": 100,
+            "TargetValue": 200,
             "PredefinedMetricSpecification": {"PredefinedMetricType": "SageMakerVariantInvocationsPerInstance"}})})
 
 
 def test_execution_role_reads_only_its_artifact(example: Synthesized) -> None:
-    statements = [st for k, p in by_type(example, "AWS::IAM::Policy").items() if k.startswith("HeavyMlpExecutionRole")
-                  for st in p["Properties"]["PolicyDocument"]["Statement"]]
+    statements = [st for k, p in by_type(example, "AWS::IAM::Policy").items()
+                  if k.startswith("HeavyMinilmExecutionRole") for st in p["Properties"]["PolicyDocument"]["Statement"]]
     s3 = [st for st in statements if st["Action"] == "s3:GetObject"]
     assert len(s3) == 1 and json.dumps(s3[0]["Resource"]).endswith('.gz"]]}')  # one object, no wildcard
     assert not any(str(st["Action"]).startswith("s3:List") for st in statements)
@@ -55,14 +55,14 @@ def test_execution_role_reads_only_its_artifact(example: Synthesized) -> None:
 def test_only_the_heavy_models_functions_may_invoke_the_endpoint(example: Synthesized) -> None:
     invokers = {k.split("Role")[0] for k, p in by_type(example, "AWS::IAM::Policy").items()
                 for st in p["Properties"]["PolicyDocument"]["Statement"] if st["Action"] == "sagemaker:InvokeEndpoint"}
-    assert invokers == {"PredictMlp", "WorkerMlp"}
+    assert invokers == {"PredictMinilm", "WorkerMinilm"}
 
 
 def test_heavy_predict_route_reaches_the_proxy_function(example: Synthesized) -> None:
     (proxy,) = [f for f in by_type(example, "AWS::Lambda::Function").values()
                 if f["Properties"]["Handler"] == "functions.heavy.handler.handler"]
     variables = proxy["Properties"]["Environment"]["Variables"]
-    assert variables["INFERSTACK_ENDPOINT"] == "inferstack-example-mlp" and variables["INFERSTACK_MODEL"] == "mlp"
+    assert variables["INFERSTACK_ENDPOINT"] == "inferstack-example-minilm" and variables["INFERSTACK_MODEL"] == "minilm"
     assert len(proxy["Properties"]["Layers"]) == 1  # no onnxruntime in the proxy
     assert proxy["Properties"]["Timeout"] < 29
 

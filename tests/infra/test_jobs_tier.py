@@ -43,7 +43,7 @@ def test_payload_bucket_private_encrypted_tls_only_with_expiry(example: Synthesi
 
 def test_queue_per_model_with_dlq_sse_and_visibility_six_times_the_worker_timeout(example: Synthesized) -> None:
     queues = by_type(example, "AWS::SQS::Queue")
-    assert len(queues) == 6  # per model (iris, mlp) a queue + DLQ; webhooks + its DLQ
+    assert len(queues) == 6  # per model (iris, minilm) a queue + DLQ; webhooks + its DLQ
     for q in queues.values():
         assert q["Properties"]["SqsManagedSseEnabled"] is True
     (jobs_queue,) = [q for k, q in queues.items() if k.startswith("JobsJobsIrisQueue")]

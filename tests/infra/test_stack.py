@@ -23,9 +23,10 @@ def resources(s: Synthesized, kind: str) -> dict[str, Any]:
     return found
 
 
-def predict_function(s: Synthesized) -> dict[str, Any]:
+def predict_function(s: Synthesized, model: str = "iris") -> dict[str, Any]:
     (fn,) = [r for r in resources(s, "AWS::Lambda::Function").values()
-             if r["Properties"]["Handler"] == "functions.predict.handler.handler"]
+             if r["Properties"]["Handler"] == "functions.predict.handler.handler"
+             and r["Properties"]["Environment"]["Variables"]["INFERSTACK_MODEL"] == model]
     return fn
 
 
@@ -69,7 +70,7 @@ def test_api_gateway_invokes_the_live_alias(example: Synthesized) -> None:
     methods = resources(example, "AWS::ApiGateway::Method")
     uris = json.dumps([m["Properties"]["Integration"]["Uri"] for m in methods.values()])
     aliases = [k for k in resources(example, "AWS::Lambda::Alias") if k.startswith(("Api", "Predict"))]
-    assert len(aliases) == 3 and all(alias in uris for alias in aliases)  # api, predict-iris, predict-mlp
+    assert len(aliases) == 3 and all(alias in uris for alias in aliases)  # api, predict-iris, predict-minilm
     for m in methods.values():
         assert m["Properties"]["Integration"]["Type"] == "AWS_PROXY"
 
@@ -112,7 +113,7 @@ def test_predict_routes_validate_the_body(example: Synthesized) -> None:
         "Schema": Match.object_like({"type": "object", "required": ["inputs"]})})
     posts = [m for m in resources(example, "AWS::ApiGateway::Method").values()
              if m["Properties"]["HttpMethod"] == "POST"]
-    assert len(posts) == 4  # /v1/models/{name}/predict, .../iris/predict, .../mlp/predict, /v1/jobs
+    assert len(posts) == 4  # /v1/models/{name}/predict, .../iris/predict, .../minilm/predict, /v1/jobs
     for m in posts:
         assert "RequestValidatorId" in m["Properties"]
         assert "application/json" in m["Properties"]["RequestModels"]
@@ -202,7 +203,12 @@ def test_doctor_reports_each_function_size_against_the_limit(example: Synthesize
     out = subprocess.run([str(Path(sys.executable).with_name("inferstack")), "doctor"], capture_output=True,
                          text=True, check=False)
     assert out.returncode == 0, out.stderr
-    names = {"api", "predict-iris", "predict-mlp", "worker-iris", "worker-mlp", "webhooks", "deadletter"}
+    names = {"api", "predict-iris", "predict-minilm", "worker-iris", "worker-minilm", "webhooks", "deadletter"}
     lines = {line.split()[0]: line for line in out.stdout.splitlines() if line.split() and line.split()[0] in names}
     assert set(lines) == names
     assert all("MB to spare" in line and " ok," in line for line in lines.values())
+    # the heavy model, measured as the light function it would be: it fits, by this much
+    light = out.stdout.split('tier = "light"')[1]
+    (line,) = [row for row in light.splitlines() if row.startswith("predict-minilm")]
+    total, spare = float(line.split()[3].removesuffix("MB")), float(line.split(",")[1].split()[0])
+    assert 100 < total < 250 and spare == pytest.approx(250 - total, abs=1)

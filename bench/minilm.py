@@ -1,0 +1,120 @@
+"""The sentence-embedding example (all-MiniLM-L6-v2) on this machine's CPU.
+
+1. Latency per text at batch sizes 1, 8 and 32, through the whole handler path (`Predictor.predict`:
+   request validation, tokenization, onnxruntime, mean pooling, normalisation, the response model), beside
+   its reference, sentence-transformers' `encode` on PyTorch with the same weights and as many threads.
+2. The heavy container serving it to 32 clients, each sending one text per request (texts of 8 to 20
+   words), with dynamic batching on and off.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+CLIENTS = 32
+WORDS = ["the", "quick", "brown", "fox", "jumps", "over", "a", "lazy", "dog", "near", "river", "bank", "while",
+         "children", "play", "football", "in", "sunny", "park", "after", "school", "and", "parents", "watch",
+         "from", "wooden", "benches"]
+
+
+def texts(n: int, seed: int = 0) -> list[str]:
+    """Sentences of 8 to 20 words, like search queries and short passages."""
+    import random
+
+    rnd = random.Random(seed)
+    return [" ".join(rnd.choice(WORDS) for _ in range(rnd.randint(8, 20))).capitalize() + "." for _ in range(n)]
+
+
+def _median_s(fn: Callable[[], Any], budget_s: float = 1.5, least: int = 5) -> float:
+    fn()  # warm
+    times: list[float] = []
+    began = time.perf_counter()
+    while len(times) < least or time.perf_counter() - began < budget_s:
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+        if len(times) >= 200:
+            break
+    return statistics.median(times)
+
+
+def latency_rows(budget_s: float) -> list[dict[str, Any]]:
+    import torch
+
+    from inferstack.inference.session import Predictor, available_vcpus
+    from inferstack.manifest import load_manifest
+    from infra.catalog import build_catalog
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from sentence_transformers import SentenceTransformer
+
+    catalog = build_catalog(load_manifest(ROOT / "inferstack.toml"), bundled=False)
+    predictor = Predictor.load(next(m for m in catalog.models if m.name == "minilm"), Path("/"))
+    torch.set_num_threads(available_vcpus())  # the same threads as onnxruntime's session
+    reference = SentenceTransformer(str(ROOT / "models" / ".sources" / "all-MiniLM-L6-v2"), device="cpu",
+                                    local_files_only=True)
+    rows = []
+    for batch in (1, 8, 32):
+        sample = texts(batch, seed=batch)
+        ours = _median_s(lambda s=sample: predictor.predict({"text": s}), budget_s)  # type: ignore[misc]
+        theirs = _median_s(lambda s=sample, b=batch: reference.encode(  # type: ignore[misc]
+            s, normalize_embeddings=True, batch_size=b), budget_s)
+        rows.append({"figure": f"minilm ms per text, batch {batch} (CPU)", "value": ours / batch * 1000,
+                     "baselines": {"PyTorch": theirs / batch * 1000}, "targets": {"PyTorch": 1.0},
+                     "better": "lower"})
+    return rows
+
+
+def heavy_rows(seconds: float) -> list[dict[str, Any]]:
+    from bench.loadgen import load
+    from inferstack.manifest import load_manifest
+    from infra.catalog import build_catalog
+    from infra.local.sagemaker import ModelServer
+    from infra.packaging import stage_heavy_model
+
+    manifest = load_manifest(ROOT / "inferstack.toml")
+    model = manifest.model("minilm")
+    bodies = [json.dumps({"inputs": {"text": [t]}}).encode() for t in texts(97, seed=7)]
+    results: dict[str, float] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        model_dir = stage_heavy_model(model, manifest, build_catalog(manifest), Path(tmp) / "model",
+                                      dependencies=False)
+        for name, env in (("batching", {}), ("off", {"INFERSTACK_MAX_BATCH_SIZE": "1",
+                                                      "INFERSTACK_MAX_DELAY_MS": "0"})):
+            saved = {k: os.environ.get(k) for k in env}
+            os.environ.update(env)
+            server = ModelServer(model.name, model_dir, log=lambda line: None)
+            try:
+                server.start()
+                load(server.url, "/invocations", bodies, clients=CLIENTS, seconds=1)  # warm
+                rate, _, statuses = load(server.url, "/invocations", bodies, clients=CLIENTS, seconds=seconds)
+                if set(statuses) != {200}:
+                    raise RuntimeError(f"the server answered {statuses}")
+                results[name] = rate
+            finally:
+                server.stop()
+                for k, v in saved.items():
+                    if v is None:
+                        os.environ.pop(k, None)
+                    else:
+                        os.environ[k] = v
+    return [{"figure": f"minilm heavy texts/s, {CLIENTS} clients (CPU)", "value": results["batching"],
+             "baselines": {"no batching": results["off"]}, "targets": {"no batching": 2.0}, "better": "higher"}]
+
+
+def run(seconds: float = 8) -> list[dict[str, Any]]:
+    return latency_rows(budget_s=seconds / 4) + heavy_rows(seconds)
+
+
+if __name__ == "__main__":
+    from bench.__main__ import table
+
+    print(table(run()))

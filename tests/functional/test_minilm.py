@@ -1,0 +1,169 @@
+"""The sentence-embedding example (all-MiniLM-L6-v2 with its handler) against its reference implementation,
+sentence-transformers on PyTorch, loaded from the same checkpoint; and served by each tier's run time."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+
+from inferstack import env
+from inferstack.inference.exceptions import InputValidationError
+from inferstack.inference.session import Predictor
+from inferstack.jobs.worker import InProcessRunner, Invalid, Succeeded
+from inferstack.manifest import Manifest, parse_manifest
+from infra.catalog import build_catalog
+from infra.local.sagemaker import ModelServer
+from infra.packaging import stage_heavy_model
+from tests.conftest import MINILM_CHECKPOINT, ROOT
+from tests.functional.conftest import _import_fresh, _invoke
+
+SENTENCES = [
+    "A man is eating food.",
+    "A man is eating a piece of bread.",
+    "The girl is carrying a baby.",
+    "A man is riding a horse.",
+    "Stocks fell sharply after the central bank raised interest rates.",
+    "Crème brûlée, naïve café owners and São Paulo's 東京 branch!",
+    "",
+    "ok",
+    "word " * 600,  # far past 256 tokens: truncated, as the reference does
+]
+
+
+def minilm_manifest(tier: str) -> Manifest:
+    model: dict[str, Any] = {"name": "minilm", "path": "models/minilm/model.onnx", "tier": tier,
+                             "handler": "models/minilm/handler.py"}
+    if tier == "heavy":
+        model.update(instance_type="ml.g5.xlarge", batching={"max_batch_size": 64, "max_delay_ms": 20})
+    return parse_manifest({"name": "minilm", "models": [model]}, root=ROOT)
+
+
+@pytest.fixture(scope="module")
+def predictor(minilm_model: Path) -> Predictor:
+    return Predictor.load(build_catalog(minilm_manifest("light"), bundled=False).models[0], Path("/"))
+
+
+@pytest.fixture(scope="module")
+def reference(minilm_model: Path) -> Any:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from sentence_transformers import SentenceTransformer
+
+    return SentenceTransformer(str(MINILM_CHECKPOINT), device="cpu", local_files_only=True)
+
+
+def embed(predictor: Predictor, texts: list[str]) -> np.ndarray:
+    return np.array(predictor.predict({"text": texts})["embeddings"])
+
+
+def test_embeddings_match_the_pytorch_reference_within_1e_4(predictor: Predictor, reference: Any) -> None:
+    # GIVEN sentence-transformers' own encode (PyTorch, the same weights, its own tokenizer wrapper)
+    want = reference.encode(SENTENCES, normalize_embeddings=True, convert_to_numpy=True)
+    # WHEN the ONNX model embeds the same texts through its handler, as one batch and one by one
+    batched = embed(predictor, SENTENCES)
+    alone = np.concatenate([embed(predictor, [s]) for s in SENTENCES])
+    # THEN every component agrees within 1e-4
+    assert batched.shape == want.shape == (len(SENTENCES), 384)
+    assert np.abs(batched - want).max() < 1e-4
+    assert np.abs(alone - want).max() < 1e-4
+
+
+def test_each_text_gets_a_384_dimensional_unit_vector(predictor: Predictor) -> None:
+    out = predictor.predict({"text": SENTENCES})
+    vectors = np.array(out["embeddings"])
+    assert vectors.shape == (len(SENTENCES), 384)
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    assert out["tokens"][SENTENCES.index("ok")] == 3 and out["tokens"][-1] == 256  # [CLS] ok [SEP]; truncated
+
+
+@pytest.mark.parametrize(("text", "paraphrase", "unrelated"), [
+    ("A man is eating food.", "A man is eating a piece of bread.", "A man is riding a horse."),
+    ("The cat sat on the mat.", "A cat was sitting on a rug.", "Interest rates rose again this quarter."),
+    ("How do I reset my password?", "I forgot my password, how can I change it?", "What is the capital of France?"),
+])
+def test_a_paraphrase_is_closer_than_an_unrelated_sentence(predictor: Predictor, text: str, paraphrase: str,
+                                                           unrelated: str) -> None:
+    a, b, c = embed(predictor, [text, paraphrase, unrelated])
+    assert a @ b > a @ c + 0.2, (a @ b, a @ c)
+
+
+@pytest.mark.parametrize(("inputs", "field"), [
+    ({"text": "not a list"}, "inputs.text"),
+    ({"text": []}, "inputs.text"),
+    ({"text": ["ok", 3]}, "inputs.text[1]"),
+    ({"text": ["x" * 20_001]}, "inputs.text[0]"),
+    ({"text": ["ok"] * 129}, "inputs.text"),
+    ({"texts": ["ok"]}, "inputs.texts"),
+    ([[1, 2, 3]], "inputs"),
+])
+def test_bad_requests_are_422s_naming_the_field(predictor: Predictor, inputs: Any, field: str) -> None:
+    with pytest.raises(InputValidationError) as caught:
+        predictor.predict(inputs)
+    assert field in [p.input for p in caught.value.problems]
+
+
+def test_the_predict_function_serves_it_on_the_light_tier(tmp_path: Path, minilm_model: Path) -> None:
+    catalog = tmp_path / "catalog.json"
+    build_catalog(minilm_manifest("light"), bundled=False).dump(catalog)
+    module = _import_fresh("functions.predict.handler", {env.CATALOG_PATH: str(catalog), env.MODEL_NAME: "minilm"})
+    event = json.loads((ROOT / "tests" / "events" / "apiGatewayProxyEvent_predict.json").read_text())
+    event.update(path="/v1/models/minilm/predict", body=json.dumps({"inputs": {"text": SENTENCES[:3]}}))
+    response = _invoke(module, "predict-minilm")(event)
+    assert response["statusCode"] == 200
+    body = json.loads(response["body"])
+    assert body["model"] == "minilm" and len(body["outputs"]["embeddings"]) == 3
+
+
+def test_the_job_worker_stacks_jobs_of_similar_length(predictor: Predictor) -> None:
+    # GIVEN jobs of one to three short texts (the handler pads to a multiple of 8 tokens), and a bad one
+    jobs: list[Any] = [{"text": SENTENCES[i:i + 1 + i % 3]} for i in range(5)] + [{"text": [None]}]
+    runner = InProcessRunner(predictor)
+    outcomes = runner.run(jobs)
+    # THEN each good job gets its own embeddings, the bad one fails alone, and the runs are shared
+    for job, outcome in zip(jobs[:-1], outcomes[:-1], strict=True):
+        assert isinstance(outcome, Succeeded)
+        np.testing.assert_allclose(outcome.outputs["embeddings"], embed(predictor, job["text"]), atol=1e-5)
+    assert isinstance(outcomes[-1], Invalid)
+    assert runner.calls < 5
+
+
+@pytest.fixture(scope="module")
+def heavy(tmp_path_factory: pytest.TempPathFactory, minilm_model: Path) -> Iterator[ModelServer]:
+    manifest = minilm_manifest("heavy")
+    model_dir = stage_heavy_model(manifest.models[0], manifest, build_catalog(manifest),
+                                  tmp_path_factory.mktemp("minilm") / "model", dependencies=False)
+    server = ModelServer("minilm", model_dir, log=lambda line: None)
+    server.start()
+    yield server
+    server.stop()
+
+
+def test_the_heavy_container_batches_concurrent_requests(heavy: ModelServer, predictor: Predictor) -> None:
+    # GIVEN 48 concurrent requests of one or two short texts
+    requests = [[f"Sentence number {i} is about {topic}." for topic in ("cats", "the weather")[:1 + i % 2]]
+                for i in range(48)]
+    before = httpx.get(f"{heavy.url}/stats").json()
+    with httpx.Client(timeout=60) as client, ThreadPoolExecutor(48) as pool:
+        answers = list(pool.map(lambda t: client.post(f"{heavy.url}/invocations", json={"inputs": {"text": t}}),
+                                requests))
+    after = httpx.get(f"{heavy.url}/stats").json()
+    # THEN the dynamic batcher ran them in far fewer inference calls, and each got its own embeddings
+    assert after["requests"] - before["requests"] == 48
+    assert after["inference_calls"] - before["inference_calls"] <= 24
+    for texts, answer in zip(requests, answers, strict=True):
+        assert answer.status_code == 200, answer.text
+        np.testing.assert_allclose(answer.json()["outputs"]["embeddings"], embed(predictor, texts), atol=1e-5)
+
+
+def test_the_heavy_container_answers_bad_requests_with_422(heavy: ModelServer) -> None:
+    response = httpx.post(f"{heavy.url}/invocations", json={"inputs": {"text": [1]}})
+    assert response.status_code == 422
+    assert response.json()["errors"][0]["input"] == "inputs.text[0]"
+
