@@ -8,17 +8,22 @@ full batch. (`bench/minilm.py` measures the example's heavy model, the sentence 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import statistics
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from bench.loadgen import load
+
+if TYPE_CHECKING:
+    from infra.local.sagemaker import ModelServer
 
 ROOT = Path(__file__).resolve().parent.parent
 CLIENTS = 32
@@ -46,10 +51,30 @@ def _full_batch_ms(max_batch_size: int) -> float:
     return statistics.median(times) * 1000
 
 
+@contextlib.contextmanager
+def serving(model: str, model_dir: Path, *, batching: bool) -> Iterator[ModelServer]:
+    """The container server on a model directory, with its dynamic batching on or off (batches of one)."""
+    from infra.local.sagemaker import ModelServer
+
+    env = {} if batching else {"INFERSTACK_MAX_BATCH_SIZE": "1", "INFERSTACK_MAX_DELAY_MS": "0"}
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    server = ModelServer(model, model_dir, log=lambda line: None)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
 def run(seconds: float = 8) -> list[dict[str, Any]]:
     from inferstack.manifest import parse_manifest
     from infra.catalog import build_catalog
-    from infra.local.sagemaker import ModelServer
     from infra.packaging import stage_heavy_model
 
     manifest = parse_manifest({"name": "bench", "models": [{
@@ -59,22 +84,10 @@ def run(seconds: float = 8) -> list[dict[str, Any]]:
     results: dict[str, tuple[float, list[float]]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = stage_heavy_model(model, manifest, build_catalog(manifest), Path(tmp) / "model")
-        off = {"INFERSTACK_MAX_BATCH_SIZE": "1", "INFERSTACK_MAX_DELAY_MS": "0"}
-        for name, env in (("batching", {}), ("off", off)):
-            saved = {k: os.environ.get(k) for k in env}
-            os.environ.update(env)
-            server = ModelServer(model.name, model_dir, log=lambda line: None)
-            try:
-                server.start()
+        for name in ("batching", "off"):
+            with serving(model.name, model_dir, batching=name == "batching") as server:
                 _load(server.url, 1)  # warm the connections and the model
                 results[name] = _load(server.url, seconds)
-            finally:
-                server.stop()
-                for k, v in saved.items():
-                    if v is None:
-                        os.environ.pop(k, None)
-                    else:
-                        os.environ[k] = v
     (on, on_lat), (off, off_lat) = results["batching"], results["off"]
     p99 = float(np.percentile(on_lat, 99) * 1000)
     bound = model.batching.max_delay_ms + _full_batch_ms(model.batching.max_batch_size)

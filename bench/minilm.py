@@ -74,10 +74,10 @@ def latency_rows(budget_s: float) -> list[dict[str, Any]]:
 
 
 def heavy_rows(seconds: float) -> list[dict[str, Any]]:
+    from bench.heavy import serving
     from bench.loadgen import load
     from inferstack.manifest import load_manifest
     from infra.catalog import build_catalog
-    from infra.local.sagemaker import ModelServer
     from infra.packaging import stage_heavy_model
 
     manifest = load_manifest(ROOT / "inferstack.toml")
@@ -87,25 +87,13 @@ def heavy_rows(seconds: float) -> list[dict[str, Any]]:
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = stage_heavy_model(model, manifest, build_catalog(manifest), Path(tmp) / "model",
                                       dependencies=False)
-        for name, env in (("batching", {}), ("off", {"INFERSTACK_MAX_BATCH_SIZE": "1",
-                                                      "INFERSTACK_MAX_DELAY_MS": "0"})):
-            saved = {k: os.environ.get(k) for k in env}
-            os.environ.update(env)
-            server = ModelServer(model.name, model_dir, log=lambda line: None)
-            try:
-                server.start()
+        for name in ("batching", "off"):
+            with serving(model.name, model_dir, batching=name == "batching") as server:
                 load(server.url, "/invocations", bodies, clients=CLIENTS, seconds=1)  # warm
                 rate, _, statuses = load(server.url, "/invocations", bodies, clients=CLIENTS, seconds=seconds)
                 if set(statuses) != {200}:
                     raise RuntimeError(f"the server answered {statuses}")
                 results[name] = rate
-            finally:
-                server.stop()
-                for k, v in saved.items():
-                    if v is None:
-                        os.environ.pop(k, None)
-                    else:
-                        os.environ[k] = v
     return [{"figure": f"minilm heavy texts/s, {CLIENTS} clients (CPU)", "value": results["batching"],
              "baselines": {"no batching": results["off"]}, "targets": {"no batching": 2.0}, "better": "higher"}]
 

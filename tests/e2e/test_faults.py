@@ -104,7 +104,9 @@ def test_heavy_server_killed_then_replaced(fault_stack: tuple[RunningStack, str]
     down = client.post("/v1/models/mlp/predict", json={"inputs": features})
     assert down.status_code == 503 and down.headers["retry-after"] == "5"
     assert down.json()["type"] == "urn:inferstack:problem:unavailable"
-    job_id = client.post("/v1/jobs", json={"model": "mlp", "inputs": features}).json()["job_id"]
+    submitted = client.post("/v1/jobs", json={"model": "mlp", "inputs": features})
+    assert submitted.status_code == 202, submitted.text
+    job_id = submitted.json()["job_id"]
     eventually(lambda: client.post("/v1/models/mlp/predict", json={"inputs": features}).status_code == 200, HEAL_S)
     assert child_processes(stack.proc.pid, "inferstack.heavy.server") != [pid]
     job = eventually(lambda: (j := client.get(f"/v1/jobs/{job_id}").json())["status"] in ("succeeded", "failed")
