@@ -4,9 +4,10 @@ The model (named by `$INFERSTACK_MODEL`) is loaded and warmed up at import, duri
 phase (or before the SnapStart snapshot), never inside a request.
 
 The predict route is answered straight from the API Gateway event: the body checks shared with the FastAPI
-app (`inferstack.api.predict`), validation and inference (`inferstack.inference`), problem+json errors;
-neither FastAPI nor pydantic is imported on this path, which keeps the cold start near that of a bare
-onnxruntime process and the warm request near a bare `session.run`. Anything else that reaches the function
+app (`inferstack.api.predict`), validation and inference (`inferstack.inference`, through the model's handler
+where it has one), problem+json errors; neither FastAPI nor pydantic is imported on this path (unless the
+model's handler uses pydantic), which keeps the cold start near that of a bare onnxruntime process and the
+warm request near a bare `session.run`. Anything else that reaches the function
 (API Gateway routes nothing else here) goes to the full FastAPI app, built on first use.
 """
 

@@ -69,6 +69,10 @@ def postprocess(outputs, body):
 SETOSA = {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}
 VIRGINICA = {"sepal_length": 6.7, "sepal_width": 3.0, "petal_length": 5.2, "petal_width": 2.3}
 VERSICOLOR = {"sepal_length": 5.9, "sepal_width": 3.0, "petal_length": 4.2, "petal_width": 1.5}
+#: The same handler with a bug that one input triggers (the handler's fault, not the input's).
+POISONED = SPECIES.replace("    for i, f in enumerate(body.flowers):",
+                           "    if body.flowers[0].sepal_length == 6.66:\n        raise RuntimeError('poisoned')\n"
+                           "    for i, f in enumerate(body.flowers):")
 
 
 def write_handler(directory: Path, source: str) -> Path:
@@ -212,10 +216,7 @@ def test_a_handler_directory_may_not_hold_another_model(tmp_path: Path, iris_mod
 def test_predict_function_answers_through_the_handler_and_attributes_faults(
         tmp_path: Path, iris_model: Path, caplog: pytest.LogCaptureFixture) -> None:
     # GIVEN the light predict function serving a model whose handler breaks on a poisoned flower
-    source = SPECIES.replace("    for i, f in enumerate(body.flowers):",
-                             "    if body.flowers[0].sepal_length == 6.66:\n        raise RuntimeError('poisoned')\n"
-                             "    for i, f in enumerate(body.flowers):")
-    manifest = manifest_with(write_handler(tmp_path / "species", source), iris_model)
+    manifest = manifest_with(write_handler(tmp_path / "species", POISONED), iris_model)
     catalog = tmp_path / "catalog.json"
     build_catalog(manifest, bundled=False).dump(catalog)
     module = _import_fresh("functions.predict.handler", {env.CATALOG_PATH: str(catalog), env.MODEL_NAME: "species"})
@@ -261,12 +262,13 @@ def test_the_heavy_container_serves_the_handler_from_its_model_archive(tmp_path:
     import httpx
 
     # GIVEN the SageMaker model directory of a heavy model with a handler
-    manifest = manifest_with(write_handler(tmp_path / "species", SPECIES), iris_model, tier="heavy")
+    manifest = manifest_with(write_handler(tmp_path / "species", POISONED), iris_model, tier="heavy")
     model_dir = stage_heavy_model(manifest.models[0], manifest, build_catalog(manifest), tmp_path / "model")
     config = json.loads((model_dir / "inferstack.json").read_text())
     assert config["handler"] == "code/handler.py" and (model_dir / "code" / "handler.py").is_file()
     CatalogEntry.model_validate({**config, "artifact": "model.onnx", "inputs": [], "outputs": []})
-    server = ModelServer("species", model_dir, log=lambda line: None)
+    logged: list[str] = []
+    server = ModelServer("species", model_dir, log=logged.append)
     server.start()
     try:
         # WHEN it is invoked THEN the handler shapes the answer and faults are attributed as everywhere
@@ -274,6 +276,9 @@ def test_the_heavy_container_serves_the_handler_from_its_model_archive(tmp_path:
         assert ok.status_code == 200 and ok.json()["outputs"]["species"] == ["setosa", "virginica"]
         bad = httpx.post(f"{server.url}/invocations", json={"inputs": {"flowers": [{"petal": 1}]}})
         assert bad.status_code == 422 and bad.json()["errors"][0]["input"].startswith("inputs.flowers[0].")
+        broken = httpx.post(f"{server.url}/invocations",
+                            json={"inputs": {"flowers": [{**SETOSA, "sepal_length": 6.66}]}})
+        assert broken.status_code == 500 and "poisoned" not in broken.text
     finally:
         server.stop()
-
+    assert any("RuntimeError: poisoned" in line and "Traceback" in line for line in logged)
