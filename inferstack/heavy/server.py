@@ -7,8 +7,8 @@ SageMaker starts the container with the argument `serve`. The model directory (`
 with a handler `code/`: the handler's directory, with the packages its `requirements.txt` names installed in
 `code/lib/` for the container's platform (so one image serves every model, and network isolation holds).
 The model is loaded and warmed up before the server accepts connections, so `/ping` answers 200 only once it
-can serve. onnxruntime
-runs with the CUDA provider where a GPU is present and the CPU provider otherwise; the choice is logged.
+can serve. onnxruntime runs with the CUDA provider where a GPU is present and the CPU provider otherwise; the
+choice is logged.
 `/invocations` takes the predict body (`{"inputs": ...}`) and answers the predict response; bad input gets a
 4xx problem+json, never a 5xx. SIGTERM stops accepting connections and finishes the requests in flight.
 """
