@@ -14,19 +14,17 @@ def run() -> list[dict[str, Any]]:
     from inferstack.manifest import load_manifest
     from inferstack.topology import functions
     from infra.catalog import build_catalog
-    from infra.packaging import LAMBDA_MAX_UNZIPPED_BYTES, build_layer, dir_size, function_layers, stage_function
+    from infra.packaging import LAMBDA_MAX_UNZIPPED_BYTES, as_light, function_size
 
     example = load_manifest(ROOT / "inferstack.toml")
-    # the heavy sentence embedder too, as the light function it would be (its handler's layer included)
-    light = example.model_copy(update={"models": [m.model_copy(update={"tier": "light"}) for m in example.models]})
+    catalog = build_catalog(example)
     rows = []
-    for manifest, keys in ((example, TARGETS), (light, {"predict-minilm": None})):
-        catalog = build_catalog(manifest)
+    # the heavy sentence embedder too, as the light function it would be (its handler's layer included)
+    for manifest, keys in ((example, TARGETS), (as_light(example), {"predict-minilm": None})):
         for spec in functions(manifest):
             if spec.key not in keys:
                 continue
-            total = dir_size(stage_function(spec, manifest, catalog)) + sum(
-                dir_size(build_layer(n)) for n in function_layers(spec, manifest))
+            total = sum(function_size(spec, manifest, catalog))
             target_mb = keys[spec.key]
             baselines = {"Lambda limit": LAMBDA_MAX_UNZIPPED_BYTES / MB}
             targets = {"Lambda limit": 1.0}

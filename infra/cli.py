@@ -170,7 +170,7 @@ def cmd_load(args: argparse.Namespace) -> int:
 def cmd_doctor(args: argparse.Namespace) -> int:
     from inferstack.topology import FunctionSpec, functions, predict_function_key
     from infra.catalog import build_catalog
-    from infra.packaging import LAMBDA_MAX_UNZIPPED_BYTES, build_layer, dir_size, function_layers, stage_function
+    from infra.packaging import LAMBDA_MAX_UNZIPPED_BYTES, as_light, function_size
 
     manifest = _manifest(args.manifest)
     try:
@@ -181,8 +181,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     mb = 1024 * 1024
 
     def report(spec: FunctionSpec, within: Manifest) -> int:
-        code = dir_size(stage_function(spec, within, catalog))
-        layers = sum(dir_size(build_layer(layer)) for layer in function_layers(spec, within))
+        code, layers = function_size(spec, within, catalog)
         total = code + layers
         flag = "ok" if total <= LAMBDA_MAX_UNZIPPED_BYTES else "TOO LARGE"
         print(f"{spec.key:<24}{code / mb:>8.1f}MB{layers / mb:>8.1f}MB{total / mb:>8.1f}MB   {flag}, "
@@ -193,8 +192,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     worst = max(report(spec, manifest) for spec in functions(manifest))
     if manifest.heavy_models:
         # What each heavy model's predict function would be with tier = "light": does it fit Lambda at all?
-        models = [m.model_copy(update={"tier": "light"}) for m in manifest.models]
-        light = manifest.model_copy(update={"models": models})
+        light = as_light(manifest)
         print('\nheavy models, were they deployed with tier = "light":')
         for m in manifest.heavy_models:
             (spec,) = [f for f in functions(light) if f.key == predict_function_key(m.name)]

@@ -110,26 +110,12 @@ def trim(site: Path) -> None:
             path.unlink()
 
 
-def install_for_platform(recipe: Path, target: Path, *, python: str, platforms: tuple[str, ...],
-                         quiet: bool = True) -> None:
-    """pip-install a pinned recipe (its whole closure: `--no-deps`) into `target`, as wheels built for another
-    platform and Python: no Docker, no compiler."""
-    cmd = [sys.executable, "-m", "pip", "install", "--disable-pip-version-check", "--no-deps",
-           "--no-compile", "--only-binary=:all:", "--implementation", "cp", "--python-version", python,
-           *[arg for p in platforms for arg in ("--platform", p)],
-           "--target", str(target), "-r", str(recipe)]
-    done = subprocess.run(cmd, capture_output=quiet, text=True, check=False)
-    if done.returncode:
-        raise RuntimeError(f"installing {recipe} for {platforms[0]} / Python {python} failed:\n"
-                           f"{done.stdout}{done.stderr}")
-    trim(target)
-
-
 def build_layer(layer: str | Layer, *, quiet: bool = True, python: str = LAMBDA_PYTHON,
                 platforms: tuple[str, ...] = LAMBDA_PLATFORMS) -> Path:
-    """Build (or reuse) a layer (a name in `layers/`, or a `Layer`); returns the directory that holds
-    `python/`. By default for Lambda; with `python=HOST_PYTHON, platforms=HOST_PLATFORMS` the same recipe and
-    trim for this machine."""
+    """Build (or reuse) a layer (a name in `layers/`, or a `Layer`) by pip-installing its pinned recipe (the
+    whole closure: `--no-deps`) as wheels for another platform: no Docker, no compiler. Returns the directory
+    that holds `python/`. By default for Lambda; with `python=HOST_PYTHON, platforms=HOST_PLATFORMS` the same
+    recipe and trim for this machine, and with `HEAVY_PYTHON, HEAVY_PLATFORMS` for the heavy container."""
     if isinstance(layer, str):
         layer = Layer(layer, LAYERS_DIR / f"{layer}.txt")
     out = BUILD_DIR / "layers" / f"{layer.name}-{_recipe_hash(layer.recipe, python, platforms)}"
@@ -139,11 +125,17 @@ def build_layer(layer: str | Layer, *, quiet: bool = True, python: str = LAMBDA_
     # them) never see, trim or delete each other's half-built tree; the first rename wins.
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
-    try:
-        install_for_platform(layer.recipe, tmp / "python", python=python, platforms=platforms, quiet=quiet)
-    except RuntimeError:
+    site = tmp / "python"
+    cmd = [sys.executable, "-m", "pip", "install", "--disable-pip-version-check", "--no-deps",
+           "--no-compile", "--only-binary=:all:", "--implementation", "cp", "--python-version", python,
+           *[arg for p in platforms for arg in ("--platform", p)],
+           "--target", str(site), "-r", str(layer.recipe)]
+    done = subprocess.run(cmd, capture_output=quiet, text=True, check=False)
+    if done.returncode:
         shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        raise RuntimeError(f"building layer {layer.name} ({layer.recipe}) for {platforms[0]} / Python {python} "
+                           f"failed:\n{done.stdout}{done.stderr}")
+    trim(site)
     (tmp / ".complete").write_text(layer.recipe.read_text())
     return _publish(tmp, out)
 
@@ -217,6 +209,17 @@ def dir_size(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
+def function_size(spec: FunctionSpec, manifest: Manifest, catalog: Catalog) -> tuple[int, int]:
+    """A function's unzipped code and layers, in bytes, as Lambda counts them against its 250 MB."""
+    code = dir_size(stage_function(spec, manifest, catalog))
+    return code, sum(dir_size(build_layer(layer)) for layer in function_layers(spec, manifest))
+
+
+def as_light(manifest: Manifest) -> Manifest:
+    """The manifest with every model on the light tier: what a heavy model's functions would be on Lambda."""
+    return manifest.model_copy(update={"models": [m.model_copy(update={"tier": "light"}) for m in manifest.models]})
+
+
 #: Where a heavy model's handler directory lies in its model archive (SageMaker's convention for code).
 HEAVY_CODE_DIR = "code"
 
@@ -247,8 +250,10 @@ def stage_heavy_model(model: Model, manifest: Manifest, catalog: Catalog, out: P
             copy_handler(manifest, model, target / HEAVY_CODE_DIR)
             recipe = handler_requirements(manifest, model)
             if recipe and dependencies:
-                install_for_platform(recipe, target / HEAVY_CODE_DIR / "lib", python=HEAVY_PYTHON,
-                                     platforms=HEAVY_PLATFORMS)
+                # built (and cached) like a layer, for the container's platform instead of Lambda's
+                built = build_layer(Layer(f"handler-{model.name}", recipe), python=HEAVY_PYTHON,
+                                    platforms=HEAVY_PLATFORMS)
+                shutil.copytree(built / "python", target / HEAVY_CODE_DIR / "lib")
 
     if out is not None:
         write(out)

@@ -130,6 +130,7 @@ class InProcessRunner:
         tensors stack run together; each job's problem stays its own."""
         import numpy as np
 
+        from inferstack.heavy.batching import stack_key
         from inferstack.inference.exceptions import HandlerError
 
         outcomes: list[Outcome | None] = [None] * len(inputs)
@@ -144,8 +145,7 @@ class InProcessRunner:
                 logger.exception("the model's handler failed", extra={"model": self.predictor.name})
                 outcomes[i] = Errored(str(exc))
                 continue
-            key = tuple(sorted((name, a.dtype.str, a.shape[1:]) for name, a in prepared.arrays.items()))
-            groups[key].append((i, prepared))
+            groups[stack_key(prepared.arrays)].append((i, prepared))
         for members in groups.values():
             try:
                 if len(members) == 1:

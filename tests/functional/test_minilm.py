@@ -22,7 +22,7 @@ from inferstack.manifest import Manifest, parse_manifest
 from infra.catalog import build_catalog
 from infra.local.sagemaker import ModelServer
 from infra.packaging import stage_heavy_model
-from tests.conftest import MINILM_CHECKPOINT, ROOT
+from tests.conftest import MINILM_CHECKPOINT, ROOT, load_event
 from tests.functional.conftest import _import_fresh, _invoke
 
 SENTENCES = [
@@ -113,7 +113,7 @@ def test_the_predict_function_serves_it_on_the_light_tier(tmp_path: Path, minilm
     catalog = tmp_path / "catalog.json"
     build_catalog(minilm_manifest("light"), bundled=False).dump(catalog)
     module = _import_fresh("functions.predict.handler", {env.CATALOG_PATH: str(catalog), env.MODEL_NAME: "minilm"})
-    event = json.loads((ROOT / "tests" / "events" / "apiGatewayProxyEvent_predict.json").read_text())
+    event = load_event("apiGatewayProxyEvent_predict.json")
     event.update(path="/v1/models/minilm/predict", body=json.dumps({"inputs": {"text": SENTENCES[:3]}}))
     response = _invoke(module, "predict-minilm")(event)
     assert response["statusCode"] == 200

@@ -22,7 +22,7 @@ from inferstack.manifest import Manifest, ManifestError, parse_manifest
 from infra.catalog import build_catalog
 from infra.local.sagemaker import ModelServer
 from infra.packaging import stage_heavy_model
-from tests.conftest import ROOT
+from tests.conftest import ROOT, load_event
 from tests.functional.conftest import _import_fresh, _invoke
 
 #: A handler that takes named measurements and answers species names: the pattern of a real handler.
@@ -221,7 +221,7 @@ def test_predict_function_answers_through_the_handler_and_attributes_faults(
     build_catalog(manifest, bundled=False).dump(catalog)
     module = _import_fresh("functions.predict.handler", {env.CATALOG_PATH: str(catalog), env.MODEL_NAME: "species"})
     predict = _invoke(module, "predict-species")
-    event = json.loads((ROOT / "tests" / "events" / "apiGatewayProxyEvent_predict.json").read_text())
+    event = load_event("apiGatewayProxyEvent_predict.json")
     event["path"] = "/v1/models/species/predict"
 
     def call(inputs: Any) -> tuple[int, dict[str, Any]]:
