@@ -22,10 +22,10 @@ def run() -> list[dict[str, Any]]:
     from inferstack.jobs.webhooks import WebhookHandler, WebhookSender, signing_secret
     from inferstack.jobs.worker import BatchWorker, InProcessRunner
     from inferstack.manifest import parse_manifest
-    from infra.catalog import build_catalog
-    from infra.local.aws import REGION, LocalAws
-    from infra.local.poller import sqs_record
-    from infra.local.webhook_receiver import WebhookReceiver
+    from inferstack_infra.catalog import build_catalog
+    from inferstack_infra.local.aws import REGION, LocalAws
+    from inferstack_infra.local.poller import sqs_record
+    from inferstack_infra.local.webhook_receiver import WebhookReceiver
 
     manifest = parse_manifest({"name": "benchcalls", "models": [
         {"name": "iris", "path": str(ROOT / "models" / "iris.onnx"), "tier": "light"}]}, root=ROOT)

@@ -23,7 +23,7 @@ import numpy as np
 from bench.loadgen import load
 
 if TYPE_CHECKING:
-    from infra.local.sagemaker import ModelServer
+    from inferstack_infra.local.sagemaker import ModelServer
 
 ROOT = Path(__file__).resolve().parent.parent
 CLIENTS = 32
@@ -54,7 +54,7 @@ def _full_batch_ms(max_batch_size: int) -> float:
 @contextlib.contextmanager
 def serving(model: str, model_dir: Path, *, batching: bool) -> Iterator[ModelServer]:
     """The container server on a model directory, with its dynamic batching on or off (batches of one)."""
-    from infra.local.sagemaker import ModelServer
+    from inferstack_infra.local.sagemaker import ModelServer
 
     env = {} if batching else {"INFERSTACK_MAX_BATCH_SIZE": "1", "INFERSTACK_MAX_DELAY_MS": "0"}
     saved = {k: os.environ.get(k) for k in env}
@@ -74,8 +74,8 @@ def serving(model: str, model_dir: Path, *, batching: bool) -> Iterator[ModelSer
 
 def run(seconds: float = 8) -> list[dict[str, Any]]:
     from inferstack.manifest import parse_manifest
-    from infra.catalog import build_catalog
-    from infra.packaging import stage_heavy_model
+    from inferstack_infra.catalog import build_catalog
+    from inferstack_infra.packaging import stage_heavy_model
 
     manifest = parse_manifest({"name": "bench", "models": [{
         "name": "mlp", "path": "models/mlp.onnx", "tier": "heavy", "instance_type": "ml.g5.xlarge",

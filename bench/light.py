@@ -29,7 +29,8 @@ CONTEXT = ("class C:\n function_name='bench'; memory_limit_in_mb=1024; aws_reque
 COLD = {
     "inferstack": CONTEXT + (
         "import json\nevent = json.load(open({event!r}))\n"
-        "import functions.predict.handler as h\nr = h.handler(event, C())\nassert r['statusCode'] == 200, r\n"),
+        "import inferstack.functions.predict.handler as h\nr = h.handler(event, C())\n"
+        "assert r['statusCode'] == 200, r\n"),
     "naive": CONTEXT + (
         "import json\nevent = json.load(open({event!r}))\n"
         "import bench.naive_app as h\nr = h.handler(event, C())\nassert r['statusCode'] == 200, r\n"),
@@ -53,8 +54,8 @@ def _lambda_like_path() -> tuple[str, str]:
     rules as for Lambda: what a fresh execution environment has on its path (plus bench/ for the naive app)."""
     from inferstack.manifest import load_manifest
     from inferstack.topology import functions
-    from infra.catalog import build_catalog
-    from infra.packaging import HOST_PLATFORMS, HOST_PYTHON, build_layer, stage_function
+    from inferstack_infra.catalog import build_catalog
+    from inferstack_infra.packaging import HOST_PLATFORMS, HOST_PYTHON, build_layer, stage_function
 
     manifest = load_manifest(ROOT / "inferstack.toml")
     spec = next(f for f in functions(manifest) if f.key == "predict-iris")
@@ -87,7 +88,7 @@ def warm_per_request(catalog: Path, requests: int) -> dict[str, float]:
     os.environ.update(_environment(catalog))
     try:
         import bench.naive_app as naive
-        import functions.predict.handler as ours
+        import inferstack.functions.predict.handler as ours
     finally:
         os.environ.clear()
         os.environ.update(old)
@@ -127,7 +128,7 @@ def warm_per_request(catalog: Path, requests: int) -> dict[str, float]:
 
 def run(runs: int = 10, requests: int = 2000) -> list[dict[str, Any]]:
     from inferstack.manifest import load_manifest
-    from infra.catalog import build_catalog
+    from inferstack_infra.catalog import build_catalog
 
     with tempfile.TemporaryDirectory() as tmp:
         catalog = Path(tmp) / "catalog.json"

@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 
 from bench.loadgen import load
-from infra.local.aws import free_port
+from inferstack_infra.local.aws import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 CLIENTS = 16
@@ -60,7 +60,8 @@ path = "{ROOT / 'models' / 'iris.onnx'}"
 tier = "light"
 """)
         port = free_port()
-        dev = _serve([sys.executable, "-m", "infra.cli", "dev", "--manifest", str(manifest), "--port", str(port),
+        dev = _serve([sys.executable, "-m", "inferstack_infra.cli", "dev", "--manifest", str(manifest),
+                      "--port", str(port),
                       "--api-key", f"{KEY}:bench"], f"http://127.0.0.1:{port}/v1/health", {})
         try:
             url = f"http://127.0.0.1:{port}"

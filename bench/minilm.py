@@ -51,7 +51,7 @@ def latency_rows(budget_s: float) -> list[dict[str, Any]]:
 
     from inferstack.inference.session import Predictor, available_vcpus
     from inferstack.manifest import load_manifest
-    from infra.catalog import build_catalog
+    from inferstack_infra.catalog import build_catalog
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from sentence_transformers import SentenceTransformer
@@ -77,8 +77,8 @@ def heavy_rows(seconds: float) -> list[dict[str, Any]]:
     from bench.heavy import serving
     from bench.loadgen import load
     from inferstack.manifest import load_manifest
-    from infra.catalog import build_catalog
-    from infra.packaging import stage_heavy_model
+    from inferstack_infra.catalog import build_catalog
+    from inferstack_infra.packaging import stage_heavy_model
 
     manifest = load_manifest(ROOT / "inferstack.toml")
     model = manifest.model("minilm")

@@ -13,8 +13,8 @@ TARGETS: dict[str, float | None] = {"predict-iris": 100.0, "api": 40.0}
 def run() -> list[dict[str, Any]]:
     from inferstack.manifest import load_manifest
     from inferstack.topology import functions
-    from infra.catalog import build_catalog
-    from infra.packaging import LAMBDA_MAX_UNZIPPED_BYTES, as_light, function_size
+    from inferstack_infra.catalog import build_catalog
+    from inferstack_infra.packaging import LAMBDA_MAX_UNZIPPED_BYTES, as_light, function_size
 
     example = load_manifest(ROOT / "inferstack.toml")
     catalog = build_catalog(example)

@@ -42,7 +42,7 @@ def run(rounds: int = 7) -> list[dict[str, Any]]:
     from inferstack.inference.session import Predictor
     from inferstack.jobs.worker import InProcessRunner
     from inferstack.manifest import load_manifest
-    from infra.catalog import build_catalog
+    from inferstack_infra.catalog import build_catalog
 
     catalog = build_catalog(load_manifest(ROOT / "inferstack.toml"), bundled=False)
     predictor = Predictor.load(catalog.models[0], Path("/"))

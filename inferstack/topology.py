@@ -96,28 +96,29 @@ def job_queue_key(model: str) -> str:
 
 
 def functions(manifest: Manifest) -> list[FunctionSpec]:
-    out = [FunctionSpec(API_FUNCTION, "functions.api.handler.handler",
+    out = [FunctionSpec(API_FUNCTION, "inferstack.functions.api.handler.handler",
                         "inferstack API: health, model catalog, OpenAPI document", memory_mb=512, timeout_s=10)]
     for m in manifest.models:
         if m.tier == "light":
-            out.append(FunctionSpec(predict_function_key(m.name), "functions.predict.handler.handler",
+            out.append(FunctionSpec(predict_function_key(m.name), "inferstack.functions.predict.handler.handler",
                                     f"inferstack light model {m.name}", memory_mb=m.memory_mb, timeout_s=m.timeout_s,
                                     model=m.name, inference=True))
         else:
-            out.append(FunctionSpec(predict_function_key(m.name), "functions.heavy.handler.handler",
+            out.append(FunctionSpec(predict_function_key(m.name), "inferstack.functions.heavy.handler.handler",
                                     f"inferstack heavy model {m.name}: proxy to its SageMaker endpoint",
                                     memory_mb=512, timeout_s=28, model=m.name,
                                     endpoint=endpoint_name(manifest, m.name)))
     jobs = manifest.jobs
     for m in manifest.models:
         heavy = m.tier == "heavy"
-        out.append(FunctionSpec(worker_function_key(m.name), "functions.worker.handler.handler",
+        out.append(FunctionSpec(worker_function_key(m.name), "inferstack.functions.worker.handler.handler",
                                 f"inferstack job worker for {m.name}", memory_mb=512 if heavy else m.memory_mb,
                                 timeout_s=jobs.worker_timeout_s, model=m.name, inference=not heavy, jobs=True,
                                 endpoint=endpoint_name(manifest, m.name) if heavy else None))
-    out.append(FunctionSpec(WEBHOOKS_FUNCTION, "functions.webhooks.handler.handler", "inferstack webhook delivery",
+    out.append(FunctionSpec(WEBHOOKS_FUNCTION, "inferstack.functions.webhooks.handler.handler",
+                            "inferstack webhook delivery",
                             memory_mb=256, timeout_s=int(jobs.webhook.timeout_s) + 15, jobs=True))
-    out.append(FunctionSpec(DEADLETTER_FUNCTION, "functions.deadletter.handler.handler",
+    out.append(FunctionSpec(DEADLETTER_FUNCTION, "inferstack.functions.deadletter.handler.handler",
                             "inferstack: fail the jobs whose messages exhausted their retries", memory_mb=256,
                             timeout_s=30, jobs=True))
     return out

@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from infra.local.aws import free_port
+from inferstack_infra.local.aws import free_port
 from tests.conftest import EXAMPLE_MANIFEST, ROOT
 
 __all__ = ["child_processes", "eventually", "free_port"]
@@ -60,7 +60,7 @@ class RunningStack:
 
 def start_dev(log: Path, *args: str, manifest: Path = EXAMPLE_MANIFEST, port: int | None = None) -> RunningStack:
     port = port or free_port()
-    cmd = [sys.executable, "-m", "infra.cli", "dev", "--manifest", str(manifest), "--port", str(port), *args]
+    cmd = [sys.executable, "-m", "inferstack_infra.cli", "dev", "--manifest", str(manifest), "--port", str(port), *args]
     out = log.open("w")
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, text=True,
                             env={**os.environ, "PYTHONUNBUFFERED": "1"})

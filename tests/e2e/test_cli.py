@@ -16,7 +16,8 @@ pytestmark = pytest.mark.e2e
 
 
 def cli(stack_url: str, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "infra.cli", *args, "--url", stack_url, "--api-key", PRO_KEY],
+    return subprocess.run([sys.executable, "-m", "inferstack_infra.cli", *args, "--url", stack_url,
+                           "--api-key", PRO_KEY],
                           cwd=ROOT, input=stdin, capture_output=True, text=True, timeout=120, check=False)
 
 
@@ -59,7 +60,8 @@ def test_load_reports_percentiles_throttles_and_writes_a_plot(dev_stack: Running
 
     # GIVEN the "free" plan (5 requests/s, burst 10) WHEN an open loop sends 30 requests/s for 2 s
     plot = tmp_path / "load.png"
-    out = subprocess.run([sys.executable, "-m", "infra.cli", "load", "--url", dev_stack.url, "--api-key", FREE_KEY,
+    out = subprocess.run([sys.executable, "-m", "inferstack_infra.cli", "load", "--url", dev_stack.url,
+                          "--api-key", FREE_KEY,
                           "--rate", "30", "--duration", "2", "--out", str(plot)],
                          cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
     assert out.returncode == 0, out.stderr
@@ -73,7 +75,8 @@ def test_load_reports_percentiles_throttles_and_writes_a_plot(dev_stack: Running
 
 
 def test_load_closed_loop_with_jobs(dev_stack: RunningStack, tmp_path: Path) -> None:
-    out = subprocess.run([sys.executable, "-m", "infra.cli", "load", "--url", dev_stack.url, "--api-key", PRO_KEY,
+    out = subprocess.run([sys.executable, "-m", "inferstack_infra.cli", "load", "--url", dev_stack.url,
+                          "--api-key", PRO_KEY,
                           "--concurrency", "4", "--duration", "2", "--jobs", "0.5", "--quiet",
                           "--out", str(tmp_path / "l.png")],
                          cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)

@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
-from infra.local.webhook_receiver import WebhookReceiver
+from inferstack_infra.local.webhook_receiver import WebhookReceiver
 from tests.e2e.conftest import (
     PRO_KEY,
     RunningStack,

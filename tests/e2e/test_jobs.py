@@ -14,7 +14,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from infra.local.webhook_receiver import WebhookReceiver
+from inferstack_infra.local.webhook_receiver import WebhookReceiver
 from tests.e2e.conftest import FREE_KEY, PRO_KEY, RunningStack, child_processes, eventually, start_dev, stop_dev
 
 pytestmark = pytest.mark.e2e

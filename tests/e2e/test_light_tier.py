@@ -108,7 +108,7 @@ def test_dev_refuses_a_busy_port(tmp_path: Path) -> None:
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", port))
         busy.listen()
-        out = subprocess.run([sys.executable, "-m", "infra.cli", "dev", "--manifest", str(EXAMPLE_MANIFEST),
+        out = subprocess.run([sys.executable, "-m", "inferstack_infra.cli", "dev", "--manifest", str(EXAMPLE_MANIFEST),
                               "--port", str(port)], cwd=ROOT, capture_output=True, text=True, timeout=60,
                               check=False)
     assert out.returncode == 1
@@ -118,14 +118,14 @@ def test_dev_refuses_a_busy_port(tmp_path: Path) -> None:
 def test_dev_rejects_an_invalid_manifest(tmp_path: Path) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text('[[models]]\nname = "x"\npath = "nope.onnx"\ntier = "light"\nmemory = 5\n')
-    out = subprocess.run([sys.executable, "-m", "infra.cli", "dev", "--manifest", str(bad)], cwd=ROOT,
+    out = subprocess.run([sys.executable, "-m", "inferstack_infra.cli", "dev", "--manifest", str(bad)], cwd=ROOT,
                          capture_output=True, text=True, timeout=60, check=False)
     assert out.returncode == 2
     assert "models[0] (x).memory: unknown key" in out.stderr
 
 
 def test_api_key_plan_must_exist(tmp_path: Path) -> None:
-    out = subprocess.run([sys.executable, "-m", "infra.cli", "dev", "--manifest", str(EXAMPLE_MANIFEST),
+    out = subprocess.run([sys.executable, "-m", "inferstack_infra.cli", "dev", "--manifest", str(EXAMPLE_MANIFEST),
                           "--port", str(free_port()), "--api-key", "abcdefgh12:gold"], cwd=ROOT,
                          capture_output=True, text=True, timeout=60, check=False)
     assert out.returncode == 2 and "unknown usage plan(s) gold" in out.stderr

@@ -11,8 +11,8 @@ import pytest
 
 from inferstack import env
 from inferstack.manifest import load_manifest
-from infra.catalog import build_catalog
-from infra.local.runtime import LocalContext
+from inferstack_infra.catalog import build_catalog
+from inferstack_infra.local.runtime import LocalContext
 from tests.conftest import EXAMPLE_MANIFEST
 
 Handler = Callable[[dict[str, Any]], dict[str, Any]]
@@ -46,11 +46,11 @@ def _invoke(module: ModuleType, name: str) -> Handler:
 
 @pytest.fixture(scope="session")
 def api_handler(catalog_file: Path) -> Iterator[Handler]:
-    yield _invoke(_import_fresh("functions.api.handler", {env.CATALOG_PATH: str(catalog_file)}), "api")
+    yield _invoke(_import_fresh("inferstack.functions.api.handler", {env.CATALOG_PATH: str(catalog_file)}), "api")
 
 
 @pytest.fixture(scope="session")
 def predict_handler(catalog_file: Path) -> Iterator[Handler]:
-    module = _import_fresh("functions.predict.handler", {env.CATALOG_PATH: str(catalog_file), env.MODEL_NAME: "iris",
-                                                         env.MAX_BODY_BYTES: str(64 * 1024)})
+    module = _import_fresh("inferstack.functions.predict.handler", {
+        env.CATALOG_PATH: str(catalog_file), env.MODEL_NAME: "iris", env.MAX_BODY_BYTES: str(64 * 1024)})
     yield _invoke(module, "predict-iris")

@@ -18,9 +18,9 @@ from inferstack.jobs.store import JobStore
 from inferstack.jobs.webhooks import WebhookSender
 from inferstack.jobs.worker import BatchWorker, InProcessRunner, Runner
 from inferstack.manifest import Manifest, parse_manifest
-from infra.catalog import build_catalog
-from infra.local.aws import REGION, LocalAws
-from infra.local.poller import sqs_record
+from inferstack_infra.catalog import build_catalog
+from inferstack_infra.local.aws import REGION, LocalAws
+from inferstack_infra.local.poller import sqs_record
 from tests.conftest import ROOT
 
 _names = itertools.count()

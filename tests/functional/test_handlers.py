@@ -123,7 +123,7 @@ def test_api_function_does_not_import_onnxruntime(catalog_file: Path) -> None:
     # numpy is loaded (it must stay small and start fast)
     script = (
         "import sys\n"
-        "import functions.api.handler\n"
+        "import inferstack.functions.api.handler\n"
         "print(sorted(m for m in ('onnxruntime', 'numpy') if m in sys.modules))\n"
     )
     out = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, check=True,
@@ -140,7 +140,7 @@ def test_predict_function_serves_other_routes_through_the_full_app(predict_handl
 
 
 def test_predict_cold_path_imports_neither_fastapi_nor_pydantic(catalog_file: Path) -> None:
-    script = ("import sys\nimport functions.predict.handler\n"
+    script = ("import sys\nimport inferstack.functions.predict.handler\n"
               "print(sorted(m for m in ('fastapi', 'pydantic', 'mangum', 'starlette') if m in sys.modules))\n")
     out = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, check=True,
                          env={"INFERSTACK_CATALOG": str(catalog_file), "INFERSTACK_MODEL": "iris",

@@ -23,9 +23,9 @@ from inferstack.heavy.batching import DynamicBatcher
 from inferstack.heavy.endpoint import EndpointPredictor
 from inferstack.heavy.exceptions import EndpointError
 from inferstack.manifest import Manifest, parse_manifest
-from infra.catalog import build_catalog
-from infra.local.sagemaker import LocalSageMaker, ModelServer
-from infra.packaging import stage_heavy_model
+from inferstack_infra.catalog import build_catalog
+from inferstack_infra.local.sagemaker import LocalSageMaker, ModelServer
+from inferstack_infra.packaging import stage_heavy_model
 from tests.conftest import ROOT
 
 MLP = ROOT / "models" / "mlp.onnx"

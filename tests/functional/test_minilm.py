@@ -19,9 +19,9 @@ from inferstack.inference.exceptions import InputValidationError
 from inferstack.inference.session import Predictor
 from inferstack.jobs.worker import InProcessRunner, Invalid, Succeeded
 from inferstack.manifest import Manifest, parse_manifest
-from infra.catalog import build_catalog
-from infra.local.sagemaker import ModelServer
-from infra.packaging import stage_heavy_model
+from inferstack_infra.catalog import build_catalog
+from inferstack_infra.local.sagemaker import ModelServer
+from inferstack_infra.packaging import stage_heavy_model
 from tests.conftest import MINILM_CHECKPOINT, ROOT, load_event
 from tests.functional.conftest import _import_fresh, _invoke
 
@@ -112,7 +112,8 @@ def test_bad_requests_are_422s_naming_the_field(predictor: Predictor, inputs: An
 def test_the_predict_function_serves_it_on_the_light_tier(tmp_path: Path, minilm_model: Path) -> None:
     catalog = tmp_path / "catalog.json"
     build_catalog(minilm_manifest("light"), bundled=False).dump(catalog)
-    module = _import_fresh("functions.predict.handler", {env.CATALOG_PATH: str(catalog), env.MODEL_NAME: "minilm"})
+    module = _import_fresh("inferstack.functions.predict.handler",
+                           {env.CATALOG_PATH: str(catalog), env.MODEL_NAME: "minilm"})
     event = load_event("apiGatewayProxyEvent_predict.json")
     event.update(path="/v1/models/minilm/predict", body=json.dumps({"inputs": {"text": SENTENCES[:3]}}))
     response = _invoke(module, "predict-minilm")(event)

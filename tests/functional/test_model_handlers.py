@@ -19,9 +19,9 @@ from inferstack.inference.handlers import load_handler
 from inferstack.inference.session import Predictor
 from inferstack.jobs.worker import Errored, InProcessRunner, Invalid, Succeeded
 from inferstack.manifest import Manifest, ManifestError, parse_manifest
-from infra.catalog import build_catalog
-from infra.local.sagemaker import ModelServer
-from infra.packaging import stage_heavy_model
+from inferstack_infra.catalog import build_catalog
+from inferstack_infra.local.sagemaker import ModelServer
+from inferstack_infra.packaging import stage_heavy_model
 from tests.conftest import ROOT, load_event
 from tests.functional.conftest import _import_fresh, _invoke
 
@@ -219,7 +219,8 @@ def test_predict_function_answers_through_the_handler_and_attributes_faults(
     manifest = manifest_with(write_handler(tmp_path / "species", POISONED), iris_model)
     catalog = tmp_path / "catalog.json"
     build_catalog(manifest, bundled=False).dump(catalog)
-    module = _import_fresh("functions.predict.handler", {env.CATALOG_PATH: str(catalog), env.MODEL_NAME: "species"})
+    module = _import_fresh("inferstack.functions.predict.handler",
+                           {env.CATALOG_PATH: str(catalog), env.MODEL_NAME: "species"})
     predict = _invoke(module, "predict-species")
     event = load_event("apiGatewayProxyEvent_predict.json")
     event["path"] = "/v1/models/species/predict"

@@ -10,8 +10,8 @@ os.environ.setdefault("JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION", "1")
 from aws_cdk import App
 from aws_cdk.assertions import Template
 
-from infra.app import build_app
-from infra.stack import InferenceStack
+from inferstack_infra.app import build_app
+from inferstack_infra.stack import InferenceStack
 from tests.conftest import EXAMPLE_MANIFEST, MINILM_HANDLER
 
 

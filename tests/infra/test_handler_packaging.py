@@ -32,7 +32,7 @@ def minilm_function(s: Synthesized, handler: str) -> dict[str, Any]:
 
 
 def test_light_function_bundles_the_handler_directory_once(snapstart: Synthesized) -> None:
-    for handler in ("functions.predict.handler.handler", "functions.worker.handler.handler"):
+    for handler in ("inferstack.functions.predict.handler.handler", "inferstack.functions.worker.handler.handler"):
         bundle = asset_dir(snapstart, minilm_function(snapstart, handler)["Properties"]["Code"])
         assert (bundle / "handlers/minilm/handler.py").is_file()
         assert (bundle / "handlers/minilm/tokenizer.json").is_file()
@@ -44,7 +44,7 @@ def test_light_function_bundles_the_handler_directory_once(snapstart: Synthesize
 
 
 def test_light_function_gets_a_layer_of_the_handlers_requirements_for_arm64(snapstart: Synthesized) -> None:
-    fn = minilm_function(snapstart, "functions.predict.handler.handler")
+    fn = minilm_function(snapstart, "inferstack.functions.predict.handler.handler")
     layers = fn["Properties"]["Layers"]
     assert len(layers) == 3  # base, inference, handler-minilm
     (layer,) = [r for k, r in snapstart.template.find_resources("AWS::Lambda::LayerVersion").items()

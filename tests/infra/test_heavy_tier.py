@@ -60,7 +60,7 @@ def test_only_the_heavy_models_functions_may_invoke_the_endpoint(example: Synthe
 
 def test_heavy_predict_route_reaches_the_proxy_function(example: Synthesized) -> None:
     (proxy,) = [f for f in by_type(example, "AWS::Lambda::Function").values()
-                if f["Properties"]["Handler"] == "functions.heavy.handler.handler"]
+                if f["Properties"]["Handler"] == "inferstack.functions.heavy.handler.handler"]
     variables = proxy["Properties"]["Environment"]["Variables"]
     assert variables["INFERSTACK_ENDPOINT"] == "inferstack-example-minilm" and variables["INFERSTACK_MODEL"] == "minilm"
     assert len(proxy["Properties"]["Layers"]) == 1  # no onnxruntime in the proxy

@@ -68,7 +68,7 @@ def test_event_sources_report_batch_item_failures(example: Synthesized) -> None:
 
 def test_worker_function_timeout_and_environment(example: Synthesized) -> None:
     (worker,) = [f for f in by_type(example, "AWS::Lambda::Function").values()
-                 if f["Properties"]["Handler"] == "functions.worker.handler.handler"
+                 if f["Properties"]["Handler"] == "inferstack.functions.worker.handler.handler"
                  and f["Properties"]["Environment"]["Variables"]["INFERSTACK_MODEL"] == "iris"]
     props = worker["Properties"]
     assert props["Timeout"] == 60 and "ReservedConcurrentExecutions" not in props

@@ -10,13 +10,20 @@ from pathlib import Path
 
 from inferstack.manifest import load_manifest, parse_manifest
 from inferstack.topology import functions
-from infra.catalog import build_catalog
-from infra.packaging import HOST_PLATFORMS, HOST_PYTHON, build_layer, dir_size, function_layers, stage_function
+from inferstack_infra.catalog import build_catalog
+from inferstack_infra.packaging import (
+    HOST_PLATFORMS,
+    HOST_PYTHON,
+    build_layer,
+    dir_size,
+    function_layers,
+    stage_function,
+)
 from tests.conftest import EVENTS, EXAMPLE_MANIFEST, MINILM_HANDLER, ROOT
 
 SCRIPT = """
 import json, sys
-import functions.predict.handler as h
+import inferstack.functions.predict.handler as h
 class Context:
     function_name = "predict-iris"; memory_limit_in_mb = 1024; aws_request_id = "smoke"
     invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:predict-iris:live"
@@ -49,7 +56,7 @@ def test_predict_bundle_runs_on_its_trimmed_layers_alone(tmp_path: Path, iris_mo
 
 MINILM_SCRIPT = """
 import json, sys
-import functions.predict.handler as h
+import inferstack.functions.predict.handler as h
 class Context:
     function_name = "predict-minilm"; memory_limit_in_mb = 2048; aws_request_id = "smoke"
     def get_remaining_time_in_millis(self): return 10000

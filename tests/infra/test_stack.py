@@ -25,14 +25,14 @@ def resources(s: Synthesized, kind: str) -> dict[str, Any]:
 
 def predict_function(s: Synthesized, model: str = "iris") -> dict[str, Any]:
     (fn,) = [r for r in resources(s, "AWS::Lambda::Function").values()
-             if r["Properties"]["Handler"] == "functions.predict.handler.handler"
+             if r["Properties"]["Handler"] == "inferstack.functions.predict.handler.handler"
              and r["Properties"]["Environment"]["Variables"]["INFERSTACK_MODEL"] == model]
     return fn
 
 
 def test_functions_are_arm64_python314_with_manifest_memory(example: Synthesized) -> None:
     fns = resources(example, "AWS::Lambda::Function")
-    handlers = sorted(f["Properties"]["Handler"].split(".")[1] for f in fns.values())
+    handlers = sorted(f["Properties"]["Handler"].split(".")[2] for f in fns.values())
     assert handlers == ["api", "deadletter", "heavy", "predict", "webhooks", "worker", "worker"]
     for fn in fns.values():
         assert fn["Properties"]["Architectures"] == ["arm64"]
@@ -194,7 +194,7 @@ def test_cdk_nag_gate_fails_on_an_unacknowledged_finding() -> None:
 def test_every_acknowledgement_has_a_specific_reason() -> None:
     from pathlib import Path
 
-    sources = "".join(p.read_text() for p in Path("infra").rglob("*.py"))
+    sources = "".join(p.read_text() for p in Path("inferstack_infra").rglob("*.py"))
     assert sources.count("Acknowledgment(") >= 4
     assert "reason=\"\"" not in sources and "reason=''" not in sources
 

@@ -5,7 +5,7 @@ import datetime as dt
 
 from inferstack.manifest import Quota, Throttle
 from inferstack.topology import Route
-from infra.local.gateway import QuotaCounter, TokenBucket, build_event, compile_routes, match_route
+from inferstack_infra.local.gateway import QuotaCounter, TokenBucket, build_event, compile_routes, match_route
 
 ROUTES = compile_routes([
     Route("GET", "/v1/models/{name}", "api", params=("name",)),
@@ -68,7 +68,7 @@ def test_event_carries_what_handlers_read() -> None:
 
 
 def test_load_inputs_follow_the_model_signature() -> None:
-    from infra.load import example_inputs
+    from inferstack_infra.load import example_inputs
 
     info = {"inputs": [{"name": "x", "dtype": "float32", "shape": ["N", 3, None]},
                        {"name": "ids", "dtype": "int64", "shape": ["N", 2]}]}
@@ -83,7 +83,7 @@ def test_integration_timeout_is_a_504_problem() -> None:
     from typing import Any
 
     from inferstack.manifest import parse_manifest
-    from infra.local.gateway import Gateway
+    from inferstack_infra.local.gateway import Gateway
     from tests.conftest import ROOT
 
     class SlowFunction:

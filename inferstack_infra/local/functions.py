@@ -15,8 +15,8 @@ import httpx
 
 from inferstack import env
 from inferstack.topology import FunctionSpec
-from infra.local.runtime import READY
-from infra.nodelay import async_transport, transport
+from inferstack_infra.local.runtime import READY
+from inferstack_infra.nodelay import async_transport, transport
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -34,7 +34,8 @@ class FunctionProcess:
         self.url = ""
 
     def start(self, ready_timeout_s: float = 120) -> None:
-        cmd = [sys.executable, "-m", "infra.local.runtime", "--handler", self.spec.handler, "--name", self.spec.key,
+        cmd = [sys.executable, "-m", "inferstack_infra.local.runtime", "--handler", self.spec.handler,
+               "--name", self.spec.key,
                "--memory-mb", str(self.spec.memory_mb), "--timeout-s", str(self.spec.timeout_s)]
         environ = {**os.environ, **self.environment, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1",
                    env.LAMBDA_MEMORY_MB: str(self.spec.memory_mb), "AWS_LAMBDA_FUNCTION_NAME": self.spec.key}

@@ -19,7 +19,7 @@ from typing import Any
 
 from inferstack.inference.exceptions import ModelLoadError
 from inferstack.manifest import Manifest, ManifestError, load_manifest
-from infra.client import DEFAULT_URL, ApiClient, ClientError, fail, read_input
+from inferstack_infra.client import DEFAULT_URL, ApiClient, ClientError, fail, read_input
 
 
 def _manifest(path: str) -> Manifest:
@@ -31,7 +31,7 @@ def _manifest(path: str) -> Manifest:
 
 def parse_api_keys(values: list[str] | None, manifest: Manifest) -> dict[str, str]:
     """`KEY[:PLAN]` pairs; a key without a plan binds to the manifest's first plan."""
-    from infra.local.stack import DEFAULT_API_KEY
+    from inferstack_infra.local.stack import DEFAULT_API_KEY
 
     plans = [p.name for p in manifest.api.plans]
     out: dict[str, str] = {}
@@ -47,8 +47,8 @@ def parse_api_keys(values: list[str] | None, manifest: Manifest) -> dict[str, st
 
 
 def cmd_dev(args: argparse.Namespace) -> int:
-    from infra.local.functions import FunctionStartError
-    from infra.local.stack import DevStack, PortBusyError
+    from inferstack_infra.local.functions import FunctionStartError
+    from inferstack_infra.local.stack import DevStack, PortBusyError
 
     manifest = _manifest(args.manifest)
     keys = parse_api_keys(args.api_key, manifest)
@@ -57,7 +57,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
     key = next(iter(keys))
 
     def banner() -> None:
-        from infra.load import example_inputs
+        from inferstack_infra.load import example_inputs
 
         assert stack.catalog is not None
         tries = "\n".join(
@@ -88,7 +88,7 @@ inferstack dev: {manifest.name} is up at {stack.url}/v1  (Ctrl-C stops everythin
 
 
 def cmd_webhooks_listen(args: argparse.Namespace) -> int:
-    from infra.local.webhook_receiver import WebhookReceiver, print_delivery
+    from inferstack_infra.local.webhook_receiver import WebhookReceiver, print_delivery
 
     receiver = WebhookReceiver(args.secret, host=args.host, port=args.port, on_delivery=print_delivery)
     print(f"listening on {receiver.url} (any path); verifying with the given secret. Ctrl-C stops.", flush=True)
@@ -102,7 +102,7 @@ def cmd_webhooks_listen(args: argparse.Namespace) -> int:
 
 
 def _client(args: argparse.Namespace) -> ApiClient:
-    from infra.local.stack import DEFAULT_API_KEY
+    from inferstack_infra.local.stack import DEFAULT_API_KEY
 
     return ApiClient(args.url or os.environ.get("INFERSTACK_URL") or DEFAULT_URL,
                      args.api_key or os.environ.get("INFERSTACK_API_KEY") or DEFAULT_API_KEY)
@@ -143,7 +143,7 @@ def cmd_jobs(args: argparse.Namespace) -> int:
 def cmd_load(args: argparse.Namespace) -> int:
     import asyncio
 
-    from infra.load import LoadRun, example_inputs, plot
+    from inferstack_infra.load import LoadRun, example_inputs, plot
 
     client = _client(args)
     try:
@@ -169,8 +169,8 @@ def cmd_load(args: argparse.Namespace) -> int:
 
 def cmd_doctor(args: argparse.Namespace) -> int:
     from inferstack.topology import FunctionSpec, functions, predict_function_key
-    from infra.catalog import build_catalog
-    from infra.packaging import LAMBDA_MAX_UNZIPPED_BYTES, as_light, function_size
+    from inferstack_infra.catalog import build_catalog
+    from inferstack_infra.packaging import LAMBDA_MAX_UNZIPPED_BYTES, as_light, function_size
 
     manifest = _manifest(args.manifest)
     try:

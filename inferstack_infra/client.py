@@ -11,7 +11,7 @@ from typing import Any, NoReturn
 
 import httpx
 
-from infra.nodelay import transport
+from inferstack_infra.nodelay import transport
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 

@@ -20,13 +20,13 @@ from inferstack import env
 from inferstack.catalog import Catalog
 from inferstack.manifest import Manifest
 from inferstack.topology import API_FUNCTION, FunctionSpec, functions, jobs_environment, queues, routes
-from infra.catalog import build_catalog
-from infra.local.aws import REGION, LocalAws
-from infra.local.functions import LocalFunctions
-from infra.local.gateway import Gateway
-from infra.local.poller import QueuePoller
-from infra.local.sagemaker import LocalSageMaker
-from infra.packaging import BUILD_DIR
+from inferstack_infra.catalog import build_catalog
+from inferstack_infra.local.aws import REGION, LocalAws
+from inferstack_infra.local.functions import LocalFunctions
+from inferstack_infra.local.gateway import Gateway
+from inferstack_infra.local.poller import QueuePoller
+from inferstack_infra.local.sagemaker import LocalSageMaker
+from inferstack_infra.packaging import BUILD_DIR
 
 DEFAULT_API_KEY = "local-dev-key"
 

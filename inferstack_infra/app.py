@@ -1,4 +1,4 @@
-"""The CDK app: `npx cdk synth` (cdk.json runs `python -m infra.app`).
+"""The CDK app: `npx cdk synth` (cdk.json runs `python -m inferstack_infra.app`).
 
 The manifest is `inferstack.toml` unless `-c manifest=FILE` says otherwise. cdk-nag's AwsSolutions pack
 checks every resource; each acknowledgement in the constructs carries its reason.
@@ -13,7 +13,7 @@ from aws_cdk import App, Environment, Validations
 from cdk_nag import AwsSolutionsChecks
 
 from inferstack.manifest import ManifestError, load_manifest
-from infra.stack import InferenceStack
+from inferstack_infra.stack import InferenceStack
 
 
 def build_app(manifest_path: str | Path = "inferstack.toml", *, app: App | None = None) -> tuple[App, InferenceStack]:

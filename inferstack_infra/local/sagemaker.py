@@ -26,11 +26,11 @@ import httpx
 from inferstack.catalog import Catalog
 from inferstack.manifest import Manifest
 from inferstack.topology import endpoint_name
-from infra.local.aws import free_port
-from infra.local.functions import prefixed
-from infra.local.http import QuietHandler
-from infra.nodelay import transport
-from infra.packaging import stage_heavy_model
+from inferstack_infra.local.aws import free_port
+from inferstack_infra.local.functions import prefixed
+from inferstack_infra.local.http import QuietHandler
+from inferstack_infra.nodelay import transport
+from inferstack_infra.packaging import stage_heavy_model
 
 ROOT = Path(__file__).resolve().parents[2]
 INVOCATION_TIMEOUT_S = 60

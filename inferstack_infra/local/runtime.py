@@ -1,6 +1,6 @@
 """A local Lambda execution environment: one process, one function, one invocation at a time.
 
-    python -m infra.local.runtime --handler functions.predict.handler.handler --name predict-iris
+    python -m inferstack_infra.local.runtime --handler inferstack.functions.predict.handler.handler --name predict-iris
 
 It imports the handler module (the init phase: the model loads here, as on Lambda), then serves the Lambda
 Invoke API on loopback (`POST /2015-03-31/functions/<name>/invocations`, the event as the body) and prints
@@ -20,7 +20,7 @@ import uuid
 from http.server import HTTPServer
 from typing import Any
 
-from infra.local.http import QuietHandler
+from inferstack_infra.local.http import QuietHandler
 
 READY = "INFERSTACK_READY"
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from infra.local.http import QuietHandler
+from inferstack_infra.local.http import QuietHandler
 
 Answer = int | tuple[int, dict[str, str]]
 

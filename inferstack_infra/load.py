@@ -19,7 +19,7 @@ from typing import Any
 
 import httpx
 
-from infra.nodelay import async_transport
+from inferstack_infra.nodelay import async_transport
 
 
 @dataclass

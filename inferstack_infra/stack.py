@@ -10,12 +10,20 @@ from constructs import Construct
 
 from inferstack.manifest import Manifest, resource_id
 from inferstack.topology import API_FUNCTION, functions, routes
-from infra.catalog import build_catalog
-from infra.constructs.api import RestApiTier
-from infra.constructs.function import RUNTIME, InferenceFunction
-from infra.constructs.heavy import HeavyTier
-from infra.constructs.jobs import JobTier
-from infra.packaging import ROOT, Layer, build_layer, function_layers, model_tarball, stage_function, stage_heavy_model
+from inferstack_infra.catalog import build_catalog
+from inferstack_infra.constructs.api import RestApiTier
+from inferstack_infra.constructs.function import RUNTIME, InferenceFunction
+from inferstack_infra.constructs.heavy import HeavyTier
+from inferstack_infra.constructs.jobs import JobTier
+from inferstack_infra.packaging import (
+    ROOT,
+    Layer,
+    build_layer,
+    function_layers,
+    model_tarball,
+    stage_function,
+    stage_heavy_model,
+)
 
 CATALOG_IN_BUNDLE = "/var/task/catalog.json"
 

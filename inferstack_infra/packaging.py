@@ -189,10 +189,7 @@ def stage_function(spec: FunctionSpec, manifest: Manifest, catalog: Catalog) -> 
 
 
 def _write_function(out: Path, spec: FunctionSpec, manifest: Manifest, catalog: Catalog) -> None:
-    _copy_tree(ROOT / "inferstack", out / "inferstack")
-    entry_dir = spec.handler.rsplit(".", 2)[0].replace(".", "/")  # functions/predict
-    _copy_tree(ROOT / entry_dir, out / entry_dir)
-    (out / "functions" / "__init__.py").write_text("")
+    _copy_tree(ROOT / "inferstack", out / "inferstack")  # the run-time library, entry points included
     entries: list[CatalogEntry] = list(catalog.models)
     if spec.inference and spec.model:
         model = manifest.model(spec.model)
