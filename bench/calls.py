@@ -13,8 +13,8 @@ JOBS = 10
 
 
 def run() -> list[dict[str, Any]]:
+    from inferstack.aws import AwsClients
     from inferstack.inference.session import Predictor
-    from inferstack.jobs.aws import AwsClients
     from inferstack.jobs.schemas import JobRequest
     from inferstack.jobs.service import JobService
     from inferstack.jobs.settings import JobsSettings

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from inferstack import env
 from inferstack.api.schemas import JOB_BODY_SCHEMA, PREDICT_BODY_SCHEMA
@@ -18,9 +18,13 @@ API_FUNCTION = "api"
 API_STAGE = "prod"
 
 
+FunctionKind = Literal["api", "predict", "worker", "webhooks", "deadletter"]
+
+
 @dataclass(frozen=True)
 class FunctionSpec:
-    """A Lambda function: `key` names it in routes, `handler` is its entry point (`module.attr`)."""
+    """A Lambda function: `key` names it in routes, `handler` is its entry point (`module.attr`), `kind` says
+    what it does (and so its wiring: environment, grants, event sources)."""
 
     key: str
     handler: str
@@ -34,6 +38,12 @@ class FunctionSpec:
     jobs: bool = False
     #: The SageMaker endpoint a heavy model's functions call.
     endpoint: str | None = None
+    kind: FunctionKind = field(kw_only=True)
+
+    @property
+    def serves_route(self) -> bool:
+        """Does API Gateway invoke it for a model's own route (its cold-start settings and concurrency apply)?"""
+        return self.kind == "predict"
 
     def environment(self, catalog_path: str, manifest: Manifest) -> dict[str, str]:
         out = {env.CATALOG_PATH: catalog_path, env.MAX_BODY_BYTES: str(manifest.api.max_body_kb * 1024),
@@ -97,30 +107,31 @@ def job_queue_key(model: str) -> str:
 
 def functions(manifest: Manifest) -> list[FunctionSpec]:
     out = [FunctionSpec(API_FUNCTION, "inferstack.functions.api.handler.handler",
-                        "inferstack API: health, model catalog, OpenAPI document", memory_mb=512, timeout_s=10)]
+                        "inferstack API: health, model catalog, OpenAPI document, jobs", memory_mb=512, timeout_s=10,
+                        jobs=True, kind="api")]
     for m in manifest.models:
         if m.tier == "light":
             out.append(FunctionSpec(predict_function_key(m.name), "inferstack.functions.predict.handler.handler",
                                     f"inferstack light model {m.name}", memory_mb=m.memory_mb, timeout_s=m.timeout_s,
-                                    model=m.name, inference=True))
+                                    model=m.name, inference=True, kind="predict"))
         else:
             out.append(FunctionSpec(predict_function_key(m.name), "inferstack.functions.heavy.handler.handler",
                                     f"inferstack heavy model {m.name}: proxy to its SageMaker endpoint",
                                     memory_mb=512, timeout_s=28, model=m.name,
-                                    endpoint=endpoint_name(manifest, m.name)))
+                                    endpoint=endpoint_name(manifest, m.name), kind="predict"))
     jobs = manifest.jobs
     for m in manifest.models:
         heavy = m.tier == "heavy"
         out.append(FunctionSpec(worker_function_key(m.name), "inferstack.functions.worker.handler.handler",
                                 f"inferstack job worker for {m.name}", memory_mb=512 if heavy else m.memory_mb,
                                 timeout_s=jobs.worker_timeout_s, model=m.name, inference=not heavy, jobs=True,
-                                endpoint=endpoint_name(manifest, m.name) if heavy else None))
+                                endpoint=endpoint_name(manifest, m.name) if heavy else None, kind="worker"))
     out.append(FunctionSpec(WEBHOOKS_FUNCTION, "inferstack.functions.webhooks.handler.handler",
                             "inferstack webhook delivery",
-                            memory_mb=256, timeout_s=int(jobs.webhook.timeout_s) + 15, jobs=True))
+                            memory_mb=256, timeout_s=int(jobs.webhook.timeout_s) + 15, jobs=True, kind="webhooks"))
     out.append(FunctionSpec(DEADLETTER_FUNCTION, "inferstack.functions.deadletter.handler.handler",
                             "inferstack: fail the jobs whose messages exhausted their retries", memory_mb=256,
-                            timeout_s=30, jobs=True))
+                            timeout_s=30, jobs=True, kind="deadletter"))
     return out
 
 

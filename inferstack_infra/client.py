@@ -14,6 +14,8 @@ import httpx
 from inferstack_infra.nodelay import transport
 
 DEFAULT_URL = "http://127.0.0.1:8000"
+#: The API key `inferstack dev` accepts unless told others.
+DEFAULT_API_KEY = "local-dev-key"
 
 
 class ClientError(Exception):

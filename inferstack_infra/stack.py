@@ -9,7 +9,7 @@ from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
 from inferstack.manifest import Manifest, resource_id
-from inferstack.topology import API_FUNCTION, functions, routes
+from inferstack.topology import functions, routes
 from inferstack_infra.catalog import build_catalog
 from inferstack_infra.constructs.api import RestApiTier
 from inferstack_infra.constructs.function import RUNTIME, InferenceFunction
@@ -51,9 +51,9 @@ class InferenceStack(Stack):
         self.functions: dict[str, InferenceFunction] = {}
         for spec in functions(manifest):
             model = manifest.model(spec.model) if spec.model else None
-            serves_api = spec.key.startswith("predict-")
+            serves_api = spec.serves_route
             environment = spec.environment(CATALOG_IN_BUNDLE, manifest)
-            if spec.jobs or spec.key == API_FUNCTION:
+            if spec.jobs:
                 environment.update(self.jobs.environment)
             self.functions[spec.key] = InferenceFunction(
                 self, resource_id(spec.key), spec=spec, code_dir=stage_function(spec, manifest, catalog),
@@ -63,8 +63,7 @@ class InferenceStack(Stack):
         for f in self.functions.values():
             if f.spec.endpoint and f.spec.model:
                 self.heavy.models[f.spec.model].grant_invoke(f.role)
-        users = {k: f for k, f in self.functions.items() if f.spec.jobs or k == API_FUNCTION}
-        self.jobs.connect({k: f.alias for k, f in users.items()}, {k: f.role for k, f in users.items()})
+        self.jobs.connect([f for f in self.functions.values() if f.spec.jobs])
 
         self.api = RestApiTier(self, "Rest", manifest=manifest, routes=routes(manifest),
                                targets={key: f.alias for key, f in self.functions.items()})

@@ -8,15 +8,9 @@ import math
 from typing import Any
 
 from inferstack.api import problems
-from inferstack.api.problems import ProblemType
+from inferstack.api.problems import ProblemError
 
-
-class ProblemError(Exception):
-    """Raise to answer with a problem+json response."""
-
-    def __init__(self, problem: ProblemType, detail: str, **extensions: Any) -> None:
-        self.problem, self.detail, self.extensions = problem, detail, extensions
-        super().__init__(detail)
+__all__ = ["ProblemError", "parse_json_body", "predict_body", "predict_inputs"]
 
 
 def parse_json_body(raw: bytes) -> Any:

@@ -27,6 +27,16 @@ class ProblemType:
         return json.dumps(self.body(detail, **extensions)).encode()
 
 
+class ProblemError(Exception):
+    """Raise to answer with a problem+json response; `headers` go with it (e.g. `Retry-After`)."""
+
+    def __init__(self, problem: ProblemType, detail: str, *, headers: dict[str, str] | None = None,
+                 **extensions: Any) -> None:
+        self.problem, self.detail, self.extensions = problem, detail, extensions
+        self.headers = headers or {}
+        super().__init__(detail)
+
+
 MALFORMED_JSON = ProblemType("malformed-json", 400, "Malformed JSON body")
 BAD_REQUEST_BODY = ProblemType("bad-request-body", 400, "Request body does not match the route's schema")
 FORBIDDEN = ProblemType("forbidden", 403, "Forbidden")

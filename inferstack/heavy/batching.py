@@ -12,23 +12,13 @@ import asyncio
 import contextlib
 import time
 from collections import deque
-from collections.abc import Callable
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
+from inferstack.inference.stacking import Arrays, RunFn, rows_of, run_stacked, stack_key
 
-Arrays = dict[str, np.ndarray]
-RunFn = Callable[[Arrays], Arrays]
-
-
-def stack_key(arrays: Arrays) -> tuple[Any, ...]:
-    return tuple(sorted((name, a.dtype.str, a.shape[1:]) for name, a in arrays.items()))
-
-
-def rows_of(arrays: Arrays) -> int:
-    return int(next(iter(arrays.values())).shape[0]) if arrays else 0
+__all__ = ["BatchStats", "DynamicBatcher", "rows_of", "stack_key"]
 
 
 @dataclass
@@ -124,24 +114,12 @@ class DynamicBatcher:
 
     async def _execute(self, batch: list[_Pending]) -> None:
         loop = asyncio.get_running_loop()
-        stacked = batch[0].arrays if len(batch) == 1 else {
-            name: np.concatenate([p.arrays[name] for p in batch]) for name in batch[0].arrays}
-        try:
-            outputs = await loop.run_in_executor(self.executor, self._run, stacked)
-        except Exception as exc:
-            if len(batch) == 1:
-                self._settle_error(batch[0], exc)
-                return
-            for p in batch:  # isolate the request that broke the stacked run
-                try:
-                    self._settle(p, await loop.run_in_executor(self.executor, self._run, p.arrays))
-                except Exception as exc:
-                    self._settle_error(p, exc)
-            return
-        start = 0
-        for p in batch:
-            self._settle(p, {k: v[start:start + p.rows] for k, v in outputs.items()})
-            start += p.rows
+        results = await loop.run_in_executor(self.executor, run_stacked, self._run, [p.arrays for p in batch])
+        for p, result in zip(batch, results, strict=True):
+            if isinstance(result, Exception):
+                self._settle_error(p, result)
+            else:
+                self._settle(p, result)
 
     def _run(self, arrays: Arrays) -> Arrays:
         self.stats.inference_calls += 1

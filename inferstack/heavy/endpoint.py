@@ -11,20 +11,17 @@ import json
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
-import boto3
-from botocore.config import Config
 from botocore.exceptions import ClientError, ConnectionError, ReadTimeoutError
 
 from inferstack.api import problems
 from inferstack.api.problems import ProblemType
+from inferstack.aws import AwsClients
 from inferstack.catalog import CatalogEntry
 from inferstack.heavy.exceptions import EndpointError
 
 if TYPE_CHECKING:
     from mypy_boto3_sagemaker_runtime import SageMakerRuntimeClient
 
-#: Below API Gateway's 29 s integration timeout, so that a slow endpoint becomes our 504, not the gateway's.
-READ_TIMEOUT_S = 25
 
 
 def _from_client_error(exc: ClientError) -> EndpointError:
@@ -57,9 +54,7 @@ def _from_client_error(exc: ClientError) -> EndpointError:
 class EndpointPredictor:
     def __init__(self, entry: CatalogEntry, endpoint: str, client: SageMakerRuntimeClient | None = None) -> None:
         self.entry, self.endpoint = entry, endpoint
-        self.client = client or boto3.client(
-            "sagemaker-runtime", config=Config(read_timeout=READ_TIMEOUT_S, connect_timeout=3,
-                                               retries={"mode": "standard", "max_attempts": 2}))
+        self.client = client or AwsClients().sagemaker_runtime
 
     @property
     def name(self) -> str:

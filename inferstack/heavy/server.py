@@ -30,12 +30,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from inferstack.api import problems
-from inferstack.api.predict import ProblemError, predict_body, predict_inputs
-from inferstack.api.problems import PROBLEM_JSON, ProblemType
+from inferstack.api.errors import Problem, to_problem
+from inferstack.api.predict import predict_body, predict_inputs
 from inferstack.catalog import CatalogEntry
 from inferstack.heavy.batching import DynamicBatcher
-from inferstack.inference.exceptions import InputValidationError
 from inferstack.observability import logger
 
 CONFIG_FILE = "inferstack.json"
@@ -69,8 +67,8 @@ def providers() -> list[str]:
     return chosen
 
 
-def _problem(problem: ProblemType, detail: str, **extensions: Any) -> Response:
-    return Response(problem.encode(detail, **extensions), status_code=problem.status, media_type=PROBLEM_JSON)
+def _problem(problem: Problem) -> Response:
+    return Response(problem.body(), status_code=problem.status, headers=problem.response_headers())
 
 
 def create_app(config: ServerConfig) -> Starlette:
@@ -115,13 +113,8 @@ def create_app(config: ServerConfig) -> Starlette:
             outputs = await state["batcher"].submit(prepared.arrays)
             answer = await asyncio.to_thread(predictor.respond, prepared, outputs) if off_loop \
                 else predictor.respond(prepared, outputs)
-        except ProblemError as exc:
-            return _problem(exc.problem, exc.detail, **exc.extensions)
-        except InputValidationError as exc:
-            return _problem(problems.INVALID_INPUT, str(exc), errors=[p.as_dict() for p in exc.problems])
-        except Exception:
-            logger.exception("inference failed", extra={"model": predictor.name})
-            return _problem(problems.INTERNAL, "The model failed on this input; the error has been logged.")
+        except Exception as exc:
+            return _problem(to_problem(exc, context={"model": predictor.name}))
         return Response(predict_body(predictor.name, predictor.version, answer), media_type="application/json")
 
     async def stats(_: Request) -> Response:

@@ -10,6 +10,10 @@ class JobsError(Exception):
 class JobNotFoundError(JobsError):
     """No such job, or not visible to this API key."""
 
+    def __init__(self, job_id: str) -> None:
+        self.job_id = job_id
+        super().__init__(job_id)
+
 
 class IdempotencyConflictError(JobsError):
     """The idempotency key was used before with a different request body."""

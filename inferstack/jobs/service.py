@@ -8,7 +8,7 @@ import time
 import uuid
 from collections.abc import Callable
 
-from inferstack.jobs.aws import AwsClients
+from inferstack.aws import AwsClients
 from inferstack.jobs.exceptions import JobNotFoundError, QueueFullError
 from inferstack.jobs.schemas import (
     INLINE_INPUT_BYTES,

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
-from inferstack.jobs.aws import AwsClients
+from inferstack.aws import AwsClients
 from inferstack.jobs.exceptions import IdempotencyConflictError, JobNotFoundError
 
 if TYPE_CHECKING:

@@ -24,7 +24,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from standardwebhooks.webhooks import Webhook
 
 from inferstack import __version__
-from inferstack.jobs.aws import AwsClients
+from inferstack.aws import AwsClients
 from inferstack.jobs.exceptions import UnsafeWebhookUrlError
 from inferstack.jobs.schemas import WebhookMessage
 from inferstack.jobs.settings import JobsSettings

@@ -12,7 +12,6 @@ lands in the DLQ, where `dead_letter` marks the job failed with the last error.
 from __future__ import annotations
 
 import json
-from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
@@ -128,50 +127,33 @@ class InProcessRunner:
     def _run_grouped(self, inputs: Sequence[Any]) -> list[Outcome]:
         """Each job prepared on its own (validated, or through the model's handler), then the jobs whose
         tensors stack run together; each job's problem stays its own."""
-        import numpy as np
-
-        from inferstack.heavy.batching import stack_key
         from inferstack.inference.exceptions import HandlerError
+        from inferstack.inference.stacking import group, run_stacked
 
         outcomes: list[Outcome | None] = [None] * len(inputs)
-        groups: dict[tuple[Any, ...], list[tuple[int, Prepared]]] = defaultdict(list)
+        ready: list[tuple[int, Prepared]] = []
         for i, raw in enumerate(inputs):
             try:
-                prepared = self.predictor.prepare(raw)
+                ready.append((i, self.predictor.prepare(raw)))
             except InputValidationError as exc:
                 outcomes[i] = Invalid(exc)
-                continue
             except HandlerError as exc:
                 logger.exception("the model's handler failed", extra={"model": self.predictor.name})
                 outcomes[i] = Errored(str(exc))
-                continue
-            groups[stack_key(prepared.arrays)].append((i, prepared))
-        for members in groups.values():
-            try:
-                if len(members) == 1:
-                    results = self._run(members[0][1].arrays)
-                else:
-                    results = self._run({name: np.concatenate([p.arrays[name] for _, p in members])
-                                         for name in members[0][1].arrays})
-            except Exception:
-                # One job may break a stacked run (a data-dependent failure): run each alone to isolate it.
-                logger.exception("batched run failed; running its jobs one by one")
-                for i, prepared in members:
-                    outcomes[i] = self._respond(prepared, None)
-                continue
-            start = 0
-            for i, prepared in members:
-                outcomes[i] = self._respond(prepared, {k: v[start:start + prepared.rows] for k, v in results.items()})
-                start += prepared.rows
+        for members in group([p.arrays for _, p in ready]):
+            results = run_stacked(self._run, [ready[m][1].arrays for m in members])
+            for m, result in zip(members, results, strict=True):
+                i, prepared = ready[m]
+                outcomes[i] = self._respond(prepared, result)
         return [o if o is not None else Errored("not run") for o in outcomes]
 
-    def _respond(self, prepared: Prepared, outputs: dict[str, np.ndarray] | None) -> Outcome:
-        """One job's outcome from its rows of a run's outputs (None: run it alone first)."""
+    def _respond(self, prepared: Prepared, outputs: dict[str, np.ndarray] | Exception) -> Outcome:
+        """One job's outcome from its rows of a run's outputs (or the exception its run raised)."""
         from inferstack.inference.validation import to_jsonable
 
         try:
-            if outputs is None:
-                outputs = self._run(prepared.arrays)
+            if isinstance(outputs, Exception):
+                raise outputs
             if self.predictor.handler is None:
                 return Succeeded({k: to_jsonable(v) for k, v in outputs.items()})
             return Succeeded(self.predictor.respond(prepared, outputs))

@@ -3,13 +3,12 @@ least-privilege grants and alarms."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Sequence
 
 from aws_cdk import Acknowledgment, CfnOutput, Duration, RemovalPolicy, Stack, Validations
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
-from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_event_sources as sources
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_secretsmanager as secretsmanager
@@ -17,15 +16,8 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from inferstack.manifest import Manifest, resource_id
-from inferstack.topology import (
-    API_FUNCTION,
-    DEADLETTER_FUNCTION,
-    WEBHOOK_QUEUE,
-    WEBHOOKS_FUNCTION,
-    QueueSpec,
-    jobs_environment,
-    queues,
-)
+from inferstack.topology import WEBHOOK_QUEUE, QueueSpec, jobs_environment, queues
+from inferstack_infra.constructs.function import InferenceFunction
 
 #: Alarm when the oldest job has waited longer than this.
 OLDEST_MESSAGE_ALARM_S = 900
@@ -128,18 +120,20 @@ class JobTier(Construct):
             reason=f"Objects are named by job ID (unknown at deploy time); the grant is one action ({action}) on "
             f"the {prefix}/ prefix of this deployment's own bucket"))
 
-    def connect(self, functions: Mapping[str, lambda_.Alias], roles: Mapping[str, iam.IRole]) -> None:
+    def connect(self, users: Sequence[InferenceFunction]) -> None:
         """Event sources and least-privilege grants for every function that uses the tier."""
+        aliases = {f.spec.key: f.alias for f in users}
         for key, spec in self.specs.items():
-            if spec.function and spec.function in functions:
-                functions[spec.function].add_event_source(sources.SqsEventSource(
+            if spec.function and spec.function in aliases:
+                aliases[spec.function].add_event_source(sources.SqsEventSource(
                     self.queues[key], batch_size=spec.batch_size,
                     max_batching_window=Duration.seconds(spec.batching_window_s) if spec.batching_window_s else None,
                     max_concurrency=spec.max_concurrency, report_batch_item_failures=True))
         webhook_queue = self.queues[WEBHOOK_QUEUE]
-        for key, role in roles.items():
+        for user in users:
+            role, kind = user.role, user.spec.kind
             self.table.grant(role, "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem")
-            if key == API_FUNCTION:
+            if kind == "api":
                 self.table.grant(role, "dynamodb:DeleteItem")  # releases the key of a job it could not enqueue
                 for spec in self.specs.values():
                     if spec.model:
@@ -147,10 +141,10 @@ class JobTier(Construct):
                         self.queues[spec.key].grant(role, "sqs:GetQueueAttributes")
                 self._object_grant(role, "s3:PutObject", "inputs")
                 self._object_grant(role, "s3:GetObject", "results")
-            elif key == WEBHOOKS_FUNCTION:
+            elif kind == "webhooks":
                 webhook_queue.grant_send_messages(role)  # retries go back with a delay
                 self.secret.grant_read(role)
-            elif key == DEADLETTER_FUNCTION:
+            elif kind == "deadletter":
                 webhook_queue.grant_send_messages(role)
             else:  # a model's worker (its TransactWriteItems claim needs UpdateItem, which it has: there is no
                 # separate IAM action for a transaction)

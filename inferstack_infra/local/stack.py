@@ -19,7 +19,7 @@ import uvicorn
 from inferstack import env
 from inferstack.catalog import Catalog
 from inferstack.manifest import Manifest
-from inferstack.topology import API_FUNCTION, FunctionSpec, functions, jobs_environment, queues, routes
+from inferstack.topology import FunctionSpec, functions, jobs_environment, queues, routes
 from inferstack_infra.catalog import build_catalog
 from inferstack_infra.local.aws import REGION, LocalAws
 from inferstack_infra.local.functions import LocalFunctions
@@ -27,8 +27,6 @@ from inferstack_infra.local.gateway import Gateway
 from inferstack_infra.local.poller import QueuePoller
 from inferstack_infra.local.sagemaker import LocalSageMaker
 from inferstack_infra.packaging import BUILD_DIR
-
-DEFAULT_API_KEY = "local-dev-key"
 
 
 class PortBusyError(RuntimeError):
@@ -98,7 +96,7 @@ class DevStack:
 
         def environment(spec: FunctionSpec) -> dict[str, str]:
             out = spec.environment(str(catalog_path), self.manifest)
-            if spec.jobs or spec.key == API_FUNCTION:
+            if spec.jobs:
                 out.update(jobs_env)
                 out.update(self.aws.environment())
             if spec.endpoint and self.sagemaker:

@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from inferstack.aws import AwsClients
 from inferstack.inference.session import Predictor
-from inferstack.jobs.aws import AwsClients
 from inferstack.jobs.service import JobService
 from inferstack.jobs.settings import JobsSettings
 from inferstack.jobs.ssrf import Resolver, system_resolver

@@ -19,13 +19,10 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from inferstack import env
-from inferstack.api import problems
-from inferstack.api.predict import ProblemError, predict_body, predict_inputs
-from inferstack.api.problems import PROBLEM_JSON, ProblemType
-from inferstack.inference.exceptions import InputValidationError
+from inferstack.api.errors import to_problem
+from inferstack.api.predict import predict_body, predict_inputs
 from inferstack.inference.session import Predictor
 from inferstack.inference.spec import load_model_entry
-from inferstack.observability import logger
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -39,13 +36,12 @@ body_limit = int(os.environ.get(env.MAX_BODY_BYTES) or 5 * 1024 * 1024)
 predict_path = f"/v1/models/{entry.name}/predict"
 
 
-def _response(status: int, content_type: str, body: bytes) -> dict[str, Any]:
-    return {"statusCode": status, "headers": {"content-type": content_type, "content-length": str(len(body))},
+def _response(status: int, headers: dict[str, str], body: bytes) -> dict[str, Any]:
+    return {"statusCode": status, "headers": {**headers, "content-length": str(len(body))},
             "multiValueHeaders": {}, "body": body.decode(), "isBase64Encoded": False}
 
 
-def _problem(problem: ProblemType, detail: str, **extensions: Any) -> dict[str, Any]:
-    return _response(problem.status, PROBLEM_JSON, problem.encode(detail, **extensions))
+_JSON = {"content-type": "application/json"}
 
 
 def predict(event: dict[str, Any], context: LambdaContext | None = None) -> dict[str, Any]:
@@ -53,15 +49,11 @@ def predict(event: dict[str, Any], context: LambdaContext | None = None) -> dict
     data = base64.b64decode(raw) if event.get("isBase64Encoded") else raw.encode()
     try:
         outputs = predictor.predict(predict_inputs(data, body_limit))
-    except ProblemError as exc:
-        return _problem(exc.problem, exc.detail, **exc.extensions)
-    except InputValidationError as exc:
-        return _problem(problems.INVALID_INPUT, str(exc), errors=[p.as_dict() for p in exc.problems])
-    except Exception:
-        logger.exception("unhandled error", extra={"path": event.get("path"), "model": entry.name,
-                                                   "function_request_id": getattr(context, "aws_request_id", None)})
-        return _problem(problems.INTERNAL, "An internal error occurred; it has been logged.")
-    return _response(200, "application/json", predict_body(entry.name, entry.version, outputs))
+    except Exception as exc:
+        problem = to_problem(exc, context={"path": event.get("path"), "model": entry.name,
+                                           "function_request_id": getattr(context, "aws_request_id", None)})
+        return _response(problem.status, problem.response_headers(), problem.body())
+    return _response(200, _JSON, predict_body(entry.name, entry.version, outputs))
 
 
 @functools.cache

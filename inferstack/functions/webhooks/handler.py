@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-from inferstack.jobs.aws import AwsClients
-from inferstack.jobs.settings import JobsSettings
-from inferstack.jobs.store import JobStore
-from inferstack.jobs.webhooks import WebhookHandler, WebhookSender
+from inferstack.jobs.context import JobsContext
+from inferstack.jobs.webhooks import WebhookHandler
 from inferstack.observability import logger
 
-settings = JobsSettings.from_env()
-aws = AwsClients()
-store = JobStore(aws, table=settings.table, bucket=settings.bucket, ttl_days=settings.result_ttl_days)
-handler = logger.inject_lambda_context(WebhookHandler(WebhookSender(settings, aws, store)).handle)
+jobs = JobsContext.from_env()
+handler = logger.inject_lambda_context(WebhookHandler(jobs.webhook_sender()).handle)

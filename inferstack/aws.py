@@ -1,5 +1,5 @@
-"""The one object through which the jobs tier talks to AWS; tests and `inferstack dev` hand it other
-endpoints (boto3 honours `AWS_ENDPOINT_URL`), never patch it."""
+"""The one object through which inferstack talks to AWS; tests and `inferstack dev` hand it other endpoints
+(boto3 honours `AWS_ENDPOINT_URL` and `AWS_ENDPOINT_URL_<SERVICE>`), never patch it."""
 
 from __future__ import annotations
 
@@ -12,10 +12,15 @@ from botocore.config import Config
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_s3 import S3Client
+    from mypy_boto3_sagemaker_runtime import SageMakerRuntimeClient
     from mypy_boto3_secretsmanager import SecretsManagerClient
     from mypy_boto3_sqs import SQSClient
 
 _CONFIG = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=2, read_timeout=10)
+#: Below API Gateway's 29 s integration timeout, so that a slow endpoint becomes our 504, not the gateway's.
+ENDPOINT_READ_TIMEOUT_S = 25
+_ENDPOINT_CONFIG = Config(read_timeout=ENDPOINT_READ_TIMEOUT_S, connect_timeout=3,
+                          retries={"mode": "standard", "max_attempts": 2})
 
 
 class AwsClients:
@@ -40,3 +45,7 @@ class AwsClients:
     @cached_property
     def secrets(self) -> SecretsManagerClient:
         return self._session.client("secretsmanager", **self._kwargs)
+
+    @cached_property
+    def sagemaker_runtime(self) -> SageMakerRuntimeClient:
+        return self._session.client("sagemaker-runtime", **{**self._kwargs, "config": _ENDPOINT_CONFIG})

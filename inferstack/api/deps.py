@@ -1,0 +1,40 @@
+"""What every route may need from a request: the caller's API key, a body read within the limit."""
+
+from __future__ import annotations
+
+import os
+
+from fastapi import Request
+
+from inferstack import env
+from inferstack.api import problems
+from inferstack.api.problems import ProblemError
+
+DEFAULT_MAX_BODY_BYTES = 5 * 1024 * 1024
+
+
+def max_body_bytes() -> int:
+    return int(os.environ.get(env.MAX_BODY_BYTES) or DEFAULT_MAX_BODY_BYTES)
+
+
+def caller_key_id(request: Request) -> str:
+    """The API key ID that API Gateway authenticated (jobs and batches belong to it)."""
+    event = request.scope.get("aws.event") or {}
+    identity = (event.get("requestContext") or {}).get("identity") or {}
+    key_id = identity.get("apiKeyId")
+    if not key_id:
+        raise ProblemError(problems.FORBIDDEN, "This route needs an API key (x-api-key)")
+    return str(key_id)
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, or a 413 once it passes `limit` bytes (read no further)."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise ProblemError(problems.PAYLOAD_TOO_LARGE, f"The body is {declared} bytes; at most {limit}")
+    raw = bytearray()
+    async for chunk in request.stream():
+        raw += chunk
+        if len(raw) > limit:
+            raise ProblemError(problems.PAYLOAD_TOO_LARGE, f"The body is over {limit} bytes")
+    return bytes(raw)

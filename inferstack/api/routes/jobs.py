@@ -1,0 +1,62 @@
+"""`POST /v1/jobs` and `GET /v1/jobs/{job_id}`."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Annotated
+
+from fastapi import APIRouter, Header, Request, Response
+from pydantic import ValidationError
+
+from inferstack.api import problems
+from inferstack.api.deps import caller_key_id, read_body
+from inferstack.api.predict import parse_json_body
+from inferstack.api.problems import PROBLEM_JSON, ProblemError
+from inferstack.api.routes.models import ModelDirectory, request_body
+from inferstack.api.schemas import Problem
+from inferstack.jobs.schemas import JobAccepted, JobRequest, JobView
+
+if TYPE_CHECKING:
+    from inferstack.jobs.service import JobService
+
+
+def validation_problem(exc: ValidationError) -> ProblemError:
+    """A body that does not match its pydantic model: 422 naming each field."""
+    errors = [{"input": ".".join(str(p) for p in e["loc"]), "detail": e["msg"]} for e in exc.errors()]
+    return ProblemError(problems.INVALID_REQUEST, "; ".join(f"{e['input']}: {e['detail']}" for e in errors),
+                        errors=errors)
+
+
+def jobs_router(directory: ModelDirectory, jobs: JobService | None, body_limit: int) -> APIRouter:
+    router = APIRouter()
+
+    def service() -> JobService:
+        if jobs is None:
+            raise ProblemError(problems.UNAVAILABLE, "The jobs tier is not configured for this function")
+        return jobs
+
+    @router.post("/v1/jobs", tags=["jobs"], status_code=202, response_model=JobAccepted,
+                 responses={409: {"model": Problem, "content": {PROBLEM_JSON: {}}}},
+                 openapi_extra=request_body("JobRequest"))
+    async def submit_job(request: Request,
+                         idempotency_key: Annotated[str | None, Header(max_length=255)] = None) -> Response:
+        raw = await read_body(request, body_limit)
+        try:
+            body = JobRequest.model_validate(parse_json_body(raw))
+        except ValidationError as exc:
+            raise validation_problem(exc) from None
+        directory.known(body.model)
+        owner = caller_key_id(request)
+        job, created = service().submit(body, owner=owner, idempotency_key=idempotency_key)
+        link = f"/v1/jobs/{job.job_id}"
+        accepted = {"job_id": job.job_id, "status": job.status, "links": {"self": link}}
+        headers = {"Location": link, **({} if created else {"Idempotent-Replayed": "true"})}
+        return Response(json.dumps(accepted).encode(), status_code=202, media_type="application/json",
+                        headers=headers)
+
+    @router.get("/v1/jobs/{job_id}", tags=["jobs"], response_model=JobView)
+    async def get_job(job_id: str, request: Request) -> Response:
+        view = service().view(job_id, owner=caller_key_id(request))
+        return Response(view.model_dump_json().encode(), media_type="application/json")
+
+    return router

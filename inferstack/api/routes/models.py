@@ -1,0 +1,80 @@
+"""`/v1/health`, `/v1/models`, `/v1/models/{name}` and `/v1/models/{name}/predict`."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+from fastapi import APIRouter, Request, Response
+from fastapi import Path as FastApiPath
+
+from inferstack.api import problems
+from inferstack.api.deps import read_body
+from inferstack.api.predict import predict_body, predict_inputs
+from inferstack.api.problems import ProblemError
+from inferstack.api.schemas import Health, ModelList, PredictResponse
+from inferstack.catalog import ModelInfo
+
+
+class ServesPredictions(Protocol):
+    """A model the app can serve: in-process (`inference.session.Predictor`) or on an endpoint
+    (`heavy.endpoint.EndpointPredictor`)."""
+
+    def predict(self, raw_inputs: Any) -> dict[str, Any]: ...
+
+
+class ModelDirectory:
+    """The catalog as the routes see it: public model infos by name, and a 404 for an unknown one."""
+
+    def __init__(self, infos: list[ModelInfo]) -> None:
+        self.infos = {m.name: m for m in infos}
+
+    def known(self, name: str) -> ModelInfo:
+        info = self.infos.get(name)
+        if info is None:
+            raise ProblemError(problems.MODEL_NOT_FOUND, f"No model named {name!r}; GET /v1/models lists them",
+                               model=name)
+        return info
+
+
+def request_body(model: str) -> dict[str, Any]:
+    """A request body the route parses itself (for its own errors), documented by reference."""
+    return {"requestBody": {"required": True, "content": {"application/json": {
+        "schema": {"$ref": f"#/components/schemas/{model}"}}}}}
+
+
+def models_router(directory: ModelDirectory, predictors: Mapping[str, ServesPredictions], body_limit: int
+                  ) -> APIRouter:
+    router = APIRouter()
+    listing = json.dumps(ModelList(models=list(directory.infos.values())).model_dump(mode="json"),
+                         separators=(",", ":")).encode()
+    names = sorted(directory.infos)
+    # a default value, not an Annotated alias: annotations are strings here (PEP 563), defaults are not
+    model_name = FastApiPath(description="A model's name (GET /v1/models lists them)",
+                             json_schema_extra={"enum": names} if names else None)
+
+    @router.get("/v1/health", tags=["service"])
+    async def health() -> Health:
+        return Health()
+
+    @router.get("/v1/models", tags=["models"], response_model=ModelList)
+    async def list_models() -> Response:
+        return Response(listing, media_type="application/json")
+
+    @router.get("/v1/models/{name}", tags=["models"])
+    async def get_model(name: str = model_name) -> ModelInfo:
+        return directory.known(name)
+
+    @router.post("/v1/models/{name}/predict", tags=["models"], response_model=PredictResponse,
+                 openapi_extra=request_body("PredictRequest"))
+    async def predict(request: Request, name: str = model_name) -> Response:
+        info = directory.known(name)
+        predictor = predictors.get(name)
+        if predictor is None:
+            raise ProblemError(problems.MISROUTED, f"Model {name!r} is served by its own function; this request "
+                               "reached one that does not serve it (check the API's routes)")
+        outputs = predictor.predict(predict_inputs(await read_body(request, body_limit), body_limit))
+        return Response(predict_body(info.name, info.version, outputs), media_type="application/json")
+
+    return router

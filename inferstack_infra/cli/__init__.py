@@ -1,0 +1,36 @@
+"""The `inferstack` command: one module per command group, each with a `register(subparsers)`.
+
+    inferstack dev [--manifest FILE] [--port PORT] [--api-key KEY[:PLAN] ...] [--allow-loopback-webhooks]
+    inferstack webhooks listen --port P --secret whsec_...
+    inferstack invoke MODEL --input FILE|- [--url URL] [--api-key KEY]
+    inferstack jobs submit|get|wait ...
+    inferstack load [--concurrency N | --rate R] [--duration S] [--jobs FRACTION] [--out load.png]
+    inferstack doctor [--manifest FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from inferstack_infra.cli import calls, dev, doctor, load
+
+#: Command groups, in the order `inferstack --help` lists them. A new group is a module with `register`.
+GROUPS = (dev, calls, load, doctor)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="inferstack", description="Serve ONNX models on AWS serverless.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for group in GROUPS:
+        group.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    if getattr(args, "manifest", None) and not Path(args.manifest).exists():
+        print(f"error: manifest {args.manifest} not found (pass --manifest FILE)", file=sys.stderr)
+        raise SystemExit(2)
+    raise SystemExit(args.func(args))

@@ -1,0 +1,3 @@
+from inferstack_infra.cli import main
+
+main()
