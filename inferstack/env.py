@@ -31,3 +31,7 @@ ALLOW_LOOPBACK_WEBHOOKS = "INFERSTACK_ALLOW_LOOPBACK_WEBHOOKS"
 # heavy tier
 #: The SageMaker endpoint a heavy model's predict proxy and worker invoke.
 ENDPOINT_NAME = "INFERSTACK_ENDPOINT"
+#: A scale-to-zero heavy model's SageMaker inference component (sent with every InvokeEndpoint call).
+INFERENCE_COMPONENT = "INFERSTACK_INFERENCE_COMPONENT"
+#: Seconds a client is told to wait (`Retry-After`) while a heavy model scales out from zero.
+SCALE_OUT_RETRY_AFTER_S = "INFERSTACK_SCALE_OUT_RETRY_AFTER_S"

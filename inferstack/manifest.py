@@ -128,7 +128,11 @@ class ColdStart(_Strict):
 
 
 class Instances(_Strict):
-    min: Annotated[int, Field(ge=1, le=100)] = 1
+    """A heavy model's instances. `min = 0` scales to zero when idle: the model is deployed as a SageMaker
+    inference component (scale-out on demand, instances released by managed instance scaling), and while no
+    instance is up `predict` answers 503 with `Retry-After` and jobs wait in their queue."""
+
+    min: Annotated[int, Field(ge=0, le=100)] = 1
     max: Annotated[int, Field(ge=1, le=100)] = 1
     target_invocations_per_instance: Annotated[int, Field(ge=1)] = 100
 
@@ -137,6 +141,10 @@ class Instances(_Strict):
         if self.max < self.min:
             raise ValueError(f"max ({self.max}) must be >= min ({self.min})")
         return self
+
+    @property
+    def scales_to_zero(self) -> bool:
+        return self.min == 0
 
 
 class Batching(_Strict):
@@ -194,6 +202,8 @@ class Model(_Strict):
     allow_non_finite: bool = False
     #: Per-route throttle on this model's predict route (in addition to the stage and plan throttles).
     throttle: Throttle | None = None
+    #: p99 latency (ms) the model's callers can accept: `inferstack advise` picks the cheapest tier that meets it.
+    latency_budget_ms: Annotated[int, Field(ge=1, le=3_600_000)] | None = None
     # light tier
     memory_mb: Annotated[int, Field(ge=128, le=LAMBDA_MAX_MEMORY_MB)] = 1024
     timeout_s: Annotated[int, Field(ge=1, le=API_GATEWAY_TIMEOUT_S)] = 10

@@ -38,6 +38,8 @@ class FunctionSpec:
     jobs: bool = False
     #: The SageMaker endpoint a heavy model's functions call.
     endpoint: str | None = None
+    #: The inference component they name in each call, for a heavy model that scales to zero.
+    inference_component: str | None = None
     kind: FunctionKind = field(kw_only=True)
 
     @property
@@ -52,6 +54,8 @@ class FunctionSpec:
             out[env.MODEL_NAME] = self.model
         if self.endpoint:
             out[env.ENDPOINT_NAME] = self.endpoint
+        if self.inference_component:
+            out[env.INFERENCE_COMPONENT] = self.inference_component
         return out
 
 
@@ -97,6 +101,15 @@ def endpoint_name(manifest: Manifest, model: str) -> str:
     return f"{manifest.name}-{model}"[:63]
 
 
+def inference_component_name(manifest: Manifest, model: str) -> str | None:
+    """The SageMaker inference component of a heavy model that scales to zero (`instances.min = 0`); None for
+    the others, which are deployed as a model on the endpoint's variant."""
+    m = manifest.model(model)
+    if m.tier != "heavy" or not m.instances.scales_to_zero:
+        return None
+    return f"{endpoint_name(manifest, model)[:60]}-ic"
+
+
 def worker_function_key(model: str) -> str:
     return f"worker-{model}"
 
@@ -118,14 +131,16 @@ def functions(manifest: Manifest) -> list[FunctionSpec]:
             out.append(FunctionSpec(predict_function_key(m.name), "inferstack.functions.heavy.handler.handler",
                                     f"inferstack heavy model {m.name}: proxy to its SageMaker endpoint",
                                     memory_mb=512, timeout_s=28, model=m.name,
-                                    endpoint=endpoint_name(manifest, m.name), kind="predict"))
+                                    endpoint=endpoint_name(manifest, m.name),
+                                    inference_component=inference_component_name(manifest, m.name), kind="predict"))
     jobs = manifest.jobs
     for m in manifest.models:
         heavy = m.tier == "heavy"
         out.append(FunctionSpec(worker_function_key(m.name), "inferstack.functions.worker.handler.handler",
                                 f"inferstack job worker for {m.name}", memory_mb=512 if heavy else m.memory_mb,
                                 timeout_s=jobs.worker_timeout_s, model=m.name, inference=not heavy, jobs=True,
-                                endpoint=endpoint_name(manifest, m.name) if heavy else None, kind="worker"))
+                                endpoint=endpoint_name(manifest, m.name) if heavy else None,
+                                inference_component=inference_component_name(manifest, m.name), kind="worker"))
     out.append(FunctionSpec(WEBHOOKS_FUNCTION, "inferstack.functions.webhooks.handler.handler",
                             "inferstack webhook delivery",
                             memory_mb=256, timeout_s=int(jobs.webhook.timeout_s) + 15, jobs=True, kind="webhooks"))

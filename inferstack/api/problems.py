@@ -56,6 +56,7 @@ INTERNAL = ProblemType("internal", 500, "Internal error")
 MISROUTED = ProblemType("misrouted", 500, "Request reached the wrong function")
 BAD_GATEWAY = ProblemType("bad-gateway", 502, "Bad gateway")
 UNAVAILABLE = ProblemType("unavailable", 503, "Service unavailable")
+SCALING_OUT = ProblemType("scaling-out", 503, "The model is starting: it was scaled to zero while idle")
 GATEWAY_TIMEOUT = ProblemType("gateway-timeout", 504, "Integration timed out")
 
 

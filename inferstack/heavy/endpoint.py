@@ -8,25 +8,44 @@ container (it has the model's signature); its 4xx answers come back as they are.
 from __future__ import annotations
 
 import json
+import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError, ConnectionError, ReadTimeoutError
 
+from inferstack import env
 from inferstack.api import problems
 from inferstack.api.problems import ProblemType
 from inferstack.aws import AwsClients
 from inferstack.catalog import CatalogEntry
-from inferstack.heavy.exceptions import EndpointError
+from inferstack.heavy.exceptions import EndpointError, NoCapacityError
 
 if TYPE_CHECKING:
     from mypy_boto3_sagemaker_runtime import SageMakerRuntimeClient
 
+#: `Retry-After` while a model scales out from zero, unless the environment says otherwise: SageMaker takes
+#: minutes to bring up a GPU instance, so a client polling once a minute loses little.
+SCALE_OUT_RETRY_AFTER_S = 60
+
+
+def scale_out_retry_after() -> int:
+    return int(os.environ.get(env.SCALE_OUT_RETRY_AFTER_S) or SCALE_OUT_RETRY_AFTER_S)
+
+
+def _is_no_capacity(code: str, message: str) -> bool:
+    """SageMaker's answer to an invocation of an inference component with no copy running: `ValidationError`,
+    "Inference Component has no capacity to process this request. ApplicationAutoScaling may be in-progress
+    ..."."""
+    return code == "ValidationError" and "no capacity" in message.lower()
 
 
 def _from_client_error(exc: ClientError) -> EndpointError:
     error = exc.response.get("Error", {})
     code, message = error.get("Code", ""), error.get("Message", "")
+    if _is_no_capacity(code, message):
+        return NoCapacityError("The model was scaled to zero while idle and is starting; retry after the "
+                               "Retry-After delay", retry_after=scale_out_retry_after())
     if code == "ModelError":
         details: dict[str, Any] = {**error, **exc.response}  # botocore puts the members at the top level
         status = int(details.get("OriginalStatusCode") or 0)
@@ -52,8 +71,11 @@ def _from_client_error(exc: ClientError) -> EndpointError:
 
 
 class EndpointPredictor:
-    def __init__(self, entry: CatalogEntry, endpoint: str, client: SageMakerRuntimeClient | None = None) -> None:
-        self.entry, self.endpoint = entry, endpoint
+    """Invokes a heavy model's endpoint; `component` names its inference component when it scales to zero."""
+
+    def __init__(self, entry: CatalogEntry, endpoint: str, client: SageMakerRuntimeClient | None = None, *,
+                 component: str | None = None) -> None:
+        self.entry, self.endpoint, self.component = entry, endpoint, component
         self.client = client or AwsClients().sagemaker_runtime
 
     @property
@@ -62,9 +84,11 @@ class EndpointPredictor:
 
     def predict(self, raw_inputs: Any) -> dict[str, Any]:
         body = json.dumps({"inputs": raw_inputs}, separators=(",", ":"))
+        target = {"InferenceComponentName": self.component} if self.component else {}
         try:
             response = self.client.invoke_endpoint(EndpointName=self.endpoint, Body=body.encode(),
-                                                   ContentType="application/json", Accept="application/json")
+                                                   ContentType="application/json", Accept="application/json",
+                                                   **target)
         except ClientError as exc:
             raise _from_client_error(exc) from None
         except ReadTimeoutError:

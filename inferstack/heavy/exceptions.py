@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from inferstack.api.problems import ProblemType
+from inferstack.api.problems import SCALING_OUT, ProblemType
 
 
 class EndpointError(Exception):
@@ -20,3 +20,14 @@ class EndpointError(Exception):
     def is_client_error(self) -> bool:
         """The request was at fault (retrying it cannot help)."""
         return 400 <= self.status < 500 and self.status != 429
+
+
+class NoCapacityError(EndpointError):
+    """The model's endpoint has no instance up (it scaled to zero while idle). The failed invocation itself
+    starts the scale-out (SageMaker's `NoCapacityInvocationFailures` metric triggers the step scaling policy;
+    the local endpoint starts its container). Callers answer 503 with `Retry-After`, jobs wait in their queue.
+
+    This is also the seam for a model's `fallback`: a front door that has one answers from it instead."""
+
+    def __init__(self, detail: str, *, retry_after: int) -> None:
+        super().__init__(SCALING_OUT, detail, retry_after=retry_after)

@@ -83,6 +83,8 @@ class JobMessage(BaseModel):
     inputs_ref: str | None = None
     webhook_url: str | None = None
     metadata: dict[str, Any] | None = None
+    #: When the job first waited for its model to scale out from zero (epoch seconds; `jobs.deferral`).
+    waiting_since: float | None = None
 
 
 class WebhookMessage(BaseModel):

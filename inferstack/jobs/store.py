@@ -187,6 +187,22 @@ class JobStore:
             # Only duplicates failed their condition: claim the others (one more call, on this rare path).
             return self._claim_chunk([i for i, r in zip(job_ids, reasons, strict=True) if r == "None"], stamp)
 
+    def release(self, job_id: str) -> bool:
+        """Put a claimed job back to `queued`, its attempt uncounted: it waits for its model (a heavy model
+        scaling out from zero). False when it is no longer running."""
+        try:
+            self.aws.dynamodb.update_item(
+                TableName=self.table, Key=_item({"pk": f"job#{job_id}"}),
+                UpdateExpression="SET #s = :queued, updated_at = :now ADD attempts :minus",
+                ConditionExpression="#s = :running", ExpressionAttributeNames={"#s": "status"},
+                ExpressionAttributeValues=_item({":queued": "queued", ":running": "running", ":now": now_iso(),
+                                                 ":minus": -1}))
+            return True
+        except ClientError as exc:
+            if _conditional_failed(exc):
+                return False
+            raise
+
     def finish(self, job_id: str, *, result: Any = None, error: dict[str, str] | None = None) -> bool:
         """Move a job to its terminal state; False when another delivery got there first."""
         stamp = now_iso()

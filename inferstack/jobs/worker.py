@@ -6,7 +6,8 @@ the resulting tensors stack the same way, and each job's rows go through its `po
 
 Bad input fails its job at once (no retry). Anything else that goes wrong is transient: the record is
 reported in `batchItemFailures`, returns after the visibility timeout, and after `maxReceiveCount` deliveries
-lands in the DLQ, where `dead_letter` marks the job failed with the last error.
+lands in the DLQ, where `dead_letter` marks the job failed with the last error. A job whose heavy model is
+scaled to zero waits in its queue until the model is up (`jobs.deferral`), without using up its deliveries.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from pydantic import ValidationError
 
 from inferstack.inference.exceptions import InputValidationError
+from inferstack.jobs.deferral import Deferrer
 from inferstack.jobs.exceptions import TransientJobError
 from inferstack.jobs.schemas import JobMessage, WebhookMessage
 from inferstack.jobs.sqs import partial_batch_response
@@ -51,7 +53,14 @@ class Errored:
     message: str
 
 
-Outcome = Succeeded | Invalid | Errored
+@dataclass(frozen=True)
+class Deferred:
+    """The model cannot run the job yet (scaled to zero, starting): the job waits `retry_after_s` in its queue."""
+
+    retry_after_s: int
+
+
+Outcome = Succeeded | Invalid | Errored | Deferred
 
 
 class Runner(Protocol):
@@ -172,10 +181,14 @@ class EndpointRunner:
         self.predictor = predictor
 
     def run(self, inputs: Sequence[Any]) -> list[Outcome]:
+        from inferstack.heavy.exceptions import NoCapacityError
+
         outcomes: list[Outcome] = []
         for result in self.predictor.predict_many(list(inputs)):
             if not isinstance(result, Exception):
                 outcomes.append(Succeeded(result))
+            elif isinstance(result, NoCapacityError):
+                outcomes.append(Deferred(result.retry_after or 60))
             elif result.is_client_error:
                 outcomes.append(Invalid(result))
             else:
@@ -186,6 +199,7 @@ class EndpointRunner:
 class BatchWorker:
     def __init__(self, store: JobStore, webhooks: WebhookSender, runner: Runner) -> None:
         self.store, self.webhooks, self.runner = store, webhooks, runner
+        self.deferrer = Deferrer(store, webhooks.aws, webhooks.settings.queues)
 
     def _inputs(self, message: JobMessage) -> Any:
         if message.inputs_ref:
@@ -223,7 +237,7 @@ class BatchWorker:
             for _, message in messages:
                 self._note(message.job_id, exc)
             return {record.message_id for record, _ in messages}
-        claimed: list[tuple[SQSRecord, Job, Any]] = []
+        claimed: list[tuple[SQSRecord, JobMessage, Job, Any]] = []
         seen: set[str] = set()
         for record, message in messages:
             if message.job_id not in running or message.job_id in seen:
@@ -241,11 +255,15 @@ class BatchWorker:
                 continue
             job = Job(job_id=message.job_id, owner="", model=message.model, status="running", created_at="",
                       metadata=message.metadata, webhook_url=message.webhook_url)
-            claimed.append((record, job, inputs))
+            claimed.append((record, message, job, inputs))
 
-        outcomes = self.runner.run([inputs for _, _, inputs in claimed]) if claimed else []
-        for (record, job, _), outcome in zip(claimed, outcomes, strict=True):
+        outcomes = self.runner.run([inputs for *_, inputs in claimed]) if claimed else []
+        for (record, message, job, _), outcome in zip(claimed, outcomes, strict=True):
             try:
+                if isinstance(outcome, Deferred):
+                    if self.deferrer.hand_back(message, outcome.retry_after_s):
+                        continue  # back in its queue as a new message; this delivery is done with
+                    raise TransientJobError(f"the model {message.model} did not come up to run the job")
                 if isinstance(outcome, Errored):
                     raise TransientJobError(outcome.message)
                 if isinstance(outcome, Invalid):

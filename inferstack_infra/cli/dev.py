@@ -34,8 +34,10 @@ def cmd_dev(args: argparse.Namespace) -> int:
 
     loaded = manifest(args.manifest)
     keys = parse_api_keys(args.api_key, loaded)
+    if args.scale_in_after <= 0:
+        fail(f"--scale-in-after {args.scale_in_after:g}: give a number of seconds above 0", 2)
     stack = DevStack(loaded, api_keys=keys, host=args.host, port=args.port,
-                     allow_loopback_webhooks=args.allow_loopback_webhooks)
+                     allow_loopback_webhooks=args.allow_loopback_webhooks, scale_in_after_s=args.scale_in_after)
     key = next(iter(keys))
     state = DevState(Path(args.manifest).resolve().parent)
 
@@ -97,6 +99,9 @@ def register(sub: Any) -> None:
                      help="an accepted API key, bound to a usage plan (default: the first plan); repeatable")
     dev.add_argument("--allow-loopback-webhooks", action="store_true",
                      help="let webhooks reach http://127.0.0.1 receivers (never possible when deployed)")
+    dev.add_argument("--scale-in-after", type=float, default=900, metavar="SECONDS",
+                     help="a heavy model with instances.min = 0 stops its container after this long without a "
+                     "call (default 900: AWS scales in after about 15 idle minutes)")
     dev.set_defaults(func=cmd_dev)
 
     webhooks = sub.add_parser("webhooks", help="webhook tools")

@@ -1,9 +1,12 @@
 """The heavy tier: per heavy model a SageMaker real-time endpoint on a GPU instance, running the container in
-`sagemaker/`, with target-tracking autoscaling on invocations per instance."""
+`sagemaker/`, with target-tracking autoscaling on invocations per instance. A model with `instances.min = 0`
+is the scale-to-zero flavour instead (`heavy_zero.ScaleToZeroHeavyModel`)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from aws_cdk import Acknowledgment, ArnFormat, CfnOutput, Duration, IgnoreMode, Stack, Validations
 from aws_cdk import aws_applicationautoscaling as appscaling
@@ -18,6 +21,9 @@ from constructs import Construct
 from inferstack.manifest import Manifest, Model, resource_id
 from inferstack.topology import endpoint_name
 
+if TYPE_CHECKING:
+    from inferstack_infra.constructs.heavy_zero import ScaleToZeroHeavyModel
+
 ROOT = Path(__file__).resolve().parents[2]
 VARIANT = "AllTraffic"
 
@@ -31,44 +37,87 @@ def container_image(scope: Construct) -> ecr_assets.DockerImageAsset:
         platform=ecr_assets.Platform.LINUX_AMD64)
 
 
+@dataclass
+class ContainerModel:
+    """What every flavour of heavy model deploys the same way: the model archive, the execution role and the
+    SageMaker model (the container image with the archive, network-isolated)."""
+
+    artifact: s3_assets.Asset
+    role: iam.Role
+    model: sagemaker.CfnModel
+
+
+def container_model(scope: Construct, *, model: Model, model_archive: Path, image: ecr_assets.DockerImageAsset | None,
+                    log_groups: list[str], metric_namespaces: list[str]) -> ContainerModel:
+    """`log_groups`: the CloudWatch log group names (patterns) the containers write to; `metric_namespaces`:
+    where they may put metrics."""
+    stack = Stack.of(scope)
+    artifact = s3_assets.Asset(scope, "Artifact", path=str(model_archive))
+    role = iam.Role(scope, "ExecutionRole", assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"),
+                    description=f"SageMaker execution role of heavy model {model.name}")
+    iam.Grant.add_to_principal(  # the one object, not the whole asset bucket
+        grantee=role, actions=["s3:GetObject"],
+        resource_arns=[artifact.bucket.arn_for_objects(artifact.s3_object_key)])
+    if model.image_uri:
+        image_uri = model.image_uri
+        repository = model.image_uri.split("/", 1)[1].split(":")[0].split("@")[0]
+        ecr.Repository.from_repository_name(scope, "Repository", repository).grant_pull(role)
+    else:
+        assert image is not None
+        image_uri = image.image_uri
+        image.repository.grant_pull(role)
+    role.add_to_policy(iam.PolicyStatement(
+        actions=["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
+        resources=[stack.format_arn(service="logs", resource="log-group", resource_name=group,
+                                    arn_format=ArnFormat.COLON_RESOURCE_NAME) for group in log_groups]))
+    role.add_to_policy(iam.PolicyStatement(
+        actions=["cloudwatch:PutMetricData"], resources=["*"],
+        conditions={"StringLike": {"cloudwatch:namespace": metric_namespaces[0] if len(metric_namespaces) == 1
+                                   else metric_namespaces}}))
+
+    cfn_model = sagemaker.CfnModel(
+        scope, "Model", execution_role_arn=role.role_arn, enable_network_isolation=True,
+        primary_container=sagemaker.CfnModel.ContainerDefinitionProperty(
+            image=image_uri, model_data_url=artifact.s3_object_url, mode="SingleModel",
+            environment={"INFERSTACK_MAX_BATCH_SIZE": str(model.batching.max_batch_size),
+                         "INFERSTACK_MAX_DELAY_MS": str(model.batching.max_delay_ms)}))
+    # the role is referenced (GetAtt); its policy must exist too before SageMaker checks the role
+    policy = role.node.find_child("DefaultPolicy")
+    cfn_model.node.add_dependency(policy)
+
+    reason_logs = ("SageMaker names the endpoint's log streams per instance at run time; the grant is limited to "
+                   "this endpoint's log groups")
+    Validations.of(policy).acknowledge(
+        *[Acknowledgment(id=f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:logs:<AWS::Region>:"
+                            f"<AWS::AccountId>:log-group:{group}]", reason=reason_logs) for group in log_groups],
+        Acknowledgment(id="AwsSolutions-IAM5[Resource::*]", reason="cloudwatch:PutMetricData has no resource-level "
+                       "permissions (it is scoped by the namespace condition); ecr:GetAuthorizationToken neither"),
+    )
+    Validations.of(cfn_model).acknowledge(Acknowledgment(
+        id="AwsSolutions-SM1", reason="The endpoint is reached only through the IAM-authenticated SageMaker "
+        "runtime API by this stack's functions, and the container runs with network isolation; a VPC would "
+        "add NAT cost and nothing to reach"))
+    return ContainerModel(artifact, role, cfn_model)
+
+
+def acknowledge_instance_storage(config: sagemaker.CfnEndpointConfig) -> None:
+    Validations.of(config).acknowledge(Acknowledgment(
+        id="AwsSolutions-SM2", reason="GPU instances serve from local NVMe instance storage, which SageMaker "
+        "encrypts itself and for which it rejects a KMS key; the model artifact is encrypted in the S3 asset "
+        "bucket"))
+
+
 class HeavyModel(Construct):
+    """A heavy model on an endpoint that always runs `instances.min` (at least one) instances."""
+
     def __init__(self, scope: Construct, id: str, *, manifest: Manifest, model: Model, model_archive: Path,
                  image: ecr_assets.DockerImageAsset | None) -> None:
         super().__init__(scope, id)
-        stack = Stack.of(self)
         name = endpoint_name(manifest, model.name)
-        self.artifact = s3_assets.Asset(self, "Artifact", path=str(model_archive))
-        self.role = iam.Role(self, "ExecutionRole", assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"),
-                             description=f"SageMaker execution role of heavy model {model.name}")
-        iam.Grant.add_to_principal(  # the one object, not the whole asset bucket
-            grantee=self.role, actions=["s3:GetObject"],
-            resource_arns=[self.artifact.bucket.arn_for_objects(self.artifact.s3_object_key)])
-        if model.image_uri:
-            image_uri = model.image_uri
-            repository = model.image_uri.split("/", 1)[1].split(":")[0].split("@")[0]
-            ecr.Repository.from_repository_name(self, "Repository", repository).grant_pull(self.role)
-        else:
-            assert image is not None
-            image_uri = image.image_uri
-            image.repository.grant_pull(self.role)
-        log_groups = stack.format_arn(service="logs", resource="log-group",
-                                      resource_name=f"/aws/sagemaker/Endpoints/{name}*",
-                                      arn_format=ArnFormat.COLON_RESOURCE_NAME)
-        self.role.add_to_policy(iam.PolicyStatement(
-            actions=["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
-            resources=[log_groups]))
-        self.role.add_to_policy(iam.PolicyStatement(
-            actions=["cloudwatch:PutMetricData"], resources=["*"],
-            conditions={"StringLike": {"cloudwatch:namespace": "/aws/sagemaker/Endpoints*"}}))
-
-        self.model = sagemaker.CfnModel(
-            self, "Model", execution_role_arn=self.role.role_arn, enable_network_isolation=True,
-            primary_container=sagemaker.CfnModel.ContainerDefinitionProperty(
-                image=image_uri, model_data_url=self.artifact.s3_object_url, mode="SingleModel",
-                environment={"INFERSTACK_MAX_BATCH_SIZE": str(model.batching.max_batch_size),
-                             "INFERSTACK_MAX_DELAY_MS": str(model.batching.max_delay_ms)}))
-        # the role is referenced (GetAtt); its policy must exist too before SageMaker checks the role
-        self.model.node.add_dependency(self.role.node.find_child("DefaultPolicy"))
+        parts = container_model(self, model=model, model_archive=model_archive, image=image,
+                                log_groups=[f"/aws/sagemaker/Endpoints/{name}*"],
+                                metric_namespaces=["/aws/sagemaker/Endpoints*"])
+        self.artifact, self.role, self.model = parts.artifact, parts.role, parts.model
         self.config = sagemaker.CfnEndpointConfig(
             self, "Config", production_variants=[sagemaker.CfnEndpointConfig.ProductionVariantProperty(
                 variant_name=VARIANT, model_name=self.model.attr_model_name, instance_type=model.instance_type,
@@ -88,37 +137,8 @@ class HeavyModel(Construct):
             predefined_metric=appscaling.PredefinedMetric.SAGEMAKER_VARIANT_INVOCATIONS_PER_INSTANCE,
             scale_in_cooldown=Duration.minutes(5), scale_out_cooldown=Duration.minutes(1))
 
-        dims = {"EndpointName": name, "VariantName": VARIANT}
-        self.alarms = [
-            cloudwatch.Alarm(self, "ModelLatencyP99", metric=cloudwatch.Metric(
-                namespace="AWS/SageMaker", metric_name="ModelLatency", dimensions_map=dims, statistic="p99",
-                period=Duration.minutes(5)), threshold=2_000_000, evaluation_periods=3,  # microseconds
-                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
-                alarm_description=f"{name}: p99 model latency above 2 s"),
-            cloudwatch.Alarm(self, "Invocation5XX", metric=cloudwatch.Metric(
-                namespace="AWS/SageMaker", metric_name="Invocation5XXErrors", dimensions_map=dims, statistic="Sum",
-                period=Duration.minutes(1)), threshold=5, evaluation_periods=5, datapoints_to_alarm=3,
-                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
-                alarm_description=f"{name}: the container answered 5XX"),
-        ]
-
-        policy = self.role.node.find_child("DefaultPolicy")
-        reason_logs = ("SageMaker names the endpoint's log streams per instance at run time; the grant is limited to "
-                       "this endpoint's log groups")
-        Validations.of(policy).acknowledge(
-            Acknowledgment(id=f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:logs:<AWS::Region>:"
-                              f"<AWS::AccountId>:log-group:/aws/sagemaker/Endpoints/{name}*]", reason=reason_logs),
-            Acknowledgment(id="AwsSolutions-IAM5[Resource::*]", reason="cloudwatch:PutMetricData has no resource-level "
-                           "permissions (it is scoped by the namespace condition); ecr:GetAuthorizationToken neither"),
-        )
-        Validations.of(self.model).acknowledge(Acknowledgment(
-            id="AwsSolutions-SM1", reason="The endpoint is reached only through the IAM-authenticated SageMaker "
-            "runtime API by this stack's functions, and the container runs with network isolation; a VPC would "
-            "add NAT cost and nothing to reach"))
-        Validations.of(self.config).acknowledge(Acknowledgment(
-            id="AwsSolutions-SM2", reason="GPU instances serve from local NVMe instance storage, which SageMaker "
-            "encrypts itself and for which it rejects a KMS key; the model artifact is encrypted in the S3 asset "
-            "bucket"))
+        self.alarms = endpoint_alarms(self, name, {"EndpointName": name, "VariantName": VARIANT})
+        acknowledge_instance_storage(self.config)
         CfnOutput(self, "EndpointName", value=name, description=f"SageMaker endpoint of heavy model {model.name}")
 
     def grant_invoke(self, grantee: iam.IGrantable) -> None:
@@ -126,11 +146,31 @@ class HeavyModel(Construct):
                                    resource_arns=[self.endpoint.ref])
 
 
+def endpoint_alarms(scope: Construct, name: str, dims: dict[str, str]) -> list[cloudwatch.Alarm]:
+    """p99 model latency and the container's 5XX answers, on the endpoint's variant or inference component."""
+    return [
+        cloudwatch.Alarm(scope, "ModelLatencyP99", metric=cloudwatch.Metric(
+            namespace="AWS/SageMaker", metric_name="ModelLatency", dimensions_map=dims, statistic="p99",
+            period=Duration.minutes(5)), threshold=2_000_000, evaluation_periods=3,  # microseconds
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            alarm_description=f"{name}: p99 model latency above 2 s"),
+        cloudwatch.Alarm(scope, "Invocation5XX", metric=cloudwatch.Metric(
+            namespace="AWS/SageMaker", metric_name="Invocation5XXErrors", dimensions_map=dims, statistic="Sum",
+            period=Duration.minutes(1)), threshold=5, evaluation_periods=5, datapoints_to_alarm=3,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            alarm_description=f"{name}: the container answered 5XX"),
+    ]
+
+
 class HeavyTier(Construct):
     def __init__(self, scope: Construct, id: str, *, manifest: Manifest, archives: dict[str, Path]) -> None:
         super().__init__(scope, id)
         needs_image = any(not m.image_uri for m in manifest.heavy_models)
         image = container_image(self) if needs_image else None
-        self.models = {m.name: HeavyModel(self, resource_id(m.name), manifest=manifest, model=m,
+        from inferstack_infra.constructs.heavy_zero import ScaleToZeroHeavyModel
+
+        self.models: dict[str, HeavyModel | ScaleToZeroHeavyModel] = {}
+        for m in manifest.heavy_models:
+            flavour = ScaleToZeroHeavyModel if m.instances.scales_to_zero else HeavyModel
+            self.models[m.name] = flavour(self, resource_id(m.name), manifest=manifest, model=m,
                                           model_archive=archives[m.name], image=image)
-                       for m in manifest.heavy_models}

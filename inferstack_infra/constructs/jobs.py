@@ -16,7 +16,7 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from inferstack.manifest import Manifest, resource_id
-from inferstack.topology import WEBHOOK_QUEUE, QueueSpec, jobs_environment, queues
+from inferstack.topology import WEBHOOK_QUEUE, QueueSpec, job_queue_key, jobs_environment, queues
 from inferstack_infra.constructs.function import InferenceFunction
 
 #: Alarm when the oldest job has waited longer than this.
@@ -151,3 +151,6 @@ class JobTier(Construct):
                 webhook_queue.grant_send_messages(role)
                 self._object_grant(role, "s3:GetObject", "inputs")
                 self._object_grant(role, "s3:PutObject", "results")
+                if user.spec.inference_component and user.spec.model:  # while its model scales out from zero,
+                    # jobs go back to their queue as new messages (inferstack.jobs.deferral)
+                    self.queues[job_queue_key(user.spec.model)].grant_send_messages(role)

@@ -5,6 +5,12 @@ The router answers `POST /endpoints/{name}/invocations` as SageMaker does: the c
 other answers as `424 ModelError` carrying `OriginalStatusCode` and `OriginalMessage`; an unknown endpoint as
 `400 ValidationError`; a container that cannot be reached as `503 ServiceUnavailable`; one that runs past
 60 s as a `ModelError` that says it timed out.
+
+A model that scales to zero (`instances.min = 0`) is an inference component, as deployed: every call must name
+it (`X-Amzn-SageMaker-Inference-Component`), its container is not started with the stack, and while none runs
+a call is answered SageMaker's `ValidationError` "Inference Component has no capacity ..." and starts one (as
+the `NoCapacityInvocationFailures` alarm's scale-out does). After `scale_in_after_s` without a call the
+container is stopped again (AWS scales in after about 15 minutes of idle datapoints).
 """
 
 from __future__ import annotations
@@ -19,13 +25,14 @@ import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 
+from inferstack import env
 from inferstack.catalog import Catalog
 from inferstack.manifest import Manifest
-from inferstack.topology import endpoint_name
+from inferstack.topology import endpoint_name, inference_component_name
 from inferstack_infra.local.aws import free_port
 from inferstack_infra.local.functions import prefixed
 from inferstack_infra.local.http import QuietHandler
@@ -34,6 +41,13 @@ from inferstack_infra.packaging import stage_heavy_model
 
 ROOT = Path(__file__).resolve().parents[2]
 INVOCATION_TIMEOUT_S = 60
+#: AWS scales an idle inference component in after its target tracking's low alarm: 15 minutes of datapoints.
+SCALE_IN_AFTER_S = 900.0
+#: `Retry-After` the functions answer while a local container starts (it takes seconds, not minutes).
+LOCAL_SCALE_OUT_RETRY_AFTER_S = 2
+NO_CAPACITY = ("Inference Component has no capacity to process this request. ApplicationAutoScaling may be "
+               "in-progress (if configured) or try to increase the capacity by invoking "
+               "UpdateInferenceComponentRuntimeConfig API.")
 _PATH = re.compile(r"^/endpoints/([^/]+)/invocations$")
 
 
@@ -48,6 +62,10 @@ class ModelServer:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
 
     def start(self, ready_timeout_s: float = 120) -> None:
         environ = {**os.environ, "SM_MODEL_DIR": str(self.model_dir), "SAGEMAKER_BIND_TO_PORT": str(self.port),
@@ -88,13 +106,32 @@ def _error(code: str, status: int, message: str, **members: Any) -> tuple[int, d
     return status, {"Content-Type": "application/json", "x-amzn-ErrorType": code}, json.dumps(body).encode()
 
 
+class ScaleToZero:
+    """An inference component's copies on the local endpoint: 0 or 1 container, by demand. `state` moves
+    down -> starting -> up -> stopping -> down; `lock` guards it, `in_flight` and `last_call`."""
+
+    def __init__(self, server: ModelServer, component: str) -> None:
+        self.server, self.component = server, component
+        self.lock = threading.Lock()
+        self.state: Literal["down", "starting", "up", "stopping"] = "down"
+        self.in_flight = 0
+        self.last_call = time.monotonic()
+        #: A call came while the container was stopping: start it again once stopped.
+        self.wanted = False
+
+
 class LocalSageMaker:
-    def __init__(self, manifest: Manifest, catalog: Catalog, workdir: Path, log: Callable[[str, str], None]) -> None:
+    def __init__(self, manifest: Manifest, catalog: Catalog, workdir: Path, log: Callable[[str, str], None], *,
+                 scale_in_after_s: float = SCALE_IN_AFTER_S) -> None:
         self.manifest, self.catalog, self.workdir, self.log = manifest, catalog, workdir, log
+        self.scale_in_after_s = scale_in_after_s
         self.servers: dict[str, ModelServer] = {}
+        #: Endpoints whose model scales to zero, by endpoint name.
+        self.components: dict[str, ScaleToZero] = {}
         self.http = httpx.Client(timeout=INVOCATION_TIMEOUT_S, transport=transport())
         self._replacing: set[str] = set()
         self.router: ThreadingHTTPServer | None = None
+        self._stopping = threading.Event()
 
     @property
     def endpoint_url(self) -> str:
@@ -102,7 +139,17 @@ class LocalSageMaker:
         return f"http://127.0.0.1:{self.router.server_address[1]}"
 
     def environment(self) -> dict[str, str]:
-        return {"AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": self.endpoint_url} if self.router else {}
+        if not self.router:
+            return {}
+        return {"AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": self.endpoint_url,
+                env.SCALE_OUT_RETRY_AFTER_S: str(LOCAL_SCALE_OUT_RETRY_AFTER_S)}
+
+    def describe(self) -> list[str]:
+        """One line per endpoint, for the stack's log."""
+        return [f"endpoint {name}: model {server.name} " + (
+            f"scaled to zero (inference component {self.components[name].component}); its container starts on "
+            f"the first call and stops after {self.scale_in_after_s:g} s without one"
+            if name in self.components else f"serving at {server.url}") for name, server in self.servers.items()]
 
     def start(self) -> None:
         if not self.manifest.heavy_models:
@@ -113,22 +160,105 @@ class LocalSageMaker:
                                           self.workdir / "heavy" / model.name / "model", dependencies=False)
             name = endpoint_name(self.manifest, model.name)
             self.servers[name] = ModelServer(model.name, model_dir, prefixed(self.log, f"sagemaker {model.name}"))
-        threads = [threading.Thread(target=s.start) for s in self.servers.values()]
+            component = inference_component_name(self.manifest, model.name)
+            if component:
+                self.components[name] = ScaleToZero(self.servers[name], component)
+        always_on = [s for name, s in self.servers.items() if name not in self.components]
+        threads = [threading.Thread(target=s.start) for s in always_on]
         for t in threads:
             t.start()
         for t in threads:
             t.join()
-        for server in self.servers.values():
-            if not (server.proc and server.proc.poll() is None):
+        for server in always_on:
+            if not server.running:
                 self.stop()
                 raise RuntimeError(f"heavy model {server.name}'s server did not start (see its log)")
         self.router = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         threading.Thread(target=self.router.serve_forever, daemon=True).start()
+        if self.components:
+            threading.Thread(target=self._scale_in_loop, name="sagemaker-scale-in", daemon=True).start()
 
-    def invoke(self, endpoint: str, body: bytes, content_type: str) -> tuple[int, dict[str, str], bytes]:
+    def _scale_out(self, zero: ScaleToZero) -> None:
+        """Start the component's container (one copy), in the background."""
+        try:
+            zero.server.start()
+            self.log(f"sagemaker {zero.server.name}", f"scaled out from zero: {zero.component} is serving")
+        except RuntimeError as exc:
+            self.log(f"sagemaker {zero.server.name}", f"scale-out failed: {exc}")
+        if self._stopping.is_set():  # the stack stopped while the container started
+            zero.server.stop()
+        with zero.lock:
+            zero.state = "up" if zero.server.running else "down"
+            zero.last_call = time.monotonic()
+
+    def _scale_in_loop(self) -> None:
+        """Stop a component's container once it has gone `scale_in_after_s` without a call."""
+        while not self._stopping.wait(min(1.0, self.scale_in_after_s / 4)):
+            for zero in self.components.values():
+                with zero.lock:
+                    idle = time.monotonic() - zero.last_call
+                    if zero.state != "up" or zero.in_flight or idle < self.scale_in_after_s:
+                        continue
+                    zero.state, zero.wanted = "stopping", False
+                self.log(f"sagemaker {zero.server.name}", f"no call for {idle:.0f} s: scaling {zero.component} in "
+                         "to zero")
+                zero.server.stop()
+                with zero.lock:
+                    zero.state = "starting" if zero.wanted else "down"
+                if zero.wanted:
+                    threading.Thread(target=self._scale_out, args=(zero,), daemon=True).start()
+
+    def _admit(self, endpoint: str, component: str) -> tuple[int, dict[str, str], bytes] | None:
+        """SageMaker's checks on the inference component a call names; for a scaled-to-zero one, its capacity
+        (a call at zero starts the scale-out). None: the call may proceed (counted in flight)."""
+        zero = self.components.get(endpoint)
+        if zero is None:
+            if component:
+                return _error("ValidationError", 400, f"Inference Component {component} does not exist on endpoint "
+                              f"{endpoint}.")
+            return None
+        if not component:
+            return _error("ValidationError", 400, "Inference Component Name header is required for endpoints to "
+                          "which you plan to deploy inference components. Please include Inference Component Name "
+                          "header or consider using SageMaker models.")
+        if component != zero.component:
+            return _error("ValidationError", 400, f"Inference Component {component} does not exist on endpoint "
+                          f"{endpoint}.")
+        with zero.lock:
+            zero.last_call = time.monotonic()
+            if zero.state == "up":
+                zero.in_flight += 1
+                return None
+            if zero.state == "down":
+                zero.state = "starting"
+                self.log(f"sagemaker {zero.server.name}", f"called at zero copies: scaling {zero.component} out")
+                threading.Thread(target=self._scale_out, args=(zero,), daemon=True).start()
+            elif zero.state == "stopping":
+                zero.wanted = True
+        return _error("ValidationError", 400, NO_CAPACITY)
+
+    def _done(self, endpoint: str) -> None:
+        zero = self.components.get(endpoint)
+        if zero is not None:
+            with zero.lock:
+                zero.in_flight -= 1
+                zero.last_call = time.monotonic()
+
+    def invoke(self, endpoint: str, body: bytes, content_type: str,
+               component: str = "") -> tuple[int, dict[str, str], bytes]:
         server = self.servers.get(endpoint)
         if server is None:
             return _error("ValidationError", 400, f"Endpoint {endpoint} of account 123456789012 not found.")
+        refused = self._admit(endpoint, component)
+        if refused is not None:
+            return refused
+        try:
+            return self._forward(endpoint, server, body, content_type)
+        finally:
+            self._done(endpoint)
+
+    def _forward(self, endpoint: str, server: ModelServer, body: bytes,
+                 content_type: str) -> tuple[int, dict[str, str], bytes]:
         try:
             answer = self.http.post(f"{server.url}/invocations", content=body,
                                     headers={"Content-Type": content_type or "application/json"})
@@ -154,6 +284,9 @@ class LocalSageMaker:
         background, while callers get 503 (retryable) meanwhile."""
         if server.proc is None or server.proc.poll() is None or server.name in self._replacing:
             return
+        zero = next((z for z in self.components.values() if z.server is server), None)
+        if zero is not None and zero.state != "up":
+            return  # being started or scaled in: nothing to replace
         self._replacing.add(server.name)
 
         def replace() -> None:
@@ -177,14 +310,16 @@ class LocalSageMaker:
                 if match is None:
                     status, headers, payload = _error("UnknownOperationException", 404, f"No operation {self.path}")
                 else:
-                    status, headers, payload = local.invoke(match.group(1), body,
-                                                            self.headers.get("Content-Type", ""))
+                    status, headers, payload = local.invoke(
+                        match.group(1), body, self.headers.get("Content-Type", ""),
+                        self.headers.get("X-Amzn-SageMaker-Inference-Component", ""))
                 self.respond(status, headers, payload)
 
 
         return Handler
 
     def stop(self) -> None:
+        self._stopping.set()
         if self.router:
             self.router.shutdown()
             self.router.server_close()

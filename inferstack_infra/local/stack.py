@@ -25,7 +25,7 @@ from inferstack_infra.local.aws import REGION, LocalAws
 from inferstack_infra.local.functions import LocalFunctions
 from inferstack_infra.local.gateway import Gateway
 from inferstack_infra.local.poller import QueuePoller
-from inferstack_infra.local.sagemaker import LocalSageMaker
+from inferstack_infra.local.sagemaker import SCALE_IN_AFTER_S, LocalSageMaker
 from inferstack_infra.packaging import BUILD_DIR
 
 
@@ -66,12 +66,13 @@ class LogStream:
 class DevStack:
     def __init__(self, manifest: Manifest, *, api_keys: dict[str, str], host: str = "127.0.0.1", port: int = 8000,
                  log: LogStream | None = None, workdir: Path | None = None,
-                 allow_loopback_webhooks: bool = False) -> None:
+                 allow_loopback_webhooks: bool = False, scale_in_after_s: float = SCALE_IN_AFTER_S) -> None:
         unknown = sorted(set(api_keys.values()) - {p.name for p in manifest.api.plans})
         if unknown:
             raise ValueError(f"API keys bound to unknown usage plan(s) {', '.join(unknown)}")
         self.manifest, self.api_keys, self.host, self.port = manifest, api_keys, host, port
         self.allow_loopback_webhooks = allow_loopback_webhooks
+        self.scale_in_after_s = scale_in_after_s
         self.log = log or LogStream()
         self.workdir = workdir or BUILD_DIR / "dev"
         self.aws = LocalAws(manifest)
@@ -115,10 +116,11 @@ class DevStack:
         self.aws.start()
         self.log("aws", f"moto server at {self.aws.endpoint}: table {self.aws.table}, bucket {self.aws.bucket}, "
                         f"{len(self.aws.queue_urls)} queues")
-        self.sagemaker = LocalSageMaker(self.manifest, catalog, self.workdir, self.log)
+        self.sagemaker = LocalSageMaker(self.manifest, catalog, self.workdir, self.log,
+                                        scale_in_after_s=self.scale_in_after_s)
         self.sagemaker.start()
-        for name, server in self.sagemaker.servers.items():
-            self.log("sagemaker", f"endpoint {name}: model {server.name} serving at {server.url}")
+        for line in self.sagemaker.describe():
+            self.log("sagemaker", line)
         self.functions = LocalFunctions(functions(self.manifest), self._environment(catalog_path), self.log)
         self.functions.start()
         sqs = self.aws.client("sqs")

@@ -126,3 +126,20 @@ def test_heavy_instance_type_must_have_a_gpu(iris_model: Path) -> None:
 def test_heavy_model_needs_an_instance_type(iris_model: Path) -> None:
     found = problems({"models": [light(tier="heavy")]})
     assert "needs instance_type" in found[0][1]
+
+
+def test_heavy_instances_may_scale_to_zero_but_not_below(iris_model: Path) -> None:
+    # GIVEN instances.min = 0 on a heavy model THEN it is accepted and marked as scaling to zero
+    heavy = {"name": "big", "path": "models/iris.onnx", "tier": "heavy", "instance_type": "ml.g5.xlarge"}
+    manifest = parse({"models": [{**heavy, "instances": {"min": 0, "max": 3}}]})
+    assert manifest.model("big").instances.scales_to_zero
+    assert not parse({"models": [heavy]}).model("big").instances.scales_to_zero
+    # AND a negative minimum, or a maximum of zero, is refused with the field named
+    found = problems({"models": [{**heavy, "instances": {"min": -1, "max": 0}}]})
+    assert [where for where, _ in found] == ["models[0] (big).instances.min", "models[0] (big).instances.max"]
+
+
+def test_latency_budget_is_a_positive_number_of_milliseconds(iris_model: Path) -> None:
+    assert parse({"models": [light(latency_budget_ms=150)]}).model("iris").latency_budget_ms == 150
+    found = problems({"models": [light(latency_budget_ms=0)]})
+    assert found[0][0] == "models[0] (iris).latency_budget_ms"

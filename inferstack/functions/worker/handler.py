@@ -1,7 +1,7 @@
 """Lambda entry point of one model's job worker, fed by its SQS queue (ReportBatchItemFailures).
 
 A light model is loaded at import and run in-process, as in the predict function; a heavy model's jobs go
-to its SageMaker endpoint.
+to its SageMaker endpoint (while a scale-to-zero model starts, its jobs wait in the queue: `BatchWorker`).
 """
 
 from __future__ import annotations
@@ -23,7 +23,9 @@ runner: Runner
 if entry.tier == "heavy":
     from inferstack.heavy.endpoint import EndpointPredictor
 
-    runner = EndpointRunner(EndpointPredictor(entry, os.environ[env.ENDPOINT_NAME], client=jobs.aws.sagemaker_runtime))
+    runner = EndpointRunner(EndpointPredictor(
+        entry, os.environ[env.ENDPOINT_NAME], client=jobs.aws.sagemaker_runtime,
+        component=os.environ.get(env.INFERENCE_COMPONENT) or None))
 else:
     from inferstack.inference.session import Predictor
 
