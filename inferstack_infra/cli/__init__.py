@@ -6,6 +6,7 @@
     inferstack jobs submit|get|wait ...
     inferstack load [--concurrency N | --rate R] [--duration S] [--jobs FRACTION] [--out load.png]
     inferstack doctor [--manifest FILE]
+    inferstack cost|advise [--manifest FILE] [--rps [MODEL=]N ...] [--hours ...] [--json] ...
 """
 
 from __future__ import annotations
@@ -14,10 +15,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from inferstack_infra.cli import calls, dev, doctor, load
+from inferstack_infra.cli import calls, cost, dev, doctor, load
 
 #: Command groups, in the order `inferstack --help` lists them. A new group is a module with `register`.
-GROUPS = (dev, calls, load, doctor)
+GROUPS = (dev, calls, load, doctor, cost)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -133,3 +133,13 @@ def test_cfn_lint_is_clean(zero: Synthesized) -> None:
     cfn_lint = Path(sys.executable).with_name("cfn-lint")
     out = subprocess.run([str(cfn_lint), str(zero.template_file)], capture_output=True, text=True, check=False)
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_the_cost_estimate_counts_what_bills_by_the_month(zero: Synthesized) -> None:
+    from inferstack.manifest import load_manifest
+    from inferstack_infra.cost.inventory import target_tracking_policies, template_alarms
+    from tests.infra.test_cost_inventory import counts
+
+    manifest = load_manifest(zero.outdir.parent / "inferstack.toml")
+    assert counts(zero) == (sum(template_alarms(manifest).values()),
+                            sum(target_tracking_policies(manifest).values()), 1)
