@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import json
 import os
-import statistics
 import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from inferstack_infra.cost.measure import median_seconds
 
 ROOT = Path(__file__).resolve().parent.parent
 CLIENTS = 32
@@ -31,19 +30,6 @@ def texts(n: int, seed: int = 0) -> list[str]:
 
     rnd = random.Random(seed)
     return [" ".join(rnd.choice(WORDS) for _ in range(rnd.randint(8, 20))).capitalize() + "." for _ in range(n)]
-
-
-def _median_s(fn: Callable[[], Any], budget_s: float = 1.5, least: int = 5) -> float:
-    fn()  # warm
-    times: list[float] = []
-    began = time.perf_counter()
-    while len(times) < least or time.perf_counter() - began < budget_s:
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-        if len(times) >= 200:
-            break
-    return statistics.median(times)
 
 
 def latency_rows(budget_s: float) -> list[dict[str, Any]]:
@@ -64,8 +50,8 @@ def latency_rows(budget_s: float) -> list[dict[str, Any]]:
     rows = []
     for batch in (1, 8, 32):
         sample = texts(batch, seed=batch)
-        ours = _median_s(lambda s=sample: predictor.predict({"text": s}), budget_s)  # type: ignore[misc]
-        theirs = _median_s(lambda s=sample, b=batch: reference.encode(  # type: ignore[misc]
+        ours = median_seconds(lambda s=sample: predictor.predict({"text": s}), budget_s)  # type: ignore[misc]
+        theirs = median_seconds(lambda s=sample, b=batch: reference.encode(  # type: ignore[misc]
             s, normalize_embeddings=True, batch_size=b), budget_s)
         rows.append({"figure": f"minilm ms per text, batch {batch} (CPU)", "value": ours / batch * 1000,
                      "baselines": {"PyTorch": theirs / batch * 1000}, "targets": {"PyTorch": 1.0},

@@ -108,13 +108,14 @@ def _from_bench(entry: CatalogEntry, path: Path) -> Measured | None:
 
 
 def measurements(manifest: Manifest, *, remeasure: bool = False, overrides: Mapping[str, float] | None = None,
-                 log: Callable[[str], None] = lambda line: None, bench: Path = BENCH_RESULTS,
-                 cache: Path = CACHE) -> dict[str, Measured]:
+                 log: Callable[[str], None] = lambda line: None, bench: Path | None = None,
+                 cache: Path | None = None) -> dict[str, Measured]:
     """Every model's figures: `overrides` (warm ms, from --duration-ms), else bench/results.json, else the
     cache, else a new measurement (cached). A model's version changes with its file and handler."""
     from inferstack_infra.catalog import build_catalog
 
     overrides = overrides or {}
+    bench, cache = bench or BENCH_RESULTS, cache or CACHE
     try:
         cached: dict[str, Any] = json.loads(cache.read_text())
     except (OSError, ValueError):
