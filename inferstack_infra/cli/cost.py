@@ -91,13 +91,26 @@ def cmd_advise(args: argparse.Namespace) -> int:
         verdict = a.verdict
         print(f"  verdict: {verdict.option.label}, ${verdict.cost:,.2f}/month" if verdict
               else "  verdict: no option meets the budget")
-        for x in a.assessments:
+        shown, others = _shown(a.assessments)
+        for x in shown:
             p99 = "-" if x.p99_s is None or x.p99_s == float("inf") else \
                 f"{x.p99_s * 1000:,.0f} ms" if x.p99_s < 60 else f"{x.p99_s / 60:.0f} min"
-            print(f"  {'ok' if x.meets else '--'} {x.cost:>11,.2f}  {p99:>9}  {x.option.label:<44} {x.reason}")
+            print(f"  {'ok' if x.meets else '--'} {x.cost:>11,.2f}  {p99:>9}  {x.option.label:<46} {x.reason}")
+        if others:
+            print("  other GPU families (--json for each): " + ", ".join(
+                f"{x.option.instance_type} {'scaled to zero' if x.option.kind == 'heavy-zero' else 'always on'} "
+                f"${x.cost:,.0f}" for x in others))
         for line in a.break_evens:
             print(f"  break-even: {line}")
     return 0
+
+
+def _shown(assessments: list[Any]) -> tuple[list[Any], list[Any]]:
+    """Every light and jobs option, and of the heavy ones the cheapest family's (always on and scaled to zero)."""
+    heavy = [x for x in assessments if x.option.tier == "heavy"]
+    cheapest = min(heavy, key=lambda x: x.cost).option.instance_type if heavy else None
+    shown = [x for x in assessments if x.option.tier != "heavy" or x.option.instance_type == cheapest]
+    return shown, [x for x in heavy if x.option.instance_type != cheapest and x.option.kind == "heavy"]
 
 
 def _lambda_limit_mb() -> float:
