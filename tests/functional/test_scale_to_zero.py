@@ -5,7 +5,6 @@ in their queue without using up their deliveries."""
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -16,7 +15,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from inferstack import env
-from inferstack.heavy.endpoint import EndpointPredictor
+from inferstack.heavy.endpoint import EndpointPredictor, scale_out_retry_after
 from inferstack.heavy.exceptions import EndpointError, NoCapacityError
 from inferstack.jobs import deferral
 from inferstack.jobs.schemas import JobRequest
@@ -221,6 +220,12 @@ def test_a_job_stops_waiting_after_max_wait_and_takes_the_failure_path(world: Wo
     assert job.status == "running" and "did not come up" in (job.last_error or "")
 
 
-def test_the_local_stack_tells_functions_a_short_retry_after(sagemaker: LocalSageMaker) -> None:
+def test_the_local_stack_tells_functions_a_short_retry_after(sagemaker: LocalSageMaker,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN the local stack: its container starts in seconds, so its functions are told to say 2 s
     assert sagemaker.environment()[env.SCALE_OUT_RETRY_AFTER_S] == "2"
-    assert os.environ.get(env.SCALE_OUT_RETRY_AFTER_S) is None  # the deployed default (60 s) applies on AWS
+    monkeypatch.setenv(env.SCALE_OUT_RETRY_AFTER_S, "2")
+    assert scale_out_retry_after() == 2
+    # AND deployed (nothing set), a wake takes minutes: a minute
+    monkeypatch.delenv(env.SCALE_OUT_RETRY_AFTER_S)
+    assert scale_out_retry_after() == 60
