@@ -65,7 +65,7 @@ def start_dev(log: Path, *args: str, manifest: Path = EXAMPLE_MANIFEST, port: in
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, text=True,
                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
+    deadline = time.monotonic() + 240  # generous: a loaded shared machine starts the stack slowly
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"inferstack dev exited early:\n{log.read_text()}")
