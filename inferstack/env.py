@@ -29,6 +29,12 @@ WEBHOOK_BACKOFF_S = "INFERSTACK_WEBHOOK_BACKOFF_S"
 ALLOW_LOOPBACK_WEBHOOKS = "INFERSTACK_ALLOW_LOOPBACK_WEBHOOKS"
 
 # heavy tier
+#: The container server's event loop (`uvloop` or `asyncio`) and HTTP parser (`httptools` or `h11`); default:
+#: uvloop and httptools where installed.
+HEAVY_LOOP = "INFERSTACK_LOOP"
+HEAVY_HTTP = "INFERSTACK_HTTP"
+#: Requests with larger bodies are tokenized and encoded in a worker thread instead of on the event loop.
+HEAVY_OFFLOAD_BYTES = "INFERSTACK_OFFLOAD_BYTES"
 #: The SageMaker endpoint a heavy model's predict proxy and worker invoke.
 ENDPOINT_NAME = "INFERSTACK_ENDPOINT"
 #: A scale-to-zero heavy model's SageMaker inference component (sent with every InvokeEndpoint call).

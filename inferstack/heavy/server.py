@@ -16,6 +16,8 @@ choice is logged.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import importlib.util
 import json
 import os
 import sys
@@ -23,18 +25,22 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from inferstack import env
 from inferstack.api.errors import Problem, to_problem
 from inferstack.api.predict import predict_body, predict_inputs
 from inferstack.catalog import CatalogEntry
 from inferstack.heavy.batching import DynamicBatcher
 from inferstack.observability import logger
+
+if TYPE_CHECKING:
+    from inferstack.inference.session import Arrays, Predictor, Prepared
 
 CONFIG_FILE = "inferstack.json"
 MODEL_FILE = "model.onnx"
@@ -47,6 +53,8 @@ class ServerConfig:
     model_dir: Path
     max_batch_size: int
     max_delay_ms: float
+    #: Requests with bodies larger than this are tokenized and encoded in a worker thread.
+    offload_bytes: int = 16 * 1024
 
     @classmethod
     def from_env(cls) -> ServerConfig:
@@ -55,7 +63,9 @@ class ServerConfig:
         batching = raw.get("batching", {})
         size = os.environ.get("INFERSTACK_MAX_BATCH_SIZE") or batching.get("max_batch_size", 32)
         delay = os.environ.get("INFERSTACK_MAX_DELAY_MS") or batching.get("max_delay_ms", 5)
-        return cls(model_dir=model_dir, max_batch_size=int(size), max_delay_ms=float(delay))
+        offload = os.environ.get(env.HEAVY_OFFLOAD_BYTES)
+        return cls(model_dir=model_dir, max_batch_size=int(size), max_delay_ms=float(delay),
+                   **({"offload_bytes": int(offload)} if offload else {}))
 
 
 def providers() -> list[str]:
@@ -65,6 +75,10 @@ def providers() -> list[str]:
     chosen = ["CUDAExecutionProvider", "CPUExecutionProvider"] if "CUDAExecutionProvider" in available \
         else ["CPUExecutionProvider"]
     return chosen
+
+
+def _answer(predictor: Predictor, prepared: Prepared, outputs: Arrays) -> bytes:
+    return predict_body(predictor.name, predictor.version, predictor.respond(prepared, outputs))
 
 
 def _problem(problem: Problem) -> Response:
@@ -105,28 +119,45 @@ def create_app(config: ServerConfig) -> Starlette:
 
     async def invocations(request: Request) -> Response:
         predictor: Predictor = state["predictor"]
-        # A handler's pre- and post-processing (tokenizers, numpy) may take milliseconds: off the event loop.
-        off_loop = predictor.handler is not None
+        batcher: DynamicBatcher = state["batcher"]
         try:
-            inputs = predict_inputs(await request.body(), MAX_BODY_BYTES)
-            prepared = await asyncio.to_thread(predictor.prepare, inputs) if off_loop else predictor.prepare(inputs)
-            outputs = await state["batcher"].submit(prepared.arrays)
-            answer = await asyncio.to_thread(predictor.respond, prepared, outputs) if off_loop \
-                else predictor.respond(prepared, outputs)
+            with batcher.arriving():  # an idle model waits for it only while it is on its way
+                raw = await request.body()
+                inputs = predict_inputs(raw, MAX_BODY_BYTES)
+                # A handler's pre- and post-processing (tokenizers, numpy, JSON) of a large request may take
+                # milliseconds: off the event loop. For a small one the hop to a thread costs more than the work.
+                off_loop = predictor.handler is not None and len(raw) > config.offload_bytes
+                prepared = await asyncio.to_thread(predictor.prepare, inputs) if off_loop \
+                    else predictor.prepare(inputs)
+            outputs = await batcher.submit(prepared.arrays)
+            if off_loop:
+                body = await asyncio.to_thread(_answer, predictor, prepared, outputs)
+            else:
+                body = _answer(predictor, prepared, outputs)
         except Exception as exc:
             return _problem(to_problem(exc, context={"model": predictor.name}))
-        return Response(predict_body(predictor.name, predictor.version, answer), media_type="application/json")
+        return Response(body, media_type="application/json")
 
     async def stats(_: Request) -> Response:
-        s = state["batcher"].stats
-        return JSONResponse({"requests": s.requests, "inference_calls": s.inference_calls, "rows": s.rows,
-                             "largest_batch_rows": s.largest_batch_rows})
+        return JSONResponse(dataclasses.asdict(state["batcher"].stats))
 
     return Starlette(lifespan=lifespan, routes=[
         Route("/ping", ping, methods=["GET"]),
         Route("/invocations", invocations, methods=["POST"]),
         Route("/stats", stats, methods=["GET"]),  # not reachable through SageMaker; for tests and benchmarks
     ])
+
+
+def _available(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
+
+
+def event_loop_and_parser() -> tuple[str, str]:
+    """uvloop and httptools where installed (the container's requirements pin them: measured faster, see
+    `make bench-peers`), else asyncio's loop and h11; `INFERSTACK_LOOP` / `INFERSTACK_HTTP` choose."""
+    loop = os.environ.get(env.HEAVY_LOOP) or ("uvloop" if _available("uvloop") else "asyncio")
+    http = os.environ.get(env.HEAVY_HTTP) or ("httptools" if _available("httptools") else "h11")
+    return loop, http
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -137,8 +168,10 @@ def main(argv: list[str] | None = None) -> None:
         args = args[1:]
     port = int(os.environ.get("SAGEMAKER_BIND_TO_PORT") or os.environ.get("PORT") or DEFAULT_PORT)
     host = os.environ.get("INFERSTACK_BIND_HOST", "0.0.0.0")
+    loop, http = event_loop_and_parser()
+    logger.info("serving", extra={"port": port, "loop": loop, "http": http})
     uvicorn.run(create_app(ServerConfig.from_env()), host=host, port=port, log_level="warning",
-                timeout_graceful_shutdown=60, access_log=False)
+                timeout_graceful_shutdown=60, access_log=False, loop=loop, http=http)
 
 
 if __name__ == "__main__":

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import signal
-import threading
+import socket
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -19,7 +18,6 @@ import onnxruntime as ort
 import pytest
 from botocore.exceptions import ClientError
 
-from inferstack.heavy.batching import DynamicBatcher
 from inferstack.heavy.endpoint import EndpointPredictor
 from inferstack.heavy.exceptions import EndpointError
 from inferstack.manifest import Manifest, parse_manifest
@@ -105,63 +103,25 @@ def test_64_concurrent_requests_are_batched_and_each_gets_its_own_rows(server: M
 
 
 def test_sigterm_finishes_in_flight_requests(tmp_path: Path) -> None:
-    # GIVEN a server whose batcher holds a lone request for 1 s
-    slow = start_server(tmp_path, max_batch_size=64, max_delay_ms=1000)
+    # GIVEN a request in flight: its headers sent, its body not yet all there
+    slow = start_server(tmp_path)
     assert slow.proc is not None
-    result: dict[str, Any] = {}
-
-    def call() -> None:
-        result["response"] = httpx.post(f"{slow.url}/invocations", json={"inputs": rows(1, 1)}, timeout=30)
-
-    caller = threading.Thread(target=call)
-    caller.start()
-    time.sleep(0.3)
-    # WHEN it gets SIGTERM while the request is in flight
-    slow.proc.send_signal(signal.SIGTERM)
-    caller.join(30)
+    body = json.dumps({"inputs": rows(1, 1)}).encode()
+    with socket.create_connection(("127.0.0.1", slow.port), timeout=30) as conn:
+        conn.sendall(b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: %d\r\n\r\n" % len(body) + body[:10])
+        time.sleep(0.3)
+        # WHEN the server gets SIGTERM, and the rest of the body arrives after it
+        slow.proc.send_signal(signal.SIGTERM)
+        time.sleep(0.3)
+        conn.sendall(body[10:])
+        answer = conn.makefile("rb").readline()
     # THEN the request still gets its answer and the server exits cleanly
-    assert result["response"].status_code == 200
+    assert answer.startswith(b"HTTP/1.1 200"), answer
     # (uvicorn re-raises SIGTERM once its graceful shutdown is done, so the exit status is the signal's)
     assert slow.proc.wait(30) in (0, -signal.SIGTERM)
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"{slow.url}/ping", timeout=2)
-
-
-def test_batcher_keeps_unstackable_shapes_apart_and_isolates_a_failing_request() -> None:
-    calls: list[tuple[int, ...]] = []
-
-    def run(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        x = arrays["x"]
-        calls.append(x.shape)
-        if np.any(x < 0):
-            raise ValueError("negative input")
-        return {"y": x * 2}
-
-    async def scenario() -> list[Any]:
-        batcher = DynamicBatcher(run, max_batch_size=16, max_delay_ms=50)
-        batcher.start()
-        requests = [np.ones((1, 3)), np.ones((2, 3)), np.ones((1, 5)), -np.ones((1, 3)), np.full((1, 5), 3.0)]
-        results = await asyncio.gather(*(batcher.submit({"x": r}) for r in requests), return_exceptions=True)
-        await batcher.stop()
-        return results
-
-    results = asyncio.run(scenario())
-    assert results[0]["y"].tolist() == [[2, 2, 2]]
-    assert results[1]["y"].shape == (2, 3)
-    assert results[2]["y"].tolist() == [[2] * 5] and results[4]["y"].tolist() == [[6] * 5]
-    assert isinstance(results[3], ValueError)  # only the bad request fails
-    assert (4, 3) in calls and (2, 5) in calls  # the 3-wide and 5-wide requests were stacked apart
-
-
-def test_batching_off_runs_one_call_per_request() -> None:
-    async def scenario() -> int:
-        batcher = DynamicBatcher(lambda a: a, max_batch_size=1, max_delay_ms=0)
-        batcher.start()
-        await asyncio.gather(*(batcher.submit({"x": np.ones((1, 2))}) for _ in range(10)))
-        await batcher.stop()
-        return batcher.stats.inference_calls
-
-    assert asyncio.run(scenario()) == 10
 
 
 @pytest.fixture(scope="module")
