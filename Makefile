@@ -7,7 +7,7 @@ ARGS   ?=
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: setup dev test lint unit synth doctor bench clean models
+.PHONY: setup dev test lint unit synth doctor bench bench-peers clean models
 
 setup: $(VENV)/.stamp node_modules/.stamp models
 
@@ -54,6 +54,29 @@ doctor: setup
 
 bench: setup
 	$(BIN)/python -m bench
+
+# Our heavy container against BentoML, LitServe, mosec and a plain FastAPI server (bench/peers), from a virtualenv
+# of their own, installed on first use (a few minutes) and never part of `make test`. Where a GPU is present, the
+# same again with onnxruntime-gpu.
+PEERS_VENV     := build/peers-venv
+PEERS_GPU_VENV := build/peers-gpu-venv
+
+$(PEERS_VENV)/.stamp: bench/peers/requirements.txt
+	test -x $(PEERS_VENV)/bin/python || $(PYTHON) -m venv $(PEERS_VENV)
+	$(PEERS_VENV)/bin/pip install --quiet --no-deps -r bench/peers/requirements.txt
+	touch $@
+
+$(PEERS_GPU_VENV)/.stamp: bench/peers/requirements.txt
+	test -x $(PEERS_GPU_VENV)/bin/python || $(PYTHON) -m venv $(PEERS_GPU_VENV)
+	sed 's/^onnxruntime==/onnxruntime-gpu==/' bench/peers/requirements.txt > $(PEERS_GPU_VENV)/requirements.txt
+	$(PEERS_GPU_VENV)/bin/pip install --quiet --no-deps -r $(PEERS_GPU_VENV)/requirements.txt
+	touch $@
+
+bench-peers: setup $(PEERS_VENV)/.stamp
+	$(BIN)/python -m bench.peers --venv $(PEERS_VENV) $(ARGS)
+	if nvidia-smi -L >/dev/null 2>&1; then \
+	  $(MAKE) $(PEERS_GPU_VENV)/.stamp && $(BIN)/python -m bench.peers --venv $(PEERS_GPU_VENV) --gpu $(ARGS); \
+	else echo "bench-peers: no GPU here (nvidia-smi), GPU variant skipped"; fi
 
 clean:
 	rm -rf build cdk.out .pytest_cache .mypy_cache .ruff_cache

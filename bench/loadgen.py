@@ -10,6 +10,23 @@ import time
 import httpx
 
 
+async def _read_body(reader: asyncio.StreamReader) -> None:
+    """Skip an answer's headers and body (Content-Length or chunked, as every server here sends)."""
+    length, chunked = 0, False
+    while (line := await reader.readline()) not in (b"\r\n", b""):
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value)
+        elif name.strip().lower() == b"transfer-encoding" and b"chunked" in value.lower():
+            chunked = True
+    if not chunked:
+        await reader.readexactly(length)
+        return
+    while size := int((await reader.readline()).split(b";")[0], 16):
+        await reader.readexactly(size + 2)
+    await reader.readline()
+
+
 def load(url: str, path: str, body: bytes | list[bytes], *, clients: int, seconds: float,
          headers: dict[str, str] | None = None) -> tuple[float, list[float], dict[int, int]]:
     """Requests per second, each latency (s), and the count of each status code. With a list of bodies, each
@@ -37,11 +54,7 @@ async def _load(url: str, path: str, bodies: list[bytes], *, clients: int, secon
                 writer.write(requests[sent % len(requests)])
                 sent += 1
                 status = int((await reader.readline()).split()[1])
-                length = 0
-                while (line := await reader.readline()) not in (b"\r\n", b""):
-                    if line.lower().startswith(b"content-length:"):
-                        length = int(line.split(b":")[1])
-                await reader.readexactly(length)
+                await _read_body(reader)
                 latencies.append(time.perf_counter() - start)
                 statuses[status] = statuses.get(status, 0) + 1
         finally:

@@ -40,6 +40,8 @@ class CatalogEntry(ModelInfo):
     allow_non_finite: bool = False
     #: The model's handler module, relative to the catalog's model root.
     handler: str | None = None
+    #: The onnxruntime optimization level the artifact was saved at (`optimize.graph` in the manifest).
+    graph_optimized: Literal["none", "basic", "extended"] = "none"
 
     def public(self) -> ModelInfo:
         return ModelInfo.model_validate(self.model_dump(include=set(ModelInfo.model_fields)))

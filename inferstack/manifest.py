@@ -14,6 +14,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from inferstack.optimize.config import Optimize
+
 MODEL_NAME_PATTERN = r"^[a-z][a-z0-9-]{0,39}$"
 LAMBDA_MAX_MEMORY_MB = 10240
 API_GATEWAY_TIMEOUT_S = 29
@@ -204,6 +206,8 @@ class Model(_Strict):
     throttle: Throttle | None = None
     #: p99 latency (ms) the model's callers can accept: `inferstack advise` picks the cheapest tier that meets it.
     latency_budget_ms: Annotated[int, Field(ge=1, le=3_600_000)] | None = None
+    #: Build-time quantization and graph optimization, gated by accuracy (`inferstack.optimize.config`).
+    optimize: Optimize | None = None
     # light tier
     memory_mb: Annotated[int, Field(ge=128, le=LAMBDA_MAX_MEMORY_MB)] = 1024
     timeout_s: Annotated[int, Field(ge=1, le=API_GATEWAY_TIMEOUT_S)] = 10

@@ -9,6 +9,7 @@ from inferstack.catalog import Catalog, CatalogEntry
 from inferstack.inference.handlers import load_handler
 from inferstack.inference.session import create_session, read_signature
 from inferstack.manifest import Manifest, Model
+from inferstack_infra.optimize import artifact
 
 
 def file_version(path: Path) -> str:
@@ -39,7 +40,7 @@ def build_catalog(manifest: Manifest, *, bundled: bool = True) -> Catalog:
     A model's handler is imported here, for its request and response schemas."""
     entries = []
     for m in manifest.models:
-        path = manifest.model_file(m)
+        path = artifact(manifest, m)  # the optimized model where the manifest asks for one
         inputs, outputs = read_signature(create_session(path, threads=1))
         handler_file = manifest.handler_file(m)
         handler = load_handler(handler_file) if handler_file else None
@@ -50,16 +51,18 @@ def build_catalog(manifest: Manifest, *, bundled: bool = True) -> Catalog:
             name=m.name, tier=m.tier, version=m.version or model_version(manifest, m), inputs=inputs,
             outputs=outputs, artifact=bundled_artifact(m.name) if bundled else str(path.resolve()),
             allow_non_finite=m.allow_non_finite,
-            handler=handler_path,
+            handler=handler_path, graph_optimized=m.optimize.graph if m.optimize else "none",
             request_schema=handler.request_schema() if handler else None,
             response_schema=handler.response_schema() if handler else None))
     return Catalog(models=entries)
 
 
 def model_version(manifest: Manifest, model: Model) -> str:
-    """The model file's digest, and its handler's source where it has one: a changed handler is a new version."""
+    """The model file's digest, with its handler's source where it has one (a changed handler is a new version)
+    and its optimization settings where it has them (an INT8 build is another model than the float one)."""
     version = file_version(manifest.model_file(model))
     handler = manifest.handler_file(model)
-    if handler is None:
+    if handler is None and model.optimize is None:
         return version
-    return hashlib.sha256((version + file_version(handler)).encode()).hexdigest()[:12]
+    extra = (file_version(handler) if handler else "") + (model.optimize.model_dump_json() if model.optimize else "")
+    return hashlib.sha256((version + extra).encode()).hexdigest()[:12]

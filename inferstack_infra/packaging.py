@@ -23,6 +23,7 @@ from pathlib import Path
 from inferstack.catalog import Catalog, CatalogEntry
 from inferstack.manifest import Manifest, Model
 from inferstack.topology import FunctionSpec
+from inferstack_infra import optimize
 
 ROOT = Path(__file__).resolve().parent.parent
 LAYERS_DIR = ROOT / "layers"
@@ -196,7 +197,7 @@ def _write_function(out: Path, spec: FunctionSpec, manifest: Manifest, catalog: 
         entry = catalog.get(spec.model)
         assert entry is not None
         (out / entry.artifact).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(manifest.model_file(model), out / entry.artifact)
+        shutil.copy2(optimize.artifact(manifest, model), out / entry.artifact)
         if entry.handler:
             copy_handler(manifest, model, (out / entry.handler).parent)
     Catalog(models=entries).dump(out / "catalog.json")
@@ -226,6 +227,7 @@ def heavy_model_config(entry: CatalogEntry, model: Model, manifest: Manifest) ->
     handler = manifest.handler_file(model)
     return {"name": entry.name, "tier": "heavy", "version": entry.version,
             "allow_non_finite": entry.allow_non_finite, "batching": model.batching.model_dump(),
+            "graph_optimized": entry.graph_optimized,
             "handler": f"{HEAVY_CODE_DIR}/{handler.name}" if handler else None}
 
 
@@ -240,7 +242,7 @@ def stage_heavy_model(model: Model, manifest: Manifest, catalog: Catalog, out: P
 
     def write(target: Path) -> None:
         target.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(manifest.model_file(model), target / "model.onnx")
+        shutil.copy2(optimize.artifact(manifest, model), target / "model.onnx")
         (target / "inferstack.json").write_text(json.dumps(heavy_model_config(entry, model, manifest),
                                                            indent=2) + "\n")
         if manifest.handler_file(model):

@@ -39,14 +39,18 @@ def available_vcpus() -> int:
 
 
 def create_session(path: str | Path, *, threads: int | None = None, providers: list[str] | None = None,
-                   spin: bool | None = None) -> ort.InferenceSession:
+                   spin: bool | None = None, graph_optimized: str = "none") -> ort.InferenceSession:
     """`spin`: let idle intra-op threads busy-wait for work (lowest latency for back-to-back runs, but they
-    take CPU from everything else in the process). Default: only when there is more than one thread."""
+    take CPU from everything else in the process). Default: only when there is more than one thread.
+    `graph_optimized`: the level the graph was saved at by the build (`optimize.graph`); a graph saved at
+    "extended" is loaded with only the basic passes (they find nothing left to do and cost little), which
+    spares the cold start the extended ones."""
     threads = threads or available_vcpus()
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC \
+        if graph_optimized == "extended" else ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     if not (threads > 1 if spin is None else spin):
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     try:
@@ -88,6 +92,8 @@ class Entry(Protocol):
     def allow_non_finite(self) -> bool: ...
     @property
     def handler(self) -> str | None: ...
+    @property
+    def graph_optimized(self) -> str: ...
 
 
 Arrays = dict[str, np.ndarray]
@@ -124,7 +130,9 @@ class Predictor:
             from inferstack.inference.handlers import load_handler
 
             handler = load_handler(root / entry.handler)
-        predictor = cls(entry, create_session(root / entry.artifact, providers=providers, spin=spin), handler)
+        session = create_session(root / entry.artifact, providers=providers, spin=spin,
+                                 graph_optimized=entry.graph_optimized)
+        predictor = cls(entry, session, handler)
         if warm_up:
             predictor.warm_up()
         return predictor

@@ -38,6 +38,8 @@ class ModelEntry:
     allow_non_finite: bool = False
     #: The model's handler module, relative to the model root (None: the tensor contract).
     handler: str | None = None
+    #: The onnxruntime optimization level the artifact was saved at ("none", "basic", "extended").
+    graph_optimized: str = "none"
 
 
 def load_model_entry(name: str | None = None, path: str | None = None) -> tuple[ModelEntry, Path]:
@@ -48,6 +50,6 @@ def load_model_entry(name: str | None = None, path: str | None = None) -> tuple[
         if raw["name"] == name:
             entry = ModelEntry(name=raw["name"], tier=raw["tier"], version=raw["version"], artifact=raw["artifact"],
                                allow_non_finite=bool(raw.get("allow_non_finite", False)),
-                               handler=raw.get("handler"))
+                               handler=raw.get("handler"), graph_optimized=raw.get("graph_optimized", "none"))
             return entry, Path(os.environ.get(env.MODEL_ROOT) or where.parent)
     raise LookupError(f"model {name!r} is not in the catalog {where}")

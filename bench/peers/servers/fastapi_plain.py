@@ -7,7 +7,6 @@ from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
-
 from minilm import PORT, Embedder, answer, text_of
 
 embedder = Embedder()
