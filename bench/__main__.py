@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from bench import calls, cost, heavy, light, local, minilm, plots, sizes, worker
+from bench import calls, cost, heavy, light, local, minilm, optimize, plots, sizes, worker
 
 RESULTS = Path(__file__).with_name("results.json")
 
@@ -35,6 +35,7 @@ def main() -> None:
     rows += calls.run()
     rows += heavy.run(seconds=3 if quick else 8)
     rows += minilm.run(seconds=3 if quick else 8)
+    rows += optimize.run(seconds=3 if quick else 8, runs=3 if quick else 5)
     rows += local.run(seconds=3 if quick else 8)
     rows += sizes.run()
     rows += cost.run()

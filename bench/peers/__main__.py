@@ -196,7 +196,7 @@ def main() -> None:
     if args.gpu and not cuda:
         raise SystemExit(f"{args.venv}'s onnxruntime has no CUDA provider: install onnxruntime-gpu there")
     device = "GPU (CUDA)" if cuda else f"CPU ({len(os.sched_getaffinity(0))} cores)"
-    results = run(args.venv, rounds=args.rounds, seconds=args.seconds, names=args.only)
+    results = run(args.venv.absolute(), rounds=args.rounds, seconds=args.seconds, names=args.only)
     print()
     print(table(results, device))
     saved = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}

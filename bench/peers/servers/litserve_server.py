@@ -1,6 +1,5 @@
-"""LitServe with its dynamic batching: `LitAPI(max_batch_size, batch_timeout)`, one inference worker."""
-
-from __future__ import annotations
+"""LitServe with its dynamic batching: `LitAPI(max_batch_size, batch_timeout)`, one inference worker.
+(No `from __future__ import annotations`: LitServe reads decode_request's annotation to type the route.)"""
 
 from typing import Any
 
@@ -12,7 +11,7 @@ class MiniLM(ls.LitAPI):
     def setup(self, device: str) -> None:
         self.embedder = Embedder()
 
-    def decode_request(self, request: Any) -> str:
+    def decode_request(self, request: dict) -> str:  # type: ignore[type-arg]
         return text_of(request)
 
     def predict(self, texts: list[str]) -> list[tuple[Any, int]]:
