@@ -5,10 +5,11 @@ options and pooling (`servers/minilm.py`; ours through its handler, `models/mini
 same virtualenv (`build/peers-venv`, from `requirements.txt`: the container's requirements and the peers'),
 and batches at most 32 requests with a 5 ms window where it batches. One neutral load generator
 (`bench/loadgen.py`: asyncio, keep-alive connections, closed loop) sends one sentence per request at 1, 8 and
-32 clients. Rounds are interleaved: each round starts every server in turn (the order reversed each round),
-measures it at every load, and stops it; the table holds the medians over the rounds.
+32 clients. All servers run at once, idle but for the one under load; measurements are short slices taken in
+turn, server by server at each load, the order reversed every round, so that a swing in a shared machine's load
+hits every contender alike; the table holds the medians over the rounds.
 
-    python -m bench.peers --venv build/peers-venv [--rounds 2] [--seconds 6] [--gpu]
+    python -m bench.peers --venv build/peers-venv [--rounds 4] [--seconds 3] [--gpu]
 """
 
 from __future__ import annotations
@@ -131,19 +132,21 @@ def run(venv: Path, *, rounds: int, seconds: float, names: list[str] | None = No
     sentences = texts(97, seed=7)
     contenders = [c for c in CONTENDERS if not names or c.name in names]
     samples: dict[str, dict[int, list[dict[str, float]]]] = {c.name: {n: [] for n in CLIENTS} for c in contenders}
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as servers:
         # ours reads its model directory as SageMaker lays it out; the peers read the same model.onnx from it
         model_dir = stage_heavy_model(model, manifest, build_catalog(manifest), Path(tmp) / "model",
                                       dependencies=False)
+        # every server up at once (idle, they take no CPU), then short slices in turn: a swing in the machine's
+        # load hits every contender alike
+        bodies = {c.name: [json.dumps(c.body(s)).encode() for s in sentences] for c in contenders}
+        urls = {c.name: servers.enter_context(serving(c, venv, model_dir, bodies[c.name][0])) for c in contenders}
         for r in range(rounds):
-            for contender in contenders if r % 2 == 0 else contenders[::-1]:
-                bodies = [json.dumps(contender.body(s)).encode() for s in sentences]
-                with serving(contender, venv, model_dir, bodies[0]) as url:
-                    for clients in CLIENTS:
-                        figures = measure(url, bodies, clients, seconds)
-                        samples[contender.name][clients].append(figures)
-                        print(f"round {r + 1}  {contender.name:<14} {clients:>2} clients  {figures['rps']:7.1f} "
-                              f"req/s  p50 {figures['p50']:7.1f} ms  p99 {figures['p99']:7.1f} ms", flush=True)
+            for clients in CLIENTS:
+                for contender in contenders if r % 2 == 0 else contenders[::-1]:
+                    figures = measure(urls[contender.name], bodies[contender.name], clients, seconds)
+                    samples[contender.name][clients].append(figures)
+                    print(f"round {r + 1}  {contender.name:<14} {clients:>2} clients  {figures['rps']:7.1f} "
+                          f"req/s  p50 {figures['p50']:7.1f} ms  p99 {figures['p99']:7.1f} ms", flush=True)
     return {name: {n: {k: statistics.median(s[k] for s in runs) for k in ("rps", "p50", "p99")}
                    for n, runs in by_clients.items()} for name, by_clients in samples.items()}
 
@@ -185,8 +188,8 @@ def targets(results: dict[str, Any]) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.peers")
     parser.add_argument("--venv", type=Path, default=ROOT / "build" / "peers-venv")
-    parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--seconds", type=float, default=6)
+    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--seconds", type=float, default=3)
     parser.add_argument("--only", nargs="*", help="contenders to run (default: all), ours first")
     parser.add_argument("--gpu", action="store_true", help="label the run as the GPU variant")
     args = parser.parse_args()
