@@ -118,3 +118,15 @@ def test_every_tier_ships_the_optimized_model(project: Path) -> None:
     model_dir = stage_heavy_model(heavy.models[0], heavy, build_catalog(heavy), project / "model")
     assert (model_dir / "model.onnx").read_bytes() == report.artifact.read_bytes()
     assert json.loads((model_dir / "inferstack.json").read_text())["graph_optimized"] == "extended"
+
+
+def test_doctor_shows_sizes_before_and_after_and_the_drift(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from inferstack_infra.cli.doctor import optimizations
+
+    # GIVEN a heavy model quantized to INT8
+    optimizations(manifest(project, "heavy", quantize="int8-dynamic", max_drift=0.05))
+    out = capsys.readouterr().out
+    # THEN doctor names the recipe, both sizes, each output's drift, and warns about INT8 on a GPU endpoint
+    assert "model clf: INT8 dynamic quantization: 0.1 MB -> 0.0 MB" in out
+    assert "label: " in out and "% of 64 rows agree" in out and "probabilities: mean cosine" in out
+    assert "GPU endpoint" in out
