@@ -26,11 +26,10 @@ def iris_model() -> Path:
 
 MINILM = ROOT / "models" / "minilm" / "model.onnx"
 MINILM_HANDLER = ROOT / "models" / "minilm" / "handler.py"
-MINILM_CHECKPOINT = ROOT / "models" / ".sources" / "all-MiniLM-L6-v2"
 
 
 @pytest.fixture(scope="session")
 def minilm_model() -> Path:
-    if not MINILM.exists() or not (MINILM_CHECKPOINT / ".complete").exists():
+    if not MINILM.exists() or not MINILM.with_name("tokenizer.json").exists():
         pytest.fail("models/minilm is missing: run `make models` (make test does it)")
     return MINILM

@@ -1,10 +1,10 @@
-"""The sentence-embedding example (all-MiniLM-L6-v2 with its handler) against its reference implementation,
-sentence-transformers on PyTorch, loaded from the same checkpoint; and served by each tier's run time."""
+"""The sentence-embedding example (all-MiniLM-L6-v2 with its handler) against its upstream implementation's
+embeddings, committed in models/reference/minilm.json (sentence-transformers on PyTorch, from the same
+checkpoint; no PyTorch here); and served by each tier's run time."""
 
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -22,20 +22,16 @@ from inferstack.manifest import Manifest, parse_manifest
 from inferstack_infra.catalog import build_catalog
 from inferstack_infra.local.sagemaker import ModelServer
 from inferstack_infra.packaging import stage_heavy_model
-from tests.conftest import MINILM_CHECKPOINT, ROOT, load_event
+from models.build_minilm import MODEL_SHA256, load_reference, sha256
+from tests.conftest import ROOT, load_event
 from tests.functional.conftest import _import_fresh, _invoke
 
-SENTENCES = [
-    "A man is eating food.",
-    "A man is eating a piece of bread.",
-    "The girl is carrying a baby.",
-    "A man is riding a horse.",
-    "Stocks fell sharply after the central bank raised interest rates.",
-    "Crème brûlée, naïve café owners and São Paulo's 東京 branch!",
-    "",
-    "ok",
-    "word " * 600,  # far past 256 tokens: truncated, as the reference does
-]
+#: The committed reference: texts (accents, CJK, emoji, empty, whitespace, past 256 tokens ...), the upstream
+#: tokenizer's token counts and sentence-transformers' unit embeddings.
+REFERENCE = load_reference()
+TEXTS: list[str] = REFERENCE["texts"]
+SENTENCES = TEXTS[:8]  # short English sentences
+TOLERANCE = 1e-4
 
 
 def minilm_manifest(tier: str) -> Manifest:
@@ -51,36 +47,35 @@ def predictor(minilm_model: Path) -> Predictor:
     return Predictor.load(build_catalog(minilm_manifest("light"), bundled=False).models[0], Path("/"))
 
 
-@pytest.fixture(scope="module")
-def reference(minilm_model: Path) -> Any:
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from sentence_transformers import SentenceTransformer
-
-    return SentenceTransformer(str(MINILM_CHECKPOINT), device="cpu", local_files_only=True)
-
-
 def embed(predictor: Predictor, texts: list[str]) -> np.ndarray:
     return np.array(predictor.predict({"text": texts})["embeddings"])
 
 
-def test_embeddings_match_the_pytorch_reference_within_1e_4(predictor: Predictor, reference: Any) -> None:
-    # GIVEN sentence-transformers' own encode (PyTorch, the same weights, its own tokenizer wrapper)
-    want = reference.encode(SENTENCES, normalize_embeddings=True, convert_to_numpy=True)
+def test_the_model_is_the_pinned_build(minilm_model: Path) -> None:
+    # models/build_minilm.py writes the graph from the checkpoint's tensors, the same bytes every time
+    assert sha256(minilm_model) == MODEL_SHA256
+
+
+def test_served_embeddings_match_the_upstream_reference_within_1e_4(predictor: Predictor) -> None:
+    # GIVEN sentence-transformers' own encode of the reference texts (PyTorch, the same weights), committed
+    want = REFERENCE["embeddings"]
     # WHEN the ONNX model embeds the same texts through its handler, as one batch and one by one
-    batched = embed(predictor, SENTENCES)
-    alone = np.concatenate([embed(predictor, [s]) for s in SENTENCES])
-    # THEN every component agrees within 1e-4
-    assert batched.shape == want.shape == (len(SENTENCES), 384)
-    assert np.abs(batched - want).max() < 1e-4
-    assert np.abs(alone - want).max() < 1e-4
+    out = predictor.predict({"text": TEXTS})
+    batched = np.array(out["embeddings"])
+    alone = np.concatenate([embed(predictor, [t]) for t in TEXTS])
+    # THEN every component agrees within 1e-4, and the handler's tokenizer counts the upstream's tokens
+    assert batched.shape == want.shape
+    assert np.abs(batched - want).max() < TOLERANCE
+    assert np.abs(alone - want).max() < TOLERANCE
+    assert out["tokens"] == REFERENCE["tokens"]
 
 
 def test_each_text_gets_a_384_dimensional_unit_vector(predictor: Predictor) -> None:
-    out = predictor.predict({"text": SENTENCES})
+    out = predictor.predict({"text": TEXTS})
     vectors = np.array(out["embeddings"])
-    assert vectors.shape == (len(SENTENCES), 384)
+    assert vectors.shape == (len(TEXTS), 384)
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
-    assert out["tokens"][SENTENCES.index("ok")] == 3 and out["tokens"][-1] == 256  # [CLS] ok [SEP]; truncated
+    assert out["tokens"][TEXTS.index("ok")] == 3 and out["tokens"][-1] == 256  # [CLS] ok [SEP]; truncated
 
 
 @pytest.mark.parametrize(("text", "paraphrase", "unrelated"), [
@@ -161,6 +156,12 @@ def test_the_heavy_container_batches_concurrent_requests(heavy: ModelServer, pre
     for texts, answer in zip(requests, answers, strict=True):
         assert answer.status_code == 200, answer.text
         np.testing.assert_allclose(answer.json()["outputs"]["embeddings"], embed(predictor, texts), atol=1e-5)
+
+
+def test_the_heavy_container_serves_the_reference_embeddings(heavy: ModelServer) -> None:
+    answer = httpx.post(f"{heavy.url}/invocations", json={"inputs": {"text": TEXTS}}, timeout=60)
+    assert answer.status_code == 200, answer.text
+    assert np.abs(np.array(answer.json()["outputs"]["embeddings"]) - REFERENCE["embeddings"]).max() < TOLERANCE
 
 
 def test_the_heavy_container_answers_bad_requests_with_422(heavy: ModelServer) -> None:
