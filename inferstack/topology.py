@@ -194,9 +194,42 @@ def routes(manifest: Manifest) -> list[Route]:
               params=("name",)),
         Route("POST", "/v1/jobs", API_FUNCTION, body_schema=JOB_BODY_SCHEMA),
         Route("GET", "/v1/jobs/{job_id}", API_FUNCTION, params=("job_id",)),
+        *v2_routes(),
     ]
     for m in manifest.models:
         out.append(Route("GET", f"/v1/models/{m.name}", API_FUNCTION))
         out.append(Route("POST", f"/v1/models/{m.name}/predict", predict_function_key(m.name),
                          body_schema=PREDICT_BODY_SCHEMA, throttle=m.throttle))
+        out += v2_model_routes(m.name, predict_function_key(m.name), m.throttle)
     return out
+
+
+def v2_routes() -> list[Route]:
+    """The Open Inference Protocol's routes, keyed like /v1's; the health checks are open. Infer bodies may be
+    binary, so no body schema: the functions check them."""
+    name, version = ("name",), ("name", "version")
+    return [
+        Route("GET", "/v2/health/live", API_FUNCTION, api_key_required=False),
+        Route("GET", "/v2/health/ready", API_FUNCTION, api_key_required=False),
+        Route("GET", "/v2", API_FUNCTION),
+        Route("GET", "/v2/models/{name}", API_FUNCTION, params=name),
+        Route("GET", "/v2/models/{name}/ready", API_FUNCTION, params=name),
+        Route("POST", "/v2/models/{name}/infer", API_FUNCTION, params=name),
+        Route("GET", "/v2/models/{name}/versions/{version}", API_FUNCTION, params=version),
+        Route("GET", "/v2/models/{name}/versions/{version}/ready", API_FUNCTION, params=version),
+        Route("POST", "/v2/models/{name}/versions/{version}/infer", API_FUNCTION, params=version),
+    ]
+
+
+def v2_model_routes(model: str, function: str, throttle: Throttle | None) -> list[Route]:
+    """A model's own v2 resources: infer reaches its function with its throttle; the metadata routes under the
+    same static resources reach the API function (API Gateway prefers a static path part over `{name}`)."""
+    base = f"/v2/models/{model}"
+    return [
+        Route("GET", base, API_FUNCTION),
+        Route("GET", f"{base}/ready", API_FUNCTION),
+        Route("POST", f"{base}/infer", function, throttle=throttle),
+        Route("GET", f"{base}/versions/{{version}}", API_FUNCTION, params=("version",)),
+        Route("GET", f"{base}/versions/{{version}}/ready", API_FUNCTION, params=("version",)),
+        Route("POST", f"{base}/versions/{{version}}/infer", function, throttle=throttle, params=("version",)),
+    ]

@@ -22,10 +22,12 @@ from inferstack.api.openapi import document_bodies
 from inferstack.api.problems import PROBLEM_JSON, ProblemType
 from inferstack.api.routes.jobs import jobs_router
 from inferstack.api.routes.models import ModelDirectory, ServesPredictions, models_router
+from inferstack.api.routes.v2 import v2_router
 from inferstack.api.schemas import PredictRequest
 from inferstack.api.schemas import Problem as ProblemModel
 from inferstack.catalog import Catalog
 from inferstack.jobs.schemas import JobRequest
+from inferstack.protocol.schemas import InferRequestBody
 
 if TYPE_CHECKING:
     from inferstack.jobs.service import JobService
@@ -39,7 +41,10 @@ _ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-def problem_response(problem: Problem) -> Response:
+def problem_response(problem: Problem, path: str = "") -> Response:
+    """problem+json; on the Open Inference Protocol's paths (`/v2`), its `{"error": ...}` with the same status."""
+    if path == "/v2" or path.startswith("/v2/"):
+        return Response(problem.error_body(), status_code=problem.status, headers=problem.error_headers())
     return Response(problem.body(), status_code=problem.status, media_type=PROBLEM_JSON, headers=problem.headers)
 
 
@@ -47,18 +52,19 @@ def install_problem_handlers(app: FastAPI) -> None:
     async def on_error(request: Request, exc: Exception) -> Response:
         event = request.scope.get("aws.event") or {}
         context = {"path": request.url.path, "request_id": (event.get("requestContext") or {}).get("requestId")}
-        return problem_response(to_problem(exc, context=context))
+        return problem_response(to_problem(exc, context=context), request.url.path)
 
-    async def on_http(_: Request, exc: Exception) -> Response:
+    async def on_http(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
         kind = _STATUS_PROBLEMS.get(exc.status_code) or ProblemType("http-error", exc.status_code, "HTTP error")
-        return problem_response(Problem(kind, str(exc.detail), headers=dict(exc.headers or {})))
+        return problem_response(Problem(kind, str(exc.detail), headers=dict(exc.headers or {})), request.url.path)
 
-    async def on_validation(_: Request, exc: Exception) -> Response:
+    async def on_validation(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
         errors = [{"input": ".".join(str(p) for p in e["loc"]), "detail": e["msg"]} for e in exc.errors()]
         return problem_response(Problem(problems.INVALID_REQUEST, "; ".join(f"{e['input']}: {e['detail']}"
-                                                                            for e in errors), {"errors": errors}))
+                                                                            for e in errors), {"errors": errors}),
+                                request.url.path)
 
     app.add_exception_handler(StarletteHTTPException, on_http)
     app.add_exception_handler(RequestValidationError, on_validation)
@@ -73,8 +79,12 @@ def create_app(catalog: Catalog, predictors: Mapping[str, ServesPredictions] | N
     app = FastAPI(
         title="inferstack",
         version=__version__,
-        description="ONNX models served on AWS Lambda, SQS and SageMaker. Every route but /v1/health needs "
-        "an API key in the `x-api-key` header. Errors are RFC 9457 problem+json.",
+        description="ONNX models served on AWS Lambda, SQS and SageMaker. Every route but the health checks and the "
+        "docs needs "
+        "an API key in the `x-api-key` header. Errors are RFC 9457 problem+json on /v1; /v2 speaks the Open "
+        "Inference Protocol (KServe v2, with the binary data extension), whose errors are {\"error\": \"...\"}. "
+        "Bodies may be sent gzip- or deflate-encoded (Content-Encoding); responses are compressed for clients "
+        "that send Accept-Encoding.",
         docs_url="/v1/docs",
         openapi_url="/v1/openapi.json",
         redoc_url=None,
@@ -84,7 +94,8 @@ def create_app(catalog: Catalog, predictors: Mapping[str, ServesPredictions] | N
     directory = ModelDirectory([m.public() for m in catalog.models])
     app.include_router(models_router(directory, predictors or {}, body_limit))
     app.include_router(jobs_router(directory, jobs, body_limit))
+    app.include_router(v2_router(directory, predictors or {}, body_limit))
     for router in routers:
         app.include_router(router)
-    document_bodies(app, list(directory.infos.values()), [PredictRequest, JobRequest])
+    document_bodies(app, list(directory.infos.values()), [PredictRequest, JobRequest, InferRequestBody])
     return app

@@ -25,6 +25,12 @@ from inferstack.jobs.exceptions import (
     UnsafeWebhookUrlError,
 )
 from inferstack.observability import logger
+from inferstack.protocol.exceptions import (
+    BinaryDataError,
+    DecodedTooLargeError,
+    InferRequestError,
+    UnsupportedEncodingError,
+)
 
 #: Seconds a client is told to wait when a model's queue is full, or an AWS dependency cannot be reached.
 QUEUE_FULL_RETRY_AFTER_S = 5
@@ -56,6 +62,10 @@ class Problem:
         """The Open Inference Protocol's error shape, `{"error": "..."}`."""
         return json.dumps({"error": self.detail}).encode()
 
+    def error_headers(self) -> dict[str, str]:
+        """The headers of `error_body` (JSON, as the protocol's clients expect, and e.g. `Retry-After`)."""
+        return {"content-type": "application/json", **self.headers}
+
 
 def _is_aws_failure(exc: BaseException) -> bool:
     """A botocore error (throttling, an outage), told apart without importing botocore."""
@@ -68,6 +78,14 @@ def to_problem(exc: BaseException, *, context: dict[str, Any] | None = None) -> 
         return Problem(exc.problem, exc.detail, dict(exc.extensions), dict(exc.headers))
     if isinstance(exc, InputValidationError):
         return Problem(problems.INVALID_INPUT, str(exc), {"errors": [p.as_dict() for p in exc.problems]})
+    if isinstance(exc, InferRequestError):
+        return Problem(problems.INVALID_REQUEST, str(exc), {"errors": [{"input": exc.field, "detail": exc.detail}]})
+    if isinstance(exc, BinaryDataError):
+        return Problem(problems.BAD_BINARY_DATA, str(exc))
+    if isinstance(exc, DecodedTooLargeError):
+        return Problem(problems.PAYLOAD_TOO_LARGE, str(exc))
+    if isinstance(exc, UnsupportedEncodingError):
+        return Problem(problems.UNSUPPORTED_ENCODING, str(exc))
     if isinstance(exc, EndpointError):
         kind = ProblemType(exc.problem.slug, exc.status, exc.problem.title)
         headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after else {}

@@ -38,6 +38,7 @@ class ProblemError(Exception):
 
 
 MALFORMED_JSON = ProblemType("malformed-json", 400, "Malformed JSON body")
+BAD_BINARY_DATA = ProblemType("bad-binary-data", 400, "Binary tensor data does not match its declared size")
 BAD_REQUEST_BODY = ProblemType("bad-request-body", 400, "Request body does not match the route's schema")
 FORBIDDEN = ProblemType("forbidden", 403, "Forbidden")
 NOT_FOUND = ProblemType("not-found", 404, "Not found")
@@ -46,6 +47,7 @@ JOB_NOT_FOUND = ProblemType("job-not-found", 404, "Unknown job")
 METHOD_NOT_ALLOWED = ProblemType("method-not-allowed", 405, "Method not allowed")
 IDEMPOTENCY_CONFLICT = ProblemType("idempotency-conflict", 409, "Idempotency key reused with another body")
 PAYLOAD_TOO_LARGE = ProblemType("payload-too-large", 413, "Request body too large")
+UNSUPPORTED_ENCODING = ProblemType("unsupported-encoding", 415, "Unsupported content encoding")
 INVALID_INPUT = ProblemType("invalid-input", 422, "Inputs do not match the model's signature")
 INVALID_REQUEST = ProblemType("invalid-request", 422, "Invalid request")
 THROTTLED = ProblemType("throttled", 429, "Too many requests")
@@ -93,6 +95,9 @@ GATEWAY_RESPONSES: tuple[GatewayResponse, ...] = (
     GatewayResponse("QUOTA_EXCEEDED", QUOTA_EXCEEDED, "This API key's usage plan quota is used up for the period",
                     retry_after=True),
     GatewayResponse("REQUEST_TOO_LARGE", PAYLOAD_TOO_LARGE, "The request body is larger than the API accepts"),
+    GatewayResponse("UNSUPPORTED_MEDIA_TYPE", UNSUPPORTED_ENCODING,
+                    "The body's Content-Encoding is not one the API decodes (gzip, deflate, identity), or the body "
+                    "is not encoded as it says"),
     GatewayResponse("BAD_REQUEST_BODY", BAD_REQUEST_BODY, "Malformed JSON or a body that is not "
                     '{"inputs": ...}'),
     GatewayResponse("INTEGRATION_TIMEOUT", GATEWAY_TIMEOUT, "The backend did not answer within the time limit"),

@@ -70,6 +70,7 @@ JOB_BODY_SCHEMA: dict[str, Any] = {
     "properties": {
         "model": {"type": "string"},
         "inputs": {"type": ["object", "array"]},
+        "protocol": {"type": "string"},
         "webhook": {"type": "object"},
         "metadata": {"type": "object"},
     },

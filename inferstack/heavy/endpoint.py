@@ -20,6 +20,8 @@ from inferstack.api.problems import ProblemType
 from inferstack.aws import AwsClients
 from inferstack.catalog import CatalogEntry
 from inferstack.heavy.exceptions import EndpointError, NoCapacityError
+from inferstack.protocol.codec import BINARY_CONTENT_TYPE, HEADER_LENGTH
+from inferstack.protocol.sagemaker import V2_CONTENT_TYPE, header_size, v2_content_type
 
 if TYPE_CHECKING:
     from mypy_boto3_sagemaker_runtime import SageMakerRuntimeClient
@@ -82,21 +84,33 @@ class EndpointPredictor:
     def name(self) -> str:
         return self.entry.name
 
-    def predict(self, raw_inputs: Any) -> dict[str, Any]:
-        body = json.dumps({"inputs": raw_inputs}, separators=(",", ":"))
+    def _invoke(self, body: bytes, content_type: str, accept: str) -> tuple[bytes, str]:
         target = {"InferenceComponentName": self.component} if self.component else {}
         try:
-            response = self.client.invoke_endpoint(EndpointName=self.endpoint, Body=body.encode(),
-                                                   ContentType="application/json", Accept="application/json",
-                                                   **target)
+            response = self.client.invoke_endpoint(EndpointName=self.endpoint, Body=body, ContentType=content_type,
+                                                   Accept=accept, **target)
         except ClientError as exc:
             raise _from_client_error(exc) from None
         except ReadTimeoutError:
             raise EndpointError(problems.GATEWAY_TIMEOUT, "The model did not answer in time") from None
         except ConnectionError:
             raise EndpointError(problems.UNAVAILABLE, "The model's endpoint cannot be reached", retry_after=5) from None
-        outputs: dict[str, Any] = json.loads(response["Body"].read())["outputs"]
+        return response["Body"].read(), response.get("ContentType", "application/json")
+
+    def predict(self, raw_inputs: Any) -> dict[str, Any]:
+        body = json.dumps({"inputs": raw_inputs}, separators=(",", ":")).encode()
+        answer, _ = self._invoke(body, "application/json", "application/json")
+        outputs: dict[str, Any] = json.loads(answer)["outputs"]
         return outputs
+
+    def infer_v2(self, body: bytes, json_length: int | None) -> tuple[bytes, dict[str, str]]:
+        """An Open Inference Protocol infer request, JSON or binary, passed to the container as SageMaker's
+        Triton containers take it (the JSON header's size in the content type); its answer and headers."""
+        answer, content_type = self._invoke(body, v2_content_type(json_length or len(body)), V2_CONTENT_TYPE)
+        size = header_size(content_type)
+        if size is not None and size < len(answer):
+            return answer, {"content-type": BINARY_CONTENT_TYPE, HEADER_LENGTH: str(size)}
+        return answer, {"content-type": "application/json"}
 
     def predict_many(self, inputs: list[Any], concurrency: int = 8) -> list[dict[str, Any] | EndpointError]:
         """One invocation per job, concurrently: the container's dynamic batcher stacks them."""
@@ -108,3 +122,17 @@ class EndpointPredictor:
 
         with ThreadPoolExecutor(max_workers=min(concurrency, max(1, len(inputs)))) as pool:
             return list(pool.map(one, inputs))
+
+    def infer_many(self, documents: list[Any], concurrency: int = 8) -> list[dict[str, Any] | EndpointError]:
+        """Open Inference Protocol infer requests (JSON documents), one invocation each, concurrently; each
+        one's infer response as a JSON object."""
+        def one(document: Any) -> dict[str, Any] | EndpointError:
+            try:
+                answer, _ = self.infer_v2(json.dumps(document, separators=(",", ":")).encode(), None)
+            except EndpointError as exc:
+                return exc
+            result: dict[str, Any] = json.loads(answer)
+            return result
+
+        with ThreadPoolExecutor(max_workers=min(concurrency, max(1, len(documents)))) as pool:
+            return list(pool.map(one, documents))

@@ -9,8 +9,11 @@ with a handler `code/`: the handler's directory, with the packages its `requirem
 The model is loaded and warmed up before the server accepts connections, so `/ping` answers 200 only once it
 can serve. onnxruntime runs with the CUDA provider where a GPU is present and the CPU provider otherwise; the
 choice is logged.
-`/invocations` takes the predict body (`{"inputs": ...}`) and answers the predict response; bad input gets a
-4xx problem+json, never a 5xx. SIGTERM stops accepting connections and finishes the requests in flight.
+`/invocations` takes the predict body (`{"inputs": ...}`) and answers the predict response; with the content type
+`application/vnd.sagemaker-triton.binary+json;json-header-size=N` it takes an Open Inference Protocol infer
+request (JSON or binary tensors, `inferstack.protocol`) and answers in kind. Both become arrays before the
+dynamic batcher, which stacks them alike. Bad input gets a 4xx problem+json, never a 5xx. SIGTERM stops
+accepting connections and finishes the requests in flight.
 """
 
 from __future__ import annotations
@@ -33,11 +36,15 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from inferstack import env
+from inferstack.api import problems
 from inferstack.api.errors import Problem, to_problem
 from inferstack.api.predict import predict_body, predict_inputs
+from inferstack.api.problems import ProblemError
 from inferstack.catalog import CatalogEntry
 from inferstack.heavy.batching import DynamicBatcher
 from inferstack.observability import logger
+from inferstack.protocol.codec import HEADER_LENGTH, header_length, parse_infer_request
+from inferstack.protocol.sagemaker import header_size, is_v2, v2_content_type
 
 if TYPE_CHECKING:
     from inferstack.inference.session import Arrays, Predictor, Prepared
@@ -117,9 +124,35 @@ def create_app(config: ServerConfig) -> Starlette:
     async def ping(_: Request) -> Response:
         return Response(status_code=200 if state.get("ready") else 503)
 
+    async def infer_v2(request: Request, predictor: Predictor, batcher: DynamicBatcher) -> Response:
+        """An Open Inference Protocol infer request: arrays before the batcher, like /v1's."""
+        from inferstack.protocol import inference as v2
+        from inferstack.protocol.tensors import encode_response
+
+        with batcher.arriving():
+            body = await request.body()
+            if len(body) > MAX_BODY_BYTES:
+                raise ProblemError(problems.PAYLOAD_TOO_LARGE, f"The body is over {MAX_BODY_BYTES} bytes")
+            parsed = parse_infer_request(body, header_length(str(header_size(request.headers.get("content-type"))
+                                                                 or ""), len(body)))
+            off_loop = predictor.handler is not None and len(body) > config.offload_bytes
+            prepared = await asyncio.to_thread(v2.prepare, predictor, parsed) if off_loop \
+                else v2.prepare(predictor, parsed)
+        outputs = await batcher.submit(prepared.arrays)
+        arrays = await asyncio.to_thread(v2.respond, predictor, prepared, outputs) if off_loop \
+            else v2.respond(predictor, prepared, outputs)
+        answer, headers = encode_response(parsed, arrays, model=predictor.name, version=predictor.version)
+        size = headers.get(HEADER_LENGTH)
+        return Response(answer, media_type=v2_content_type(int(size)) if size else "application/json")
+
     async def invocations(request: Request) -> Response:
         predictor: Predictor = state["predictor"]
         batcher: DynamicBatcher = state["batcher"]
+        if is_v2(request.headers.get("content-type")):
+            try:
+                return await infer_v2(request, predictor, batcher)
+            except Exception as exc:
+                return _problem(to_problem(exc, context={"model": predictor.name}))
         try:
             with batcher.arriving():  # an idle model waits for it only while it is on its way
                 raw = await request.body()

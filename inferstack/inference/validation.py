@@ -221,3 +221,46 @@ def check_tensors(arrays: dict[str, np.ndarray], specs: Sequence[TensorSpec]
             continue
         out[spec.name] = arr
     return out, problems
+
+
+def validate_arrays(arrays: dict[str, np.ndarray], specs: Sequence[TensorSpec], *, allow_non_finite: bool = False
+                    ) -> dict[str, np.ndarray]:
+    """Check arrays a request already carries as tensors (the Open Inference Protocol's) against `specs`, by the
+    rules and with the problems of `validate_inputs`: names, dtype (cast as a nested list's values would be),
+    shape, finiteness. Raises `InputValidationError` with every problem."""
+    problems = [InputProblem(f"inputs.{name}", f"unknown input; this model's inputs are "
+                             f"{', '.join(sorted(s.name for s in specs))}", given=name)
+                for name in arrays if name not in {s.name for s in specs}]
+    out: dict[str, np.ndarray] = {}
+    symbols: dict[str, tuple[int, str]] = {}
+    for spec in specs:
+        path = f"inputs.{spec.name}"
+        arr = arrays.get(spec.name)
+        if arr is None:
+            problems.append(InputProblem(path, f"missing; expected {spec.describe()}", expected=spec.describe()))
+            continue
+        if arr.dtype == object:
+            converted: np.ndarray | InputProblem = arr if spec.dtype == "str" else InputProblem(
+                path, f"expected {spec.dtype} numbers, got strings", expected=spec.dtype, given="BYTES")
+        elif spec.dtype == "str":
+            converted = InputProblem(path, f"expected strings, got {_kind_name(arr)}", expected="str",
+                                     given=str(arr.dtype))
+        else:
+            converted = _cast(arr, spec, path)
+        if isinstance(converted, InputProblem):
+            problems.append(converted)
+            continue
+        shape_problem = _check_shape(converted, spec, path, symbols)
+        if shape_problem:
+            problems.append(shape_problem)
+            continue
+        if not allow_non_finite and converted.dtype.kind == "f" and not np.isfinite(converted).all():
+            bad = np.argwhere(~np.isfinite(converted))[0].tolist()
+            problems.append(InputProblem(path, f"NaN or infinite value at {path}{bad} (or a number too large for "
+                                         f"{spec.dtype}); this model accepts finite numbers only",
+                                         expected="finite " + spec.dtype))
+            continue
+        out[spec.name] = converted
+    if problems:
+        raise InputValidationError(problems)
+    return out

@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from inferstack.protocol.schemas import InferRequestBody
 
 #: SQS accepts 1 MiB messages; inputs above this travel through S3 (claim check).
 INLINE_INPUT_BYTES = 200_000
@@ -25,6 +27,21 @@ class JobRequest(BaseModel):
         "for a model with a handler its own request body (GET /v1/models/{name} has its request_schema)")
     webhook: WebhookSpec | None = None
     metadata: dict[str, Any] | None = Field(default=None, description="Returned with the job; at most 4 KB of JSON")
+    protocol: Literal["v1", "v2"] = Field(default="v1", description="v2: `inputs` is an Open Inference Protocol "
+                                          "infer request (JSON tensors), and the job's result its infer response")
+
+    @model_validator(mode="after")
+    def _v2_inputs(self) -> JobRequest:
+        if self.protocol == "v2":
+            request = InferRequestBody.model_validate(self.inputs)
+            binary = any((i.parameters or {}).get("binary_data_size") is not None for i in request.inputs) or \
+                (request.parameters or {}).get("binary_data_output") or \
+                any((o.parameters or {}).get("binary_data") for o in request.outputs or [])
+            if binary:
+                raise ValueError("a v2 job carries JSON tensors both ways (data, no binary_data_size, binary_data "
+                                 "or binary_data_output): the binary data extension is for POST "
+                                 "/v2/models/{name}/infer")
+        return self
 
     @field_validator("metadata")
     @classmethod
@@ -81,6 +98,7 @@ class JobMessage(BaseModel):
     model: str
     inputs: dict[str, Any] | list[Any] | None = None
     inputs_ref: str | None = None
+    protocol: Literal["v1", "v2"] = "v1"
     webhook_url: str | None = None
     metadata: dict[str, Any] | None = None
     #: When the job first waited for its model to scale out from zero (epoch seconds; `jobs.deferral`).

@@ -71,7 +71,7 @@ class JobService:
                   request_hash=digest, metadata=body.metadata, webhook_url=body.webhook.url if body.webhook else None)
         self.store.create(job)
         message = JobMessage(job_id=job_id, model=body.model, inputs=body.inputs, webhook_url=job.webhook_url,
-                             metadata=body.metadata)
+                             metadata=body.metadata, protocol=body.protocol)
         payload = message.model_dump_json(exclude_none=True)
         if len(payload) > INLINE_INPUT_BYTES:
             ref = self.store.put_blob(f"inputs/{job_id}.json", json.dumps(body.inputs).encode())

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     import numpy as np
 
     from inferstack.heavy.endpoint import EndpointPredictor
+    from inferstack.heavy.exceptions import EndpointError
     from inferstack.inference.session import Predictor, Prepared
 
 
@@ -65,9 +66,23 @@ Outcome = Succeeded | Invalid | Errored | Deferred
 
 class Runner(Protocol):
     """Runs the jobs of one batch; returns one outcome per input, in order. Light models run in-process
-    (`InProcessRunner`); heavy models will run on their SageMaker endpoint behind the same seam."""
+    (`InProcessRunner`); heavy models run on their SageMaker endpoint behind the same seam (`EndpointRunner`).
+    `run_v2` takes Open Inference Protocol infer requests and gives their infer responses."""
 
     def run(self, inputs: Sequence[Any]) -> list[Outcome]: ...
+
+    def run_v2(self, requests: Sequence[Any]) -> list[Outcome]: ...
+
+
+def _v2_outcome(result: dict[str, Any] | Exception) -> Outcome:
+    from inferstack.protocol.exceptions import BinaryDataError, InferRequestError
+
+    if not isinstance(result, Exception):
+        return Succeeded(result)
+    if isinstance(result, InputValidationError | InferRequestError | BinaryDataError):
+        return Invalid(result)
+    logger.error("a v2 job failed", exc_info=result)
+    return Errored(f"{type(result).__name__}: {result}")
 
 
 class InProcessRunner:
@@ -81,6 +96,11 @@ class InProcessRunner:
     def _run(self, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         self.calls += 1
         return self.predictor.run(arrays)
+
+    def run_v2(self, requests: Sequence[Any]) -> list[Outcome]:
+        from inferstack.protocol.batch import infer_many
+
+        return [_v2_outcome(r) for r in infer_many(self.predictor, self._run, requests)]
 
     def run(self, inputs: Sequence[Any]) -> list[Outcome]:
         fast = self._run_stacked(inputs) if self.predictor.handler is None else None
@@ -180,11 +200,18 @@ class EndpointRunner:
     def __init__(self, predictor: EndpointPredictor) -> None:
         self.predictor = predictor
 
+    def run_v2(self, requests: Sequence[Any]) -> list[Outcome]:
+        return self._outcomes(self.predictor.infer_many(list(requests)))
+
     def run(self, inputs: Sequence[Any]) -> list[Outcome]:
+        return self._outcomes(self.predictor.predict_many(list(inputs)))
+
+    @staticmethod
+    def _outcomes(results: Sequence[dict[str, Any] | EndpointError]) -> list[Outcome]:
         from inferstack.heavy.exceptions import NoCapacityError
 
         outcomes: list[Outcome] = []
-        for result in self.predictor.predict_many(list(inputs)):
+        for result in results:
             if not isinstance(result, Exception):
                 outcomes.append(Succeeded(result))
             elif isinstance(result, NoCapacityError):
@@ -257,7 +284,13 @@ class BatchWorker:
                       metadata=message.metadata, webhook_url=message.webhook_url)
             claimed.append((record, message, job, inputs))
 
-        outcomes = self.runner.run([inputs for *_, inputs in claimed]) if claimed else []
+        outcomes: list[Outcome] = [Errored("not run")] * len(claimed)
+        for protocol in ("v1", "v2"):
+            members = [i for i, c in enumerate(claimed) if c[1].protocol == protocol]
+            if members:
+                run = self.runner.run if protocol == "v1" else self.runner.run_v2
+                for i, outcome in zip(members, run([claimed[i][3] for i in members]), strict=True):
+                    outcomes[i] = outcome
         for (record, message, job, _), outcome in zip(claimed, outcomes, strict=True):
             try:
                 if isinstance(outcome, Deferred):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from aws_cdk import Acknowledgment, CfnOutput, Duration, RemovalPolicy, Validations
+from aws_cdk import Acknowledgment, CfnOutput, Duration, RemovalPolicy, Size, Validations
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_lambda as lambda_
@@ -15,6 +15,7 @@ from constructs import Construct
 
 from inferstack.api.problems import GATEWAY_RESPONSES, RETRY_AFTER_S
 from inferstack.manifest import Manifest, resource_id
+from inferstack.protocol.events import BINARY_MEDIA_TYPES, MIN_COMPRESSION_BYTES
 from inferstack.topology import API_STAGE, Route
 
 _JSON_TYPES = {t.name.lower(): t for t in apigw.JsonSchemaType}
@@ -53,6 +54,10 @@ class RestApiTier(Construct):
             description=f"inferstack: {manifest.name}",
             endpoint_types=[apigw.EndpointType.REGIONAL],
             api_key_source_type=apigw.ApiKeySourceType.HEADER,
+            # binary tensors (the Open Inference Protocol's binary data extension) pass as bytes both ways, and
+            # responses are compressed for clients that send Accept-Encoding (requests are always decoded)
+            binary_media_types=list(BINARY_MEDIA_TYPES),
+            min_compression_size=Size.bytes(MIN_COMPRESSION_BYTES),
             cloud_watch_role=True,
             cloud_watch_role_removal_policy=RemovalPolicy.DESTROY,
             deploy_options=apigw.StageOptions(

@@ -5,6 +5,14 @@ to usage plans (token-bucket rate and burst, quota per period), the stage and pe
 request body schema and API Gateway's payload limit, turns each request into a REST proxy event, invokes the
 function's local runtime and maps the proxy result back. Its errors are the problem+json gateway responses
 that the CDK app installs (`inferstack.api.problems.GATEWAY_RESPONSES`).
+
+Bodies are handled as the CDK app configures API Gateway (`inferstack.protocol.events`): a request body with a
+`Content-Encoding` is decoded first (gzip, deflate, identity; another coding or a body that is not what it
+says is a 415, one that decodes past the payload limit a 413); a body whose content type matches the binary
+media types reaches the function base64-encoded, any other as text; a base64 result goes back as bytes when
+the request's first Accept type matches them; and a response of at least `minimumCompressionSize` bytes is
+compressed with the client's highest-priority Accept-Encoding when that is gzip or deflate. The API is also
+served under its stage (`/prod/v1/...`), as a deployed invoke URL is.
 """
 
 from __future__ import annotations
@@ -25,6 +33,9 @@ import jsonschema
 
 from inferstack.api.problems import PROBLEM_JSON, RETRY_AFTER_S, gateway_response
 from inferstack.manifest import Manifest, Quota, Throttle, UsagePlan
+from inferstack.protocol.compression import compress, decompress, response_coding
+from inferstack.protocol.events import BINARY_MEDIA_TYPES, MIN_COMPRESSION_BYTES
+from inferstack.protocol.exceptions import DecodedTooLargeError, ProtocolError
 from inferstack.topology import API_STAGE, Route
 
 #: API Gateway's fixed limits for REST APIs.
@@ -142,17 +153,31 @@ def _multi(pairs: list[tuple[str, str]]) -> tuple[dict[str, str] | None, dict[st
     return single, multi
 
 
+def media_type_matches(value: str | None, patterns: tuple[str, ...] = BINARY_MEDIA_TYPES) -> bool:
+    """Does a Content-Type or Accept type match one of the binary media types (`*` wildcards allowed)? A missing
+    one is API Gateway's default, application/json."""
+    kind = (value or "application/json").split(";", 1)[0].strip().lower()
+    main, _, sub = kind.partition("/")
+    for pattern in patterns:
+        p_main, _, p_sub = pattern.lower().partition("/")
+        if p_main in ("*", main) and p_sub in ("*", sub):
+            return True
+    return False
+
+
 def build_event(*, route: Route, params: Mapping[str, str], method: str, path: str, query: str,
                 headers: list[tuple[str, str]], body: bytes, source_ip: str, api_key: ApiKey | None,
                 request_id: str) -> dict[str, Any]:
     """A REST API Lambda proxy event with the fields API Gateway sends."""
     single_h, multi_h = _multi(headers)
     single_q, multi_q = _multi(parse_qsl(query, keep_blank_values=True))
-    try:
-        text: str | None = body.decode() if body else None
-        is_b64 = False
-    except UnicodeDecodeError:
+    content_type = next((v for k, v in headers if k.lower() == "content-type"), None)
+    text: str | None = None
+    is_b64 = False
+    if body and media_type_matches(content_type):
         text, is_b64 = base64.b64encode(body).decode(), True
+    elif body:
+        text = body.decode("utf-8", "replace")  # a text media type: bytes that are not UTF-8 do not survive
     now = time.time()
     return {
         "resource": route.path,
@@ -218,12 +243,25 @@ class Gateway:
             return
         started = time.perf_counter()
         status, headers, payload = await self.handle(scope, receive)
+        status, headers, payload = self._encode(scope, status, headers, payload)
         raw_headers = [(k.lower().encode(), v.encode()) for k, v in headers if k.lower() != "content-length"]
         raw_headers.append((b"content-length", str(len(payload)).encode()))
         await send({"type": "http.response.start", "status": status, "headers": raw_headers})
         await send({"type": "http.response.body", "body": payload})
         ms = (time.perf_counter() - started) * 1000
         self.log(f"{scope['method']} {scope['path']} {status} {ms:.1f}ms")
+
+    @staticmethod
+    def _encode(scope: Scope, status: int, headers: list[tuple[str, str]], payload: bytes
+                ) -> tuple[int, list[tuple[str, str]], bytes]:
+        """API Gateway's response compression (`minimumCompressionSize`)."""
+        if len(payload) < MIN_COMPRESSION_BYTES or any(k.lower() == "content-encoding" for k, _ in headers):
+            return status, headers, payload
+        accept = next((v.decode("latin-1") for k, v in scope["headers"] if k.lower() == b"accept-encoding"), None)
+        coding = response_coding(accept)
+        if coding is None:
+            return status, headers, payload
+        return status, [*headers, ("Content-Encoding", coding)], compress(payload, coding)
 
     def _gateway_error(self, response_type: str, detail: str | None = None
                        ) -> tuple[int, list[tuple[str, str]], bytes]:
@@ -249,6 +287,17 @@ class Gateway:
                 return self._gateway_error("REQUEST_TOO_LARGE")
             if not message.get("more_body"):
                 break
+
+        if path == f"/{API_STAGE}" or path.startswith(f"/{API_STAGE}/"):
+            path = path[len(API_STAGE) + 1:] or "/"  # the invoke URL's stage
+        encoding = header.get("content-encoding")
+        if body and encoding:
+            try:
+                body = bytearray(decompress(bytes(body), encoding, MAX_PAYLOAD_BYTES))
+            except DecodedTooLargeError:
+                return self._gateway_error("REQUEST_TOO_LARGE")
+            except ProtocolError as exc:
+                return self._gateway_error("UNSUPPORTED_MEDIA_TYPE", str(exc))
 
         matched = match_route(self.table, method, path)
         if matched is None:
@@ -292,14 +341,18 @@ class Gateway:
         if failed or not isinstance(result, dict) or "statusCode" not in result:
             self.log(f"function {route.function} failed: {str(result)[:500]}")
             return self._gateway_error("INTEGRATION_FAILURE")
-        return self._proxy_response(result, request_id)
+        accept = (header.get("accept") or "").split(",", 1)[0] or "*/*"
+        return self._proxy_response(result, request_id, binary=media_type_matches(accept))
 
     @staticmethod
-    def _proxy_response(result: dict[str, Any], request_id: str) -> tuple[int, list[tuple[str, str]], bytes]:
+    def _proxy_response(result: dict[str, Any], request_id: str, *, binary: bool = True
+                        ) -> tuple[int, list[tuple[str, str]], bytes]:
+        """The client's answer; a base64 body is decoded only when the request's first Accept type is a binary
+        media type (else the client gets the base64 text, as from API Gateway)."""
         headers = [(k, str(v)) for k, v in (result.get("headers") or {}).items()]
         for k, values in (result.get("multiValueHeaders") or {}).items():
             headers.extend((k, str(v)) for v in values)
         headers.append(("x-amzn-RequestId", request_id))
         text = result.get("body") or ""
-        payload = base64.b64decode(text) if result.get("isBase64Encoded") else text.encode()
+        payload = base64.b64decode(text) if result.get("isBase64Encoded") and binary else text.encode()
         return int(result["statusCode"]), headers, payload

@@ -1,19 +1,19 @@
-"""Lambda entry point of one light model: `POST /v1/models/{name}/predict`.
+"""Lambda entry point of one light model: `POST /v1/models/{name}/predict` and the Open Inference Protocol's
+`POST /v2/models/{name}[/versions/{version}]/infer`.
 
 The model (named by `$INFERSTACK_MODEL`) is loaded and warmed up at import, during the function's init
 phase (or before the SnapStart snapshot), never inside a request.
 
-The predict route is answered straight from the API Gateway event: the body checks shared with the FastAPI
-app (`inferstack.api.predict`), validation and inference (`inferstack.inference`, through the model's handler
-where it has one), problem+json errors; neither FastAPI nor pydantic is imported on this path (unless the
-model's handler uses pydantic), which keeps the cold start near that of a bare onnxruntime process and the
-warm request near a bare `session.run`. Anything else that reaches the function
-(API Gateway routes nothing else here) goes to the full FastAPI app, built on first use.
+Both routes are answered straight from the API Gateway event: the body checks shared with the FastAPI
+app (`inferstack.api.predict`, `inferstack.protocol`), validation and inference (`inferstack.inference`, through
+the model's handler where it has one), errors (problem+json on /v1, `{"error": ...}` on /v2); neither FastAPI nor
+pydantic is imported on this path (unless the model's handler uses pydantic), which keeps the cold start near
+that of a bare onnxruntime process and the warm request near a bare `session.run`. Anything else that reaches
+the function (API Gateway routes nothing else here) goes to the full FastAPI app, built on first use.
 """
 
 from __future__ import annotations
 
-import base64
 import functools
 import os
 from typing import TYPE_CHECKING, Any
@@ -23,6 +23,8 @@ from inferstack.api.errors import to_problem
 from inferstack.api.predict import predict_body, predict_inputs
 from inferstack.inference.session import Predictor
 from inferstack.inference.spec import load_model_entry
+from inferstack.protocol import inference as v2
+from inferstack.protocol.events import check_version, event_body, infer_request, proxy_result
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -34,6 +36,7 @@ entry, model_root = load_model_entry(path=catalog_path)
 predictor = Predictor.load(entry, model_root)
 body_limit = int(os.environ.get(env.MAX_BODY_BYTES) or 5 * 1024 * 1024)
 predict_path = f"/v1/models/{entry.name}/predict"
+infer_paths = (f"/v2/models/{entry.name}/infer", f"/v2/models/{entry.name}/versions/")
 
 
 def _response(status: int, headers: dict[str, str], body: bytes) -> dict[str, Any]:
@@ -44,16 +47,29 @@ def _response(status: int, headers: dict[str, str], body: bytes) -> dict[str, An
 _JSON = {"content-type": "application/json"}
 
 
+def _context(event: dict[str, Any], context: LambdaContext | None) -> dict[str, Any]:
+    return {"path": event.get("path"), "model": entry.name,
+            "function_request_id": getattr(context, "aws_request_id", None)}
+
+
 def predict(event: dict[str, Any], context: LambdaContext | None = None) -> dict[str, Any]:
-    raw = event.get("body") or ""
-    data = base64.b64decode(raw) if event.get("isBase64Encoded") else raw.encode()
     try:
-        outputs = predictor.predict(predict_inputs(data, body_limit))
+        outputs = predictor.predict(predict_inputs(event_body(event, body_limit), body_limit))
     except Exception as exc:
-        problem = to_problem(exc, context={"path": event.get("path"), "model": entry.name,
-                                           "function_request_id": getattr(context, "aws_request_id", None)})
+        problem = to_problem(exc, context=_context(event, context))
         return _response(problem.status, problem.response_headers(), problem.body())
     return _response(200, _JSON, predict_body(entry.name, entry.version, outputs))
+
+
+def infer(event: dict[str, Any], context: LambdaContext | None = None) -> dict[str, Any]:
+    """The Open Inference Protocol's infer, JSON or binary tensors, straight from the event."""
+    try:
+        check_version(event.get("path") or "", entry.name, entry.version)
+        body, headers = v2.infer(predictor, infer_request(event, body_limit))
+    except Exception as exc:
+        problem = to_problem(exc, context=_context(event, context))
+        return proxy_result(problem.status, problem.error_headers(), problem.error_body())
+    return proxy_result(200, headers, body)
 
 
 @functools.cache
@@ -71,6 +87,10 @@ def _full_app() -> LambdaHandler:
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     # No Powertools `inject_lambda_context` here: it costs more per request than the inference itself on a
     # small model; the request ID is attached where something is logged.
-    if event.get("httpMethod") == "POST" and event.get("path") == predict_path:
-        return predict(event, context)
+    if event.get("httpMethod") == "POST":
+        path = event.get("path") or ""
+        if path == predict_path:
+            return predict(event, context)
+        if path == infer_paths[0] or (path.startswith(infer_paths[1]) and path.endswith("/infer")):
+            return infer(event, context)
     return _full_app()(event, context)
