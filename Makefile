@@ -4,6 +4,8 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
+# The KServe SDK's own environment (its protobuf < 7 pin excludes the main one's); only tests/e2e use it.
+KSERVE_VENV := .venv-kserve
 ARGS   ?=
 # jsii (aws_cdk's Node runtime) prints a banner on every run under a Node release it calls deprecated or
 # end-of-life (Node 20 today); keep it out of the output for the releases the README accepts (cdk.json's app
@@ -19,7 +21,7 @@ MODELS     := $(DEV_MODELS) models/mlp.onnx
 
 .PHONY: setup dev test lint unit synth doctor bench bench-peers clean models fresh-check
 
-setup: $(TEST_STAMP) node_modules/.stamp models
+setup: $(TEST_STAMP) node_modules/.stamp models $(KSERVE_VENV)/.stamp
 
 # The first set-up writes when it began; $(VENV)/.setup-took reports how long it took, once.
 $(DEV_STAMP): pyproject.toml constraints.txt
@@ -40,6 +42,11 @@ $(VENV)/.setup-took: $(DEV_STAMP) $(DEV_MODELS)
 	    | tee $@; \
 	  rm -f $(VENV)/.setup-began; \
 	else touch $@; fi
+
+$(KSERVE_VENV)/.stamp: tests/clients/requirements-kserve.txt
+	test -x $(KSERVE_VENV)/bin/python || $(PYTHON) -m venv $(KSERVE_VENV)
+	$(KSERVE_VENV)/bin/pip install --quiet -r tests/clients/requirements-kserve.txt
+	touch $@
 
 node_modules/.stamp: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
@@ -108,4 +115,4 @@ fresh-check:
 	.ci/fresh-check $(REF)
 
 clean:
-	rm -rf build cdk.out .pytest_cache .mypy_cache .ruff_cache
+	rm -rf build cdk.out .pytest_cache .mypy_cache .ruff_cache $(KSERVE_VENV)

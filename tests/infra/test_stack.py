@@ -103,7 +103,7 @@ def test_every_route_but_health_and_docs_requires_a_key(example: Synthesized) ->
         part = paths[m["Properties"]["ResourceId"]["Ref"]]
         if not m["Properties"].get("ApiKeyRequired"):
             public.add(part)
-    assert public == {"health", "openapi.json", "docs"}
+    assert public == {"health", "openapi.json", "docs", "live", "ready"}  # ready: /v2/health/ready only
 
 
 def test_predict_routes_validate_the_body(example: Synthesized) -> None:
@@ -111,8 +111,9 @@ def test_predict_routes_validate_the_body(example: Synthesized) -> None:
     example.template.has_resource_properties("AWS::ApiGateway::Model", {
         "ContentType": "application/json",
         "Schema": Match.object_like({"type": "object", "required": ["inputs"]})})
+    paths = {rid: r["Properties"]["PathPart"] for rid, r in resources(example, "AWS::ApiGateway::Resource").items()}
     posts = [m for m in resources(example, "AWS::ApiGateway::Method").values()
-             if m["Properties"]["HttpMethod"] == "POST"]
+             if m["Properties"]["HttpMethod"] == "POST" and paths[m["Properties"]["ResourceId"]["Ref"]] != "infer"]
     assert len(posts) == 4  # /v1/models/{name}/predict, .../iris/predict, .../minilm/predict, /v1/jobs
     for m in posts:
         assert "RequestValidatorId" in m["Properties"]
