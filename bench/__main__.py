@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from bench import calls, cost, heavy, light, local, minilm, optimize, plots, sizes, worker
+from bench import calls, cost, heavy, light, local, minilm, optimize, plots, protocol, sizes, worker
 
 RESULTS = Path(__file__).with_name("results.json")
 
@@ -37,6 +37,7 @@ def main() -> None:
     rows += minilm.run(seconds=3 if quick else 8)
     rows += optimize.run(seconds=3 if quick else 8, runs=3 if quick else 5)
     rows += local.run(seconds=3 if quick else 8)
+    rows += protocol.run(seconds=3 if quick else 8)
     rows += sizes.run()
     rows += cost.run()
     print(table(rows))

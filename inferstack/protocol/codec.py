@@ -67,14 +67,18 @@ class InferRequest:
 
 
 def header(headers: Mapping[str, str] | None, name: str) -> str | None:
-    """A header's value, whatever the case of its name (API Gateway passes names as the client sent them)."""
+    """A header's value, whatever the case of its name (API Gateway passes names as the client sent them).
+    On the predict function's hot path: names of another length are skipped without lower-casing them."""
     if not headers:
         return None
     value = headers.get(name)
     if value is not None:
         return value
-    lowered = name.lower()
-    return next((v for k, v in headers.items() if k.lower() == lowered), None)
+    lowered, size = name.lower(), len(name)
+    for key, value in headers.items():
+        if len(key) == size and key.lower() == lowered:
+            return value
+    return None
 
 
 def header_length(value: str | None, body_length: int) -> int | None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import gzip
 import json
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -190,3 +191,14 @@ def test_v1_takes_gzip_and_answers_compressed(dev_stack: RunningStack) -> None:
     assert len(response.json()["outputs"]["label"]) == 120
     assert plain.status_code == 200 and "content-encoding" not in plain.headers
     assert bomb.status_code == 413 and unknown.status_code == 415
+
+
+def test_the_readme_triton_example_runs(dev_stack: RunningStack) -> None:
+    # the README's tritonclient snippet, run as a user would against `make dev`
+    out = subprocess.run([sys.executable, str(ROOT / "examples" / "triton_client.py"), "--url",
+                          dev_stack.url.removeprefix("http://") + "/prod", "--api-key", PRO_KEY],
+                         capture_output=True, text=True, timeout=60, check=False)
+    assert out.returncode == 0, out.stderr[-2000:]
+    lines = out.stdout.splitlines()
+    assert lines[0] == "live: True" and lines[2] == "labels: [0, 2]"
+    assert lines[3].startswith("embeddings: (2, 384) float32 similarity: 0.")

@@ -21,7 +21,8 @@ def _raw_deflate(data: bytes) -> bytes:
 @pytest.mark.parametrize(("coding", "data"), [
     ("gzip", gzip.compress(BODY)), ("x-gzip", gzip.compress(BODY)), ("deflate", zlib.compress(BODY)),
     ("deflate", _raw_deflate(BODY)),  # raw deflate, as some clients send it
-    ("identity", BODY), ("GZIP", gzip.compress(BODY))])
+    ("identity", BODY), ("GZIP", gzip.compress(BODY))], ids=["gzip", "x-gzip", "zlib", "raw-deflate", "identity",
+                                                             "upper-case"])
 def test_codings_decode(coding: str, data: bytes) -> None:
     assert decompress(data, coding, 10_000) == BODY
 
