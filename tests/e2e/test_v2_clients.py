@@ -153,26 +153,42 @@ def test_kserve_sdk_rest_client(dev_stack: RunningStack) -> None:
     assert result["bad"]["status"] == 422 and "dimension 1 must be 4" in result["bad"]["message"]
 
 
-def test_v2_job_gives_a_v2_response(dev_stack: RunningStack) -> None:
-    # GIVEN a job whose inputs are a v2 infer request
+def test_v2_jobs_give_v2_responses(dev_stack: RunningStack) -> None:
+    # GIVEN jobs whose inputs are v2 infer requests, for the light iris and the heavy minilm
     client = dev_stack.client()
-    request = {"id": "job-1", "inputs": [{"name": "features", "datatype": "FP32", "shape": [3, 4],
-                                          "data": ROWS.ravel().tolist()}]}
-    submitted = client.post("/v1/jobs", json={"model": "iris", "protocol": "v2", "inputs": request})
-    assert submitted.status_code == 202, submitted.text
+    iris = {"id": "job-1", "inputs": [{"name": "features", "datatype": "FP32", "shape": [3, 4],
+                                       "data": ROWS.ravel().tolist()}]}
+    minilm = {"inputs": [{"name": "text", "datatype": "BYTES", "shape": [3], "data": TEXTS.tolist()}],
+              "outputs": [{"name": "embeddings"}]}
+    ids = []
+    for model, request in (("iris", iris), ("minilm", minilm)):
+        submitted = client.post("/v1/jobs", json={"model": model, "protocol": "v2", "inputs": request})
+        assert submitted.status_code == 202, submitted.text
+        ids.append(submitted.json()["job_id"])
     refused = client.post("/v1/jobs", json={"model": "iris", "protocol": "v2", "inputs": {"inputs": "no"}})
-    assert refused.status_code == 422
-    # WHEN it has run
-    deadline, job = time.monotonic() + 60, {}
-    while time.monotonic() < deadline and job.get("status") not in ("succeeded", "failed"):
-        job = client.get(f"/v1/jobs/{submitted.json()['job_id']}").json()
+    binary = client.post("/v1/jobs", json={"model": "iris", "protocol": "v2", "inputs": {
+        **iris, "parameters": {"binary_data_output": True}}})
+    assert refused.status_code == 422 and binary.status_code == 422
+    # WHEN they have run
+    deadline, jobs = time.monotonic() + 90, {}
+    while time.monotonic() < deadline and len(jobs) < 2:
+        for job_id in ids:
+            job = client.get(f"/v1/jobs/{job_id}").json()
+            if job["status"] in ("succeeded", "failed"):
+                jobs[job_id] = job
         time.sleep(0.3)
-    # THEN its result is the infer response
-    assert job["status"] == "succeeded", job
-    assert job["result"]["id"] == "job-1" and job["result"]["model_name"] == "iris"
-    label = next(o for o in job["result"]["outputs"] if o["name"] == "label")
+    # THEN their results are infer responses
+    iris_job, minilm_job = (jobs[i] for i in ids)
+    assert iris_job["status"] == "succeeded", iris_job
+    assert iris_job["result"]["id"] == "job-1" and iris_job["result"]["model_name"] == "iris"
+    label = next(o for o in iris_job["result"]["outputs"] if o["name"] == "label")
     assert label["datatype"] == "INT64" and label["data"] == v1_predict(dev_stack, "iris", {
         "features": ROWS.tolist()})["label"]
+    assert minilm_job["status"] == "succeeded", minilm_job
+    (embeddings,) = minilm_job["result"]["outputs"]
+    assert embeddings["name"] == "embeddings" and embeddings["shape"] == [3, 384]
+    np.testing.assert_allclose(np.array(embeddings["data"]).reshape(3, 384),
+                               v1_predict(dev_stack, "minilm", {"text": TEXTS.tolist()})["embeddings"], atol=1e-6)
 
 
 def test_v1_takes_gzip_and_answers_compressed(dev_stack: RunningStack) -> None:

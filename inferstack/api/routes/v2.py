@@ -25,7 +25,6 @@ from inferstack.protocol.codec import (
     header_length,
     parse_infer_request,
 )
-from inferstack.protocol.compression import decode_body
 from inferstack.protocol.metadata import model_metadata, model_tensors, server_metadata
 from inferstack.protocol.schemas import (
     Error,
@@ -109,8 +108,7 @@ def v2_router(directory: ModelDirectory, predictors: Mapping[str, ServesPredicti
         if predictor is None:
             raise ProblemError(problems.MISROUTED, f"Model {name!r} is served by its own function; this request "
                                "reached one that does not serve it (check the API's routes)")
-        body = decode_body(await read_body(request, body_limit), request.headers.get("content-encoding"),
-                           body_limit)
+        body = await read_body(request, body_limit)
         json_length = header_length(request.headers.get(HEADER_LENGTH), len(body))
         parsed = parse_infer_request(body, json_length)
         forward = getattr(predictor, "infer_v2", None)
