@@ -77,9 +77,15 @@ class GatewayResponse:
     #: DEFAULT_4XX/DEFAULT_5XX keep the status of the error they stand for, so their body names none.
     fixed_status: bool = True
 
+    def body(self, detail: str | None = None) -> dict[str, Any]:
+        """problem+json, with the detail also as `error`: gateway responses are the same for the whole API, and
+        Open Inference Protocol clients read an error's message there (`{"error": ...}`)."""
+        detail = detail or self.detail
+        return {**self.problem.body(detail), "error": detail}
+
     def template(self) -> str:
         """The mapping template API Gateway renders (`$context` variables are filled in per request)."""
-        body = self.problem.body(self.detail)
+        body = self.body()
         if not self.fixed_status:
             del body["status"]
         return json.dumps({**body, "requestId": "$context.requestId"})

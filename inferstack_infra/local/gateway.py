@@ -269,7 +269,7 @@ class Gateway:
         headers = [("Content-Type", PROBLEM_JSON)]
         if g.retry_after:
             headers.append(("Retry-After", str(RETRY_AFTER_S)))
-        return g.problem.status, headers, g.problem.encode(detail or g.detail)
+        return g.problem.status, headers, json.dumps(g.body(detail)).encode()
 
     async def handle(self, scope: Scope, receive: Receive) -> tuple[int, list[tuple[str, str]], bytes]:
         method, path = scope["method"], scope["path"]
