@@ -105,7 +105,7 @@ def iris_rows(budget_s: float) -> list[dict[str, Any]]:
         return result
 
     cases["gzip JSON"] = (gzip_json, gz_request, lambda b: b)
-    return _rows("iris 1,000 rows", cases, budget_s)
+    return _rows("iris 1k rows", cases, budget_s)
 
 
 def _rows(label: str, cases: dict[str, tuple[Callable[[], dict[str, Any]], bytes, Callable[[bytes], bytes]]],
@@ -124,17 +124,17 @@ def _figures(label: str, measured: dict[str, tuple[int, int, float]], *, respons
     out = []
     for way in WAYS[1:]:
         req, resp, seconds = measured[way]
-        out.append({"figure": f"{label}: {way} request bytes", "value": req, "baselines": {"v1 JSON": base_req},
+        out.append({"figure": f"{label}, {way}: request B", "value": req, "baselines": {"v1 JSON": base_req},
                     "targets": {}, "better": "lower"})
         target = {"v1 JSON": 0.33} if label.startswith("minilm") and way == "v2 binary" else {}
-        out.append({"figure": f"{label}: {way} response bytes", "value": resp,
+        out.append({"figure": f"{label}, {way}: response B", "value": resp,
                     "baselines": {"v1 JSON": base_resp}, "targets": target, "better": "lower"})
-        what = "server ms, response" if response_time_only else "server ms"
+        what = "ms response" if response_time_only else "server ms"
         target = {"v1 JSON": 0.5} if label.startswith("minilm") and way == "v2 binary" else {}
-        out.append({"figure": f"{label}: {way} {what}", "value": seconds * 1000,
+        out.append({"figure": f"{label}, {way}: {what}", "value": seconds * 1000,
                     "baselines": {"v1 JSON": base_time * 1000}, "targets": target, "better": "lower"})
         if whole:
-            out.append({"figure": f"{label}: {way} server ms, whole request", "value": whole[way] * 1000,
+            out.append({"figure": f"{label}, {way}: ms whole", "value": whole[way] * 1000,
                         "baselines": {"v1 JSON": whole["v1 JSON"] * 1000}, "targets": {}, "better": "lower"})
     return out
 
@@ -190,7 +190,7 @@ def minilm_rows(budget_s: float) -> list[dict[str, Any]]:
 
     measured = {way: (len(requests[way]), len(fn()), _median_s(fn, budget_s)) for way, fn in responses.items()}
     whole_s = {way: _median_s(whole(way), budget_s, least=5) for way in WAYS}
-    return _figures("minilm 64 texts", measured, response_time_only=True, whole=whole_s)
+    return _figures("minilm 64", measured, response_time_only=True, whole=whole_s)
 
 
 def run(seconds: float = 8) -> list[dict[str, Any]]:
