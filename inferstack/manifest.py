@@ -66,8 +66,10 @@ class ApiConfig(_Strict):
     throttle: Throttle = Throttle(rate=200, burst=400)
     plans: list[UsagePlan] = Field(
         default_factory=lambda: [UsagePlan(name="default", throttle=Throttle(rate=50, burst=100))])
-    #: Largest request body accepted. Lambda's synchronous payload limit is 6 MB, event envelope included.
-    max_body_kb: Annotated[int, Field(ge=1, le=6000)] = 5 * 1024
+    #: Largest request body accepted. Lambda's synchronous payload limit is 6 MB for the whole event, and the
+    #: REST API passes every body base64-encoded (binary media type `*/*`, for the Open Inference Protocol's
+    #: binary tensors): 4/3 of the body plus the event's envelope must fit, hence at most 4400 KB.
+    max_body_kb: Annotated[int, Field(ge=1, le=4400)] = 4096
     #: Attach an AWS WAF web ACL (AWS managed common rules + IP rate limit) to the stage.
     waf: bool = False
 

@@ -160,7 +160,7 @@ def test_bodies_over_the_limits_are_413(dev_stack: RunningStack) -> None:
     huge = client.post("/v1/models/iris/predict", content=b"[" + b"1," * (5_300_000) + b"1]",
                        headers={"content-type": "application/json"})
     assert huge.status_code == 413 and huge.json()["type"] == "urn:inferstack:problem:payload-too-large"
-    # over the manifest's api.max_body_kb (5 MB) but under 10 MB: refused by the function, same problem
+    # over the manifest's api.max_body_kb (4 MB) but under 10 MB: refused by the function, same problem
     rows = [[5.1, 3.5, 1.4, 0.2]] * 300_000  # 5.4 MB of compact JSON
     big = client.post("/v1/models/iris/predict", json={"inputs": rows})
     assert big.status_code == 413 and big.json()["type"] == "urn:inferstack:problem:payload-too-large"
