@@ -72,7 +72,7 @@ lint: $(TEST_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
-test: $(TEST_STAMP) models $(VENV)/.setup-took lint
+test: $(TEST_STAMP) models $(KSERVE_VENV)/.stamp $(VENV)/.setup-took lint
 	$(BIN)/pytest -n 2 --dist loadfile
 
 unit: $(TEST_STAMP) models
