@@ -2,7 +2,8 @@
 
 Layers are installed with pip for `manylinux_2_28_aarch64` / CPython 3.14 (Lambda's python3.14 on arm64,
 Amazon Linux 2023), trimmed of what never runs (tests, caches, stubs, unused subpackages), and cached under
-`build/layers/<name>-<hash>` keyed by the recipe and the trim rules.
+the project's `build/layers/<name>-<hash>` keyed by the recipe and the trim rules. The recipes ship with the
+package (`inferstack_infra/layers/`); the run-time library bundled into functions is the installed `inferstack`.
 """
 
 from __future__ import annotations
@@ -24,10 +25,11 @@ from inferstack.catalog import Catalog, CatalogEntry
 from inferstack.manifest import Manifest, Model
 from inferstack.topology import FunctionSpec
 from inferstack_infra import optimize
+from inferstack_infra.paths import CONTAINER_DIR, LAYERS_DIR, RUNTIME_DIR, build_dir
 
-ROOT = Path(__file__).resolve().parent.parent
-LAYERS_DIR = ROOT / "layers"
-BUILD_DIR = Path(os.environ.get("INFERSTACK_BUILD_DIR", ROOT / "build"))
+#: Where builds go: the project's `build/` (the working directory's, or $INFERSTACK_PROJECT's), or
+#: $INFERSTACK_BUILD_DIR; never into the installed package.
+BUILD_DIR = build_dir()
 
 LAMBDA_PYTHON = "3.14"
 LAMBDA_PLATFORMS = ("manylinux_2_28_aarch64", "manylinux_2_17_aarch64", "manylinux2014_aarch64")
@@ -53,7 +55,7 @@ TRIM_PATHS = (
 TRIM_VERSION = "2"
 
 
-#: The heavy tier's container (sagemaker/Dockerfile: Ubuntu 24.04's Python, an amd64 image).
+#: The heavy tier's container (inferstack_infra/container/Dockerfile: Ubuntu 24.04's Python, an amd64 image).
 HEAVY_PYTHON = "3.12"
 HEAVY_PLATFORMS = ("manylinux_2_28_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64")
 
@@ -113,10 +115,11 @@ def trim(site: Path) -> None:
 
 def build_layer(layer: str | Layer, *, quiet: bool = True, python: str = LAMBDA_PYTHON,
                 platforms: tuple[str, ...] = LAMBDA_PLATFORMS) -> Path:
-    """Build (or reuse) a layer (a name in `layers/`, or a `Layer`) by pip-installing its pinned recipe (the
-    whole closure: `--no-deps`) as wheels for another platform: no Docker, no compiler. Returns the directory
-    that holds `python/`. By default for Lambda; with `python=HOST_PYTHON, platforms=HOST_PLATFORMS` the same
-    recipe and trim for this machine, and with `HEAVY_PYTHON, HEAVY_PLATFORMS` for the heavy container."""
+    """Build (or reuse) a layer (a recipe name in `inferstack_infra/layers/`, or a `Layer`) by pip-installing
+    its pinned recipe (the whole closure: `--no-deps`) as wheels for another platform: no Docker, no
+    compiler. Returns the directory that holds `python/`. By default for Lambda; with `python=HOST_PYTHON,
+    platforms=HOST_PLATFORMS` the same recipe and trim for this machine, and with `HEAVY_PYTHON,
+    HEAVY_PLATFORMS` for the heavy container."""
     if isinstance(layer, str):
         layer = Layer(layer, LAYERS_DIR / f"{layer}.txt")
     out = BUILD_DIR / "layers" / f"{layer.name}-{_recipe_hash(layer.recipe, python, platforms)}"
@@ -190,7 +193,7 @@ def stage_function(spec: FunctionSpec, manifest: Manifest, catalog: Catalog) -> 
 
 
 def _write_function(out: Path, spec: FunctionSpec, manifest: Manifest, catalog: Catalog) -> None:
-    _copy_tree(ROOT / "inferstack", out / "inferstack")  # the run-time library, entry points included
+    _copy_tree(RUNTIME_DIR, out / "inferstack")  # the run-time library, entry points included
     entries: list[CatalogEntry] = list(catalog.models)
     if spec.inference and spec.model:
         model = manifest.model(spec.model)
@@ -201,6 +204,19 @@ def _write_function(out: Path, spec: FunctionSpec, manifest: Manifest, catalog: 
         if entry.handler:
             copy_handler(manifest, model, (out / entry.handler).parent)
     Catalog(models=entries).dump(out / "catalog.json")
+
+
+def stage_container() -> Path:
+    """The heavy container image's build context: the Dockerfile, its requirements and `serve`, and the
+    run-time library it copies; content-addressed like a function bundle, so an unchanged image is not
+    rebuilt."""
+
+    def write(out: Path) -> None:
+        for name in ("Dockerfile", "requirements.txt", "serve"):
+            shutil.copy2(CONTAINER_DIR / name, out / name)
+        _copy_tree(RUNTIME_DIR, out / "inferstack")
+
+    return _staged("container", "heavy", write)
 
 
 def dir_size(path: Path) -> int:

@@ -16,7 +16,6 @@ from inferstack_infra.constructs.function import RUNTIME, InferenceFunction
 from inferstack_infra.constructs.heavy import HeavyTier
 from inferstack_infra.constructs.jobs import JobTier
 from inferstack_infra.packaging import (
-    ROOT,
     Layer,
     build_layer,
     function_layers,
@@ -24,6 +23,7 @@ from inferstack_infra.packaging import (
     stage_function,
     stage_heavy_model,
 )
+from inferstack_infra.paths import LAYERS_DIR
 
 CATALOG_IN_BUNDLE = "/var/task/catalog.json"
 
@@ -39,7 +39,8 @@ class InferenceStack(Stack):
         def layer(spec: Layer) -> lambda_.ILayerVersion:
             if spec.name not in layers:
                 recipe = spec.recipe.resolve()
-                base = next((d for d in (ROOT, manifest.root.resolve()) if recipe.is_relative_to(d)), recipe.parent)
+                roots = (LAYERS_DIR.parent, manifest.root.resolve())
+                base = next((d for d in roots if recipe.is_relative_to(d)), recipe.parent.parent)
                 source = recipe.relative_to(base)
                 layers[spec.name] = lambda_.LayerVersion(
                     self, f"{resource_id(spec.name)}Layer", code=lambda_.Code.from_asset(str(build_layer(spec))),

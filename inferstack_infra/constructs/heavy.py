@@ -1,6 +1,6 @@
 """The heavy tier: per heavy model a SageMaker real-time endpoint on a GPU instance, running the container in
-`sagemaker/`, with target-tracking autoscaling on invocations per instance. A model with `instances.min = 0`
-is the scale-to-zero flavour instead (`heavy_zero.ScaleToZeroHeavyModel`)."""
+`inferstack_infra/container/`, with target-tracking autoscaling on invocations per instance. A model with
+`instances.min = 0` is the scale-to-zero flavour instead (`heavy_zero.ScaleToZeroHeavyModel`)."""
 
 from __future__ import annotations
 
@@ -24,16 +24,18 @@ from inferstack.topology import endpoint_name
 if TYPE_CHECKING:
     from inferstack_infra.constructs.heavy_zero import ScaleToZeroHeavyModel
 
-ROOT = Path(__file__).resolve().parents[2]
 VARIANT = "AllTraffic"
 
 
 def container_image(scope: Construct) -> ecr_assets.DockerImageAsset:
-    """The container image, built from `sagemaker/Dockerfile` at deploy time (synth only fingerprints it).
-    Its context is the repository root, narrowed to what the image copies."""
+    """The container image, built from the packaged `container/Dockerfile` at deploy time (synth only
+    fingerprints it). Its context is staged in the project's build directory: the Dockerfile, its requirements
+    and `serve`, and the installed run-time library."""
+    from inferstack_infra.packaging import stage_container
+
     return ecr_assets.DockerImageAsset(
-        scope, "Image", directory=str(ROOT), file="sagemaker/Dockerfile",
-        exclude=["*", "!inferstack", "!sagemaker", "**/__pycache__"], ignore_mode=IgnoreMode.DOCKER,
+        scope, "Image", directory=str(stage_container()), file="Dockerfile",
+        exclude=["**/__pycache__", "**/*.pyc"], ignore_mode=IgnoreMode.DOCKER,
         platform=ecr_assets.Platform.LINUX_AMD64)
 
 

@@ -25,10 +25,12 @@ from inferstack import env
 from inferstack.catalog import CatalogEntry
 from inferstack.manifest import Manifest
 from inferstack_infra.cost.profile import Measured
-from inferstack_infra.packaging import BUILD_DIR, ROOT
+from inferstack_infra.packaging import BUILD_DIR
+from inferstack_infra.paths import project_dir, python_path
 
 CACHE = BUILD_DIR / "cost" / "measurements.json"
-BENCH_RESULTS = ROOT / "bench" / "results.json"
+#: `make bench`'s results, where a project has them (this repository's `bench/`).
+BENCH_RESULTS = project_dir() / "bench" / "results.json"
 #: The `figure` prefix of the rows `make bench` writes for these measurements.
 BENCH_FIGURE = "predict on one thread"
 
@@ -73,7 +75,7 @@ def measure_entry(entry: CatalogEntry, *, budget_s: float = 1.0) -> Measured:
         for _ in range(3):  # the least of three: files in the page cache, and the least disturbed by other work
             start = time.perf_counter()
             subprocess.run([sys.executable, "-c", _INIT_SCRIPT, entry.model_dump_json()], check=True,
-                           capture_output=True, env={**os.environ, "PYTHONPATH": str(ROOT)}, cwd=ROOT)
+                           capture_output=True, env={**os.environ, **python_path()})
             inits.append(time.perf_counter() - start)
     finally:
         if saved is None:

@@ -8,7 +8,6 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable
-from pathlib import Path
 from typing import IO, Any
 
 import httpx
@@ -17,8 +16,7 @@ from inferstack import env
 from inferstack.topology import FunctionSpec
 from inferstack_infra.local.runtime import READY
 from inferstack_infra.nodelay import async_transport, transport
-
-ROOT = Path(__file__).resolve().parents[2]
+from inferstack_infra.paths import python_path
 
 
 class FunctionStartError(RuntimeError):
@@ -37,9 +35,9 @@ class FunctionProcess:
         cmd = [sys.executable, "-m", "inferstack_infra.local.runtime", "--handler", self.spec.handler,
                "--name", self.spec.key,
                "--memory-mb", str(self.spec.memory_mb), "--timeout-s", str(self.spec.timeout_s)]
-        environ = {**os.environ, **self.environment, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1",
+        environ = {**os.environ, **self.environment, **python_path(), "PYTHONUNBUFFERED": "1",
                    env.LAMBDA_MEMORY_MB: str(self.spec.memory_mb), "AWS_LAMBDA_FUNCTION_NAME": self.spec.key}
-        self.proc = subprocess.Popen(cmd, cwd=ROOT, env=environ, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        self.proc = subprocess.Popen(cmd, env=environ, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                      text=True, bufsize=1)
         ready = threading.Event()
         threading.Thread(target=self._pump, args=(self.proc.stdout, ready), daemon=True).start()

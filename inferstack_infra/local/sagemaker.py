@@ -38,8 +38,8 @@ from inferstack_infra.local.functions import prefixed
 from inferstack_infra.local.http import QuietHandler
 from inferstack_infra.nodelay import transport
 from inferstack_infra.packaging import stage_heavy_model
+from inferstack_infra.paths import python_path
 
-ROOT = Path(__file__).resolve().parents[2]
 INVOCATION_TIMEOUT_S = 60
 #: AWS scales an idle inference component in after its target tracking's low alarm: 15 minutes of datapoints.
 SCALE_IN_AFTER_S = 900.0
@@ -69,8 +69,8 @@ class ModelServer:
 
     def start(self, ready_timeout_s: float = 120) -> None:
         environ = {**os.environ, "SM_MODEL_DIR": str(self.model_dir), "SAGEMAKER_BIND_TO_PORT": str(self.port),
-                   "INFERSTACK_BIND_HOST": "127.0.0.1", "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
-        self.proc = subprocess.Popen([sys.executable, "-m", "inferstack.heavy.server", "serve"], cwd=ROOT,
+                   "INFERSTACK_BIND_HOST": "127.0.0.1", **python_path(), "PYTHONUNBUFFERED": "1"}
+        self.proc = subprocess.Popen([sys.executable, "-m", "inferstack.heavy.server", "serve"],
                                      env=environ, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         threading.Thread(target=self._pump, daemon=True).start()
         deadline = time.monotonic() + ready_timeout_s

@@ -24,6 +24,7 @@ from inferstack.manifest import Manifest, parse_manifest
 from inferstack_infra.catalog import build_catalog
 from inferstack_infra.local.sagemaker import LocalSageMaker, ModelServer
 from inferstack_infra.packaging import stage_heavy_model
+from inferstack_infra.paths import CONTAINER_DIR
 from tests.conftest import ROOT
 
 MLP = ROOT / "models" / "mlp.onnx"
@@ -178,7 +179,7 @@ def test_endpoint_predictor_maps_sagemaker_errors(local_sagemaker: LocalSageMake
 
 
 def test_container_server_needs_only_its_own_requirements() -> None:
-    # GIVEN sagemaker/requirements.txt (no FastAPI, Mangum, boto3 or httpx in the image) WHEN the server module
+    # GIVEN the container's requirements.txt (no FastAPI, Mangum, boto3 or httpx in the image) WHEN the server module
     # and its app factory are imported THEN none of those is loaded
     import subprocess
     import sys
@@ -187,5 +188,5 @@ def test_container_server_needs_only_its_own_requirements() -> None:
               "print(sorted(m for m in ('fastapi', 'mangum', 'boto3', 'httpx') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
-    required = (ROOT / "sagemaker" / "requirements.txt").read_text()
+    required = (CONTAINER_DIR / "requirements.txt").read_text()
     assert "onnxruntime-gpu==" in required and "fastapi" not in required

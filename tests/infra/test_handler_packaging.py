@@ -49,7 +49,8 @@ def test_light_function_gets_a_layer_of_the_handlers_requirements_for_arm64(snap
     assert len(layers) == 3  # base, inference, handler-minilm
     (layer,) = [r for k, r in snapstart.template.find_resources("AWS::Lambda::LayerVersion").items()
                 if k.startswith("HandlerMinilmLayer")]
-    assert "models/minilm/requirements.txt" in layer["Properties"]["Description"]
+    # named relative to the project, else by its directory (here the handler lies outside the test's project)
+    assert "minilm/requirements.txt" in layer["Properties"]["Description"]
     site = asset_dir(snapstart, layer["Properties"]["Content"]) / "python"
     (binary,) = (site / "tokenizers").glob("*.so")
     assert elf_machine(binary.read_bytes()[:20]) == AARCH64

@@ -20,12 +20,16 @@ def test_model_runs_the_container_image_with_the_artifact_and_network_isolation(
     props = model["Properties"]
     assert props["EnableNetworkIsolation"] is True
     container = props["PrimaryContainer"]
-    assert "container-assets" in json.dumps(container["Image"])  # the DockerImageAsset from sagemaker/
+    assert "container-assets" in json.dumps(container["Image"])  # the DockerImageAsset of the packaged container
     assert container["ModelDataUrl"]  # the model.tar.gz S3 asset
     assert container["Environment"] == {"INFERSTACK_MAX_BATCH_SIZE": "64", "INFERSTACK_MAX_DELAY_MS": "5.0"}
     images = json.loads((example.outdir / "inferstack-example.assets.json").read_text())["dockerImages"]
     (image,) = images.values()
-    assert image["source"]["dockerFile"] == "sagemaker/Dockerfile" and image["source"]["platform"] == "linux/amd64"
+    assert image["source"]["dockerFile"] == "Dockerfile" and image["source"]["platform"] == "linux/amd64"
+    # the context staged from the installed package: what the Dockerfile copies, and nothing of the project
+    context = example.outdir / image["source"]["directory"]
+    assert sorted(p.name for p in context.iterdir()) == ["Dockerfile", "inferstack", "requirements.txt", "serve"]
+    assert (context / "inferstack" / "heavy" / "server.py").is_file()
 
 
 def test_endpoint_on_the_manifest_gpu_instance(example: Synthesized) -> None:
