@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from inferstack.manifest_schema import check_schema
 from inferstack.optimize.config import Optimize
 
 MODEL_NAME_PATTERN = r"^[a-z][a-z0-9-]{0,39}$"
@@ -326,6 +327,9 @@ def _message(err: Any) -> str:
 
 def parse_manifest(raw: dict[str, Any], *, root: Path = Path("."), source: str = "manifest",
                    check_files: bool = True) -> Manifest:
+    raw, problems = check_schema(raw)
+    if problems:  # another schema's fields would only add confusing findings
+        raise ManifestError(source, problems)
     try:
         manifest = Manifest.model_validate({**raw, "root": root})
     except ValidationError as exc:
@@ -334,7 +338,7 @@ def parse_manifest(raw: dict[str, Any], *, root: Path = Path("."), source: str =
     if check_files:
         missing = [
             (f"models[{i}] ({m.name}).path", f"file {manifest.model_file(m)} does not exist: "
-             "build it (`make models`) or fix the path")
+             "build it (your project's model build; in inferstack's repository `make models`) or fix the path")
             for i, m in enumerate(manifest.models)
             if not manifest.model_file(m).is_file()
         ]
