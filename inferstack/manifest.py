@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from inferstack.manifest_schema import check_schema
 from inferstack.optimize.config import Optimize
+from inferstack.rollout.config import Rollout, Variant, check_variants
 
 MODEL_NAME_PATTERN = r"^[a-z][a-z0-9-]{0,39}$"
 LAMBDA_MAX_MEMORY_MB = 10240
@@ -196,7 +197,8 @@ class JobsConfig(_Strict):
 
 class Model(_Strict):
     name: Annotated[str, Field(pattern=MODEL_NAME_PATTERN)]
-    path: Path
+    #: The model file; left out when `variants` name the files.
+    path: Path | None = None
     tier: Literal["light", "heavy"]
     #: A Python module with the model's pre- and post-processing (`inferstack.inference.handlers`); its
     #: directory is packaged with it.
@@ -211,6 +213,9 @@ class Model(_Strict):
     latency_budget_ms: Annotated[int, Field(ge=1, le=3_600_000)] | None = None
     #: Build-time quantization and graph optimization, gated by accuracy (`inferstack.optimize.config`).
     optimize: Optimize | None = None
+    #: How a new version takes over (`inferstack.rollout.config`), and A/B variants with fixed weights.
+    rollout: Rollout = Rollout()
+    variants: list[Variant] | None = None
     # light tier
     memory_mb: Annotated[int, Field(ge=128, le=LAMBDA_MAX_MEMORY_MB)] = 1024
     timeout_s: Annotated[int, Field(ge=1, le=API_GATEWAY_TIMEOUT_S)] = 10
@@ -238,8 +243,20 @@ class Model(_Strict):
             )
         return data
 
+    @field_validator("variants")
+    @classmethod
+    def _variants(cls, variants: list[Variant] | None) -> list[Variant] | None:
+        return check_variants(variants) if variants is not None else None
+
     @model_validator(mode="after")
     def _consistent(self) -> Model:
+        if (self.path is None) == (self.variants is None):
+            raise ValueError("set either path (one model file) or variants (A/B: several files with weights)"
+                             if self.path is None else "path and variants exclude each other: with variants, "
+                             "each variant names its file; remove path")
+        if self.variants is not None and (self.tier == "heavy" or self.optimize is not None):
+            raise ValueError("variants are served on tier = 'light' without optimize (in-process A/B); "
+                             "deploy a heavy model's versions through its rollout instead")
         if self.tier == "heavy" and not self.instance_type:
             raise ValueError("a heavy model needs instance_type, a SageMaker GPU instance such as 'ml.g5.xlarge'")
         if self.instance_type and not GPU_INSTANCE.match(self.instance_type):
@@ -275,7 +292,15 @@ class Manifest(_Strict):
         return models
 
     def model_file(self, model: Model) -> Path:
-        return model.path if model.path.is_absolute() else (self.root / model.path)
+        """The model's file (for A/B variants: the first variant's, which gives the signature)."""
+        path = model.path if model.path is not None else (model.variants or [])[0].path
+        return self.resolve(path)
+
+    def variant_files(self, model: Model) -> dict[str, Path]:
+        return {v.name: self.resolve(v.path) for v in model.variants or []}
+
+    def resolve(self, path: Path) -> Path:
+        return path if path.is_absolute() else (self.root / path)
 
     def handler_file(self, model: Model) -> Path | None:
         if model.handler is None:
@@ -340,8 +365,12 @@ def parse_manifest(raw: dict[str, Any], *, root: Path = Path("."), source: str =
             (f"models[{i}] ({m.name}).path", f"file {manifest.model_file(m)} does not exist: "
              "build it (your project's model build; in inferstack's repository `make models`) or fix the path")
             for i, m in enumerate(manifest.models)
-            if not manifest.model_file(m).is_file()
+            if m.path is not None and not manifest.model_file(m).is_file()
         ]
+        missing += [(f"models[{i}] ({m.name}).variants[{j}] ({v.name}).path", f"file {manifest.resolve(v.path)} does "
+                     "not exist: build it or fix the path")
+                    for i, m in enumerate(manifest.models) for j, v in enumerate(m.variants or [])
+                    if not manifest.resolve(v.path).is_file()]
         missing += _handler_problems(manifest)
         if missing:
             raise ManifestError(source, missing)

@@ -22,6 +22,7 @@ from inferstack.catalog import CatalogEntry
 from inferstack.heavy.exceptions import EndpointError, NoCapacityError
 from inferstack.protocol.codec import BINARY_CONTENT_TYPE, HEADER_LENGTH
 from inferstack.protocol.sagemaker import V2_CONTENT_TYPE, header_size, v2_content_type
+from inferstack.rollout import MODEL_VERSION_HEADER, answered_version
 
 if TYPE_CHECKING:
     from mypy_boto3_sagemaker_runtime import SageMakerRuntimeClient
@@ -84,7 +85,14 @@ class EndpointPredictor:
     def name(self) -> str:
         return self.entry.name
 
-    def _invoke(self, body: bytes, content_type: str, accept: str) -> tuple[bytes, str]:
+    @property
+    def version(self) -> str:
+        """The deployed version (an answer names the one that computed it: `predict_versioned`)."""
+        return self.entry.version
+
+    def _invoke(self, body: bytes, content_type: str, accept: str) -> tuple[bytes, str, str]:
+        """The answer, its content type and the version that answered (the container says it in SageMaker's
+        custom attributes: during a blue/green deployment either fleet may answer)."""
         target = {"InferenceComponentName": self.component} if self.component else {}
         try:
             response = self.client.invoke_endpoint(EndpointName=self.endpoint, Body=body, ContentType=content_type,
@@ -95,22 +103,28 @@ class EndpointPredictor:
             raise EndpointError(problems.GATEWAY_TIMEOUT, "The model did not answer in time") from None
         except ConnectionError:
             raise EndpointError(problems.UNAVAILABLE, "The model's endpoint cannot be reached", retry_after=5) from None
-        return response["Body"].read(), response.get("ContentType", "application/json")
+        version = answered_version(response.get("CustomAttributes")) or self.entry.version
+        return response["Body"].read(), response.get("ContentType", "application/json"), version
 
     def predict(self, raw_inputs: Any) -> dict[str, Any]:
+        return self.predict_versioned(raw_inputs)[0]
+
+    def predict_versioned(self, raw_inputs: Any) -> tuple[dict[str, Any], str]:
+        """The outputs and the model version that computed them."""
         body = json.dumps({"inputs": raw_inputs}, separators=(",", ":")).encode()
-        answer, _ = self._invoke(body, "application/json", "application/json")
+        answer, _, version = self._invoke(body, "application/json", "application/json")
         outputs: dict[str, Any] = json.loads(answer)["outputs"]
-        return outputs
+        return outputs, version
 
     def infer_v2(self, body: bytes, json_length: int | None) -> tuple[bytes, dict[str, str]]:
         """An Open Inference Protocol infer request, JSON or binary, passed to the container as SageMaker's
         Triton containers take it (the JSON header's size in the content type); its answer and headers."""
-        answer, content_type = self._invoke(body, v2_content_type(json_length or len(body)), V2_CONTENT_TYPE)
+        answer, content_type, version = self._invoke(body, v2_content_type(json_length or len(body)), V2_CONTENT_TYPE)
         size = header_size(content_type)
         if size is not None and size < len(answer):
-            return answer, {"content-type": BINARY_CONTENT_TYPE, HEADER_LENGTH: str(size)}
-        return answer, {"content-type": "application/json"}
+            return answer, {"content-type": BINARY_CONTENT_TYPE, HEADER_LENGTH: str(size),
+                            MODEL_VERSION_HEADER: version}
+        return answer, {"content-type": "application/json", MODEL_VERSION_HEADER: version}
 
     def predict_many(self, inputs: list[Any], concurrency: int = 8) -> list[dict[str, Any] | EndpointError]:
         """One invocation per job, concurrently: the container's dynamic batcher stacks them."""

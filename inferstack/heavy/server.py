@@ -45,6 +45,7 @@ from inferstack.heavy.batching import DynamicBatcher
 from inferstack.observability import logger
 from inferstack.protocol.codec import HEADER_LENGTH, header_length, parse_infer_request
 from inferstack.protocol.sagemaker import header_size, is_v2, v2_content_type
+from inferstack.rollout import CUSTOM_ATTRIBUTES_HEADER, MODEL_VERSION_HEADER, version_attribute
 
 if TYPE_CHECKING:
     from inferstack.inference.session import Arrays, Predictor, Prepared
@@ -114,7 +115,9 @@ def create_app(config: ServerConfig) -> Starlette:
         batcher = DynamicBatcher(predictor.run, max_batch_size=config.max_batch_size,
                                  max_delay_ms=config.max_delay_ms)
         batcher.start()
-        state.update(predictor=predictor, batcher=batcher, ready=True)
+        # who answered, through SageMaker's custom attributes (the only answer header it passes back)
+        answered_by = {CUSTOM_ATTRIBUTES_HEADER: version_attribute(entry.version), MODEL_VERSION_HEADER: entry.version}
+        state.update(predictor=predictor, batcher=batcher, ready=True, answered_by=answered_by)
         yield
         state["ready"] = False
         await batcher.stop()
@@ -143,7 +146,8 @@ def create_app(config: ServerConfig) -> Starlette:
             else v2.respond(predictor, prepared, outputs)
         answer, headers = encode_response(parsed, arrays, model=predictor.name, version=predictor.version)
         size = headers.get(HEADER_LENGTH)
-        return Response(answer, media_type=v2_content_type(int(size)) if size else "application/json")
+        return Response(answer, media_type=v2_content_type(int(size)) if size else "application/json",
+                        headers=state["answered_by"])
 
     async def invocations(request: Request) -> Response:
         predictor: Predictor = state["predictor"]
@@ -169,7 +173,7 @@ def create_app(config: ServerConfig) -> Starlette:
                 body = _answer(predictor, prepared, outputs)
         except Exception as exc:
             return _problem(to_problem(exc, context={"model": predictor.name}))
-        return Response(body, media_type="application/json")
+        return Response(body, media_type="application/json", headers=state["answered_by"])
 
     async def stats(_: Request) -> Response:
         return JSONResponse(dataclasses.asdict(state["batcher"].stats))

@@ -87,6 +87,7 @@ class JobView(BaseModel):
     result_url: str | None = Field(default=None, description="Presigned URL when the result is too large to inline")
     error: dict[str, str] | None = None
     metadata: dict[str, Any] | None = None
+    model_version: str | None = Field(default=None, description="The model version that ran the job")
     webhook: WebhookState
 
 

@@ -103,6 +103,6 @@ class JobService:
         return JobView(
             job_id=job.job_id, model=job.model, status=job.status, created_at=job.created_at,
             started_at=job.started_at, finished_at=job.finished_at, attempts=job.attempts, result=result,
-            result_url=result_url, error=job.error, metadata=job.metadata,
+            result_url=result_url, error=job.error, metadata=job.metadata, model_version=job.model_version,
             webhook=WebhookState(url=job.webhook_url, status=job.webhook_status,
                                  attempts=[WebhookAttempt.model_validate(a) for a in job.webhook_attempts]))

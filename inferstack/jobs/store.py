@@ -70,6 +70,8 @@ class Job:
     webhook_url: str | None = None
     webhook_status: str = "none"
     webhook_attempts: list[dict[str, Any]] = field(default_factory=list)
+    #: The model version that ran the job.
+    model_version: str | None = None
 
     @classmethod
     def from_item(cls, item: dict[str, Any]) -> Job:
@@ -84,6 +86,7 @@ class Job:
             webhook_status=d.get("webhook_status", "none"),
             webhook_attempts=[{k: int(v) if isinstance(v, Decimal) else v for k, v in a.items()}
                               for a in d.get("webhook_attempts", [])],
+            model_version=d.get("model_version"),
         )
 
 
@@ -203,11 +206,16 @@ class JobStore:
                 return False
             raise
 
-    def finish(self, job_id: str, *, result: Any = None, error: dict[str, str] | None = None) -> bool:
-        """Move a job to its terminal state; False when another delivery got there first."""
+    def finish(self, job_id: str, *, result: Any = None, error: dict[str, str] | None = None,
+               version: str | None = None) -> bool:
+        """Move a job to its terminal state; False when another delivery got there first. `version`: the model
+        version that ran it."""
         stamp = now_iso()
         values: dict[str, Any] = {":queued": "queued", ":running": "running", ":now": stamp}
         sets = ["#s = :status", "updated_at = :now", "finished_at = :now"]
+        if version is not None:
+            values[":version"] = version
+            sets.append("model_version = :version")
         if error is not None:
             values[":status"], values[":error"] = "failed", error
             sets.append("#e = :error")

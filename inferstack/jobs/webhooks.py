@@ -56,6 +56,8 @@ def job_event(job: Job, result: Any = None) -> dict[str, Any]:
                             "links": {"self": f"/v1/jobs/{job.job_id}"}}
     if job.metadata is not None:
         data["metadata"] = job.metadata
+    if job.model_version is not None:
+        data["model_version"] = job.model_version
     if job.status == "failed":
         data["error"] = job.error
     elif result is not None and len(json.dumps(result)) <= INLINE_WEBHOOK_RESULT_BYTES:

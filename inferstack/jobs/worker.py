@@ -227,6 +227,8 @@ class BatchWorker:
     def __init__(self, store: JobStore, webhooks: WebhookSender, runner: Runner) -> None:
         self.store, self.webhooks, self.runner = store, webhooks, runner
         self.deferrer = Deferrer(store, webhooks.aws, webhooks.settings.queues)
+        #: The model version that runs this worker's jobs, recorded on each (`model_version`).
+        self._version: str | None = getattr(getattr(runner, "predictor", None), "version", None)
 
     def _inputs(self, message: JobMessage) -> Any:
         if message.inputs_ref:
@@ -281,7 +283,7 @@ class BatchWorker:
                 self._note(message.job_id, exc)
                 continue
             job = Job(job_id=message.job_id, owner="", model=message.model, status="running", created_at="",
-                      metadata=message.metadata, webhook_url=message.webhook_url)
+                      metadata=message.metadata, webhook_url=message.webhook_url, model_version=self._version)
             claimed.append((record, message, job, inputs))
 
         outcomes: list[Outcome] = [Errored("not run")] * len(claimed)
@@ -301,10 +303,10 @@ class BatchWorker:
                     raise TransientJobError(outcome.message)
                 if isinstance(outcome, Invalid):
                     error = {"type": "invalid-input", "detail": str(outcome.error)}
-                    if self.store.finish(job.job_id, error=error):
+                    if self.store.finish(job.job_id, error=error, version=self._version):
                         job.status, job.error = "failed", error
                         self._finished(record, job, None, pending_webhooks)
-                elif self.store.finish(job.job_id, result=outcome.outputs):
+                elif self.store.finish(job.job_id, result=outcome.outputs, version=self._version):
                     job.status = "succeeded"
                     self._finished(record, job, outcome.outputs, pending_webhooks)
             except Exception as exc:

@@ -32,6 +32,7 @@ import httpx
 from inferstack import env
 from inferstack.catalog import Catalog
 from inferstack.manifest import Manifest
+from inferstack.rollout import CUSTOM_ATTRIBUTES_HEADER as CUSTOM_ATTRIBUTES
 from inferstack.topology import endpoint_name, inference_component_name
 from inferstack_infra.local.aws import free_port
 from inferstack_infra.local.functions import prefixed
@@ -269,8 +270,11 @@ class LocalSageMaker:
             self._replace_if_dead(server)
             return _error("ServiceUnavailable", 503, f"Endpoint {endpoint} is not reachable; retry.")
         if 200 <= answer.status_code < 300:
-            return answer.status_code, {"Content-Type": answer.headers.get("content-type", "application/json"),
-                                        "x-Amzn-Invoked-Production-Variant": "AllTraffic"}, answer.content
+            headers = {"Content-Type": answer.headers.get("content-type", "application/json"),
+                       "x-Amzn-Invoked-Production-Variant": "AllTraffic"}
+            if CUSTOM_ATTRIBUTES in answer.headers:  # the one container header SageMaker passes back
+                headers[CUSTOM_ATTRIBUTES] = answer.headers[CUSTOM_ATTRIBUTES]
+            return answer.status_code, headers, answer.content
         kind = "client" if answer.status_code < 500 else "server"
         text = answer.text
         return _error("ModelError", 424,

@@ -64,6 +64,7 @@ def test_predict_returns_one_row_per_input_row_matching_onnxruntime(predict_hand
     assert response["statusCode"] == 200
     body = body_of(response)
     assert body["model"] == "iris" and len(body["version"]) == 12
+    assert response["headers"]["x-model-version"] == body["version"]  # who answered, in a header too
     label, proba = ort.InferenceSession(str(iris_model)).run(None, {"features": np.array(rows, np.float32)})
     assert body["outputs"]["label"] == label.tolist() == [0, 2, 1]
     np.testing.assert_allclose(body["outputs"]["probabilities"], proba, rtol=1e-6)
@@ -146,3 +147,9 @@ def test_predict_cold_path_imports_neither_fastapi_nor_pydantic(catalog_file: Pa
                          env={"INFERSTACK_CATALOG": str(catalog_file), "INFERSTACK_MODEL": "iris",
                               "PATH": "/usr/bin:/bin"})
     assert out.stdout.strip() == "[]"
+
+
+def test_a_refused_predict_names_the_version_too(predict_handler: Handler) -> None:
+    # GIVEN a body of the wrong shape WHEN predict answers 422 THEN the answer still names the version
+    response = predict_handler(predict_event({"inputs": {"features": [[1.0, 2.0]]}}))
+    assert response["statusCode"] == 422 and len(response["headers"]["x-model-version"]) == 12

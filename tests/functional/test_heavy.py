@@ -162,6 +162,11 @@ def test_endpoint_predictor_maps_sagemaker_errors(local_sagemaker: LocalSageMake
     entry = build_catalog(manifest).models[0]
     predictor = EndpointPredictor(entry, "heavytest-mlp", client=runtime_client(local_sagemaker))
     assert len(predictor.predict(rows(2, 9))["probabilities"]) == 2
+    # the container names its version in SageMaker's custom attributes; the proxy reports it
+    stale = EndpointPredictor(entry.model_copy(update={"version": "stale"}), "heavytest-mlp",
+                              client=runtime_client(local_sagemaker))
+    outputs, version = stale.predict_versioned(rows(1, 3))
+    assert version == entry.version and len(outputs["probabilities"]) == 1
     with pytest.raises(EndpointError) as info:
         predictor.predict([[1, 2]])
     assert info.value.status == 422 and info.value.is_client_error

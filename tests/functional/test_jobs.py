@@ -68,9 +68,12 @@ def test_submit_run_store_and_signed_webhook(world: World, receiver: WebhookRece
     assert view.status == "succeeded" and view.attempts == 1
     expected = world.predictor.predict({"features": ROWS})
     assert view.result == expected
+    # AND the job records the model version that ran it, in the job and in its webhook
+    assert view.model_version == world.predictor.version and len(view.model_version) == 12
     (delivery,) = receiver.verified()
     assert delivery.webhook_id == f"msg_{job_id}"
     assert delivery.payload["type"] == "job.succeeded" and delivery.payload["data"]["result"] == expected
+    assert delivery.payload["data"]["model_version"] == world.predictor.version
     assert view.webhook.status == "delivered" and [a.status_code for a in view.webhook.attempts] == [200]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Mapping
 from typing import Any, Protocol
 
@@ -11,10 +12,13 @@ from fastapi import Path as FastApiPath
 
 from inferstack.api import problems
 from inferstack.api.deps import read_body
+from inferstack.api.errors import to_problem
 from inferstack.api.predict import predict_body, predict_inputs
 from inferstack.api.problems import ProblemError
 from inferstack.api.schemas import Health, ModelList, PredictResponse
 from inferstack.catalog import ModelInfo
+from inferstack.rollout import MODEL_VERSION_HEADER
+from inferstack.rollout.metrics import VersionMetrics
 
 
 class ServesPredictions(Protocol):
@@ -38,6 +42,18 @@ class ModelDirectory:
         return info
 
 
+def versioned_failure(exc: Exception, *, path: str, model: str, version: str, metrics: VersionMetrics,
+                      started: float) -> Response:
+    """A failed predict or infer: its problem (problem+json on /v1, `{"error"}` on /v2) with the version header,
+    counted in the version's metrics."""
+    problem = to_problem(exc, context={"path": path, "model": model})
+    metrics.record(model, version, status=problem.status, started=started)
+    headers = {MODEL_VERSION_HEADER: version}
+    if path.startswith("/v2/"):
+        return Response(problem.error_body(), problem.status, headers={**problem.error_headers(), **headers})
+    return Response(problem.body(), problem.status, headers={**problem.response_headers(), **headers})
+
+
 def request_body(model: str) -> dict[str, Any]:
     """A request body the route parses itself (for its own errors), documented by reference."""
     return {"requestBody": {"required": True, "content": {"application/json": {
@@ -47,6 +63,7 @@ def request_body(model: str) -> dict[str, Any]:
 def models_router(directory: ModelDirectory, predictors: Mapping[str, ServesPredictions], body_limit: int
                   ) -> APIRouter:
     router = APIRouter()
+    metrics = VersionMetrics()
     listing = json.dumps(ModelList(models=list(directory.infos.values())).model_dump(mode="json"),
                          separators=(",", ":")).encode()
     names = sorted(directory.infos)
@@ -74,7 +91,16 @@ def models_router(directory: ModelDirectory, predictors: Mapping[str, ServesPred
         if predictor is None:
             raise ProblemError(problems.MISROUTED, f"Model {name!r} is served by its own function; this request "
                                "reached one that does not serve it (check the API's routes)")
-        outputs = predictor.predict(predict_inputs(await read_body(request, body_limit), body_limit))
-        return Response(predict_body(info.name, info.version, outputs), media_type="application/json")
+        started, version = time.perf_counter(), info.version
+        try:
+            inputs = predict_inputs(await read_body(request, body_limit), body_limit)
+            versioned = getattr(predictor, "predict_versioned", None)  # an endpoint says which version answered
+            outputs, version = versioned(inputs) if versioned else (predictor.predict(inputs), info.version)
+        except Exception as exc:
+            return versioned_failure(exc, path=request.url.path, model=name, version=version, metrics=metrics,
+                                     started=started)
+        metrics.record(name, version, status=200, started=started)
+        return Response(predict_body(info.name, version, outputs), media_type="application/json",
+                        headers={MODEL_VERSION_HEADER: version})
 
     return router

@@ -9,6 +9,7 @@ that hold a predictor. Nothing here imports numpy: the API function serves metad
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -17,7 +18,7 @@ from fastapi import APIRouter, Request, Response
 from inferstack.api import problems
 from inferstack.api.deps import read_body
 from inferstack.api.problems import ProblemError
-from inferstack.api.routes.models import ModelDirectory, ServesPredictions
+from inferstack.api.routes.models import ModelDirectory, ServesPredictions, versioned_failure
 from inferstack.catalog import ModelInfo
 from inferstack.protocol.codec import (
     BINARY_CONTENT_TYPE,
@@ -35,6 +36,8 @@ from inferstack.protocol.schemas import (
     Ready,
     ServerMetadata,
 )
+from inferstack.rollout import MODEL_VERSION_HEADER
+from inferstack.rollout.metrics import VersionMetrics
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": Error, "content": {"application/json": {}}, "description": description}
@@ -62,6 +65,7 @@ def _json(document: Any) -> Response:
 
 def v2_router(directory: ModelDirectory, predictors: Mapping[str, ServesPredictions], body_limit: int) -> APIRouter:
     router = APIRouter(prefix="/v2", tags=["open inference protocol (v2)"], responses=_ERRORS)
+    metrics = VersionMetrics()
 
     def metadata(info: ModelInfo) -> dict[str, Any]:
         inputs, outputs = model_tensors(info.inputs, info.outputs, info.request_schema, info.response_schema)
@@ -108,16 +112,23 @@ def v2_router(directory: ModelDirectory, predictors: Mapping[str, ServesPredicti
         if predictor is None:
             raise ProblemError(problems.MISROUTED, f"Model {name!r} is served by its own function; this request "
                                "reached one that does not serve it (check the API's routes)")
-        body = await read_body(request, body_limit)
-        json_length = header_length(request.headers.get(HEADER_LENGTH), len(body))
-        parsed = parse_infer_request(body, json_length)
-        forward = getattr(predictor, "infer_v2", None)
-        if forward is not None:  # a heavy model's endpoint: the container decodes the tensors
-            answer, headers = forward(body, json_length)
-        else:
-            from inferstack.protocol import inference
+        started, info = time.perf_counter(), directory.known(name)
+        try:
+            body = await read_body(request, body_limit)
+            json_length = header_length(request.headers.get(HEADER_LENGTH), len(body))
+            parsed = parse_infer_request(body, json_length)
+            forward = getattr(predictor, "infer_v2", None)
+            if forward is not None:  # a heavy model's endpoint: the container decodes the tensors
+                answer, headers = forward(body, json_length)
+            else:
+                from inferstack.protocol import inference
 
-            answer, headers = inference.infer(predictor, parsed)  # type: ignore[arg-type]
+                answer, headers = inference.infer(predictor, parsed)  # type: ignore[arg-type]
+        except Exception as exc:
+            return versioned_failure(exc, path=request.url.path, model=name, version=info.version, metrics=metrics,
+                                     started=started)
+        headers = {MODEL_VERSION_HEADER: info.version, **headers}  # an endpoint's answer names its own
+        metrics.record(name, headers[MODEL_VERSION_HEADER], status=200, started=started)
         return Response(answer, headers=headers)
 
     @router.post("/models/{name}/infer", response_model=InferResponseBody, responses=_INFER_OK,

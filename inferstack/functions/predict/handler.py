@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import os
+import time
 from typing import TYPE_CHECKING, Any
 
 from inferstack import env
@@ -25,6 +26,8 @@ from inferstack.inference.session import Predictor
 from inferstack.inference.spec import load_model_entry
 from inferstack.protocol import inference as v2
 from inferstack.protocol.events import check_version, event_body, infer_request, proxy_result
+from inferstack.rollout import MODEL_VERSION_HEADER
+from inferstack.rollout.metrics import VersionMetrics
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -37,6 +40,7 @@ predictor = Predictor.load(entry, model_root)
 body_limit = int(os.environ.get(env.MAX_BODY_BYTES) or 5 * 1024 * 1024)
 predict_path = f"/v1/models/{entry.name}/predict"
 infer_paths = (f"/v2/models/{entry.name}/infer", f"/v2/models/{entry.name}/versions/")
+metrics = VersionMetrics()
 
 
 def _response(status: int, headers: dict[str, str], body: bytes) -> dict[str, Any]:
@@ -44,7 +48,8 @@ def _response(status: int, headers: dict[str, str], body: bytes) -> dict[str, An
             "multiValueHeaders": {}, "body": body.decode(), "isBase64Encoded": False}
 
 
-_JSON = {"content-type": "application/json"}
+_JSON = {"content-type": "application/json", MODEL_VERSION_HEADER: entry.version}
+_VERSION = {MODEL_VERSION_HEADER: entry.version}
 
 
 def _context(event: dict[str, Any], context: LambdaContext | None) -> dict[str, Any]:
@@ -53,23 +58,29 @@ def _context(event: dict[str, Any], context: LambdaContext | None) -> dict[str, 
 
 
 def predict(event: dict[str, Any], context: LambdaContext | None = None) -> dict[str, Any]:
+    started = time.perf_counter()
     try:
         outputs = predictor.predict(predict_inputs(event_body(event, body_limit), body_limit))
     except Exception as exc:
         problem = to_problem(exc, context=_context(event, context))
-        return _response(problem.status, problem.response_headers(), problem.body())
+        metrics.record(entry.name, entry.version, status=problem.status, started=started)
+        return _response(problem.status, {**problem.response_headers(), **_VERSION}, problem.body())
+    metrics.record(entry.name, entry.version, status=200, started=started)
     return _response(200, _JSON, predict_body(entry.name, entry.version, outputs))
 
 
 def infer(event: dict[str, Any], context: LambdaContext | None = None) -> dict[str, Any]:
     """The Open Inference Protocol's infer, JSON or binary tensors, straight from the event."""
+    started = time.perf_counter()
     try:
         check_version(event.get("path") or "", entry.name, entry.version)
         body, headers = v2.infer(predictor, infer_request(event, body_limit))
     except Exception as exc:
         problem = to_problem(exc, context=_context(event, context))
-        return proxy_result(problem.status, problem.error_headers(), problem.error_body())
-    return proxy_result(200, headers, body)
+        metrics.record(entry.name, entry.version, status=problem.status, started=started)
+        return proxy_result(problem.status, {**problem.error_headers(), **_VERSION}, problem.error_body())
+    metrics.record(entry.name, entry.version, status=200, started=started)
+    return proxy_result(200, {**headers, **_VERSION}, body)
 
 
 @functools.cache

@@ -1,0 +1,28 @@
+"""Safe model updates: rollouts (canary, linear, all at once) with automatic rollback, and A/B variants.
+
+- `config`: the manifest's `rollout = {...}` and `variants = [...]` of a model.
+- `schedule`: the traffic schedule of a rollout and the alarm conditions that stop it, shared by the CDK app
+  (CodeDeploy / SageMaker deployment configurations and CloudWatch alarms) and the local twin.
+- `metrics`: one CloudWatch embedded-metric line per answer, by model and version, which the alarms read.
+"""
+
+#: Every predict and infer answer names the model version that produced it.
+MODEL_VERSION_HEADER = "x-model-version"
+#: ... and, for a model with A/B variants, the variant.
+MODEL_VARIANT_HEADER = "x-model-variant"
+
+#: SageMaker passes a container's `X-Amzn-SageMaker-Custom-Attributes` answer header back to the caller.
+CUSTOM_ATTRIBUTES_HEADER = "X-Amzn-SageMaker-Custom-Attributes"
+
+
+def version_attribute(version: str) -> str:
+    return f"version={version}"
+
+
+def answered_version(custom_attributes: str | None) -> str | None:
+    """`version=X` of SageMaker's custom attributes (`k=v` pairs separated by `;` or `,`)."""
+    for part in (custom_attributes or "").replace(",", ";").split(";"):
+        key, _, value = part.strip().partition("=")
+        if key == "version" and value:
+            return value
+    return None
