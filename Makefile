@@ -54,8 +54,10 @@ node_modules/.stamp: package.json package-lock.json
 
 models: $(MODELS)
 
-models/iris.onnx: models/build_iris.py $(DEV_STAMP)
-	$(BIN)/python models/build_iris.py --out $@
+# iris: the example model `inferstack init` writes into a new project, built by the same script
+IRIS_BUILD := inferstack_infra/templates/project/models/build_iris.py
+models/iris.onnx: $(IRIS_BUILD) $(DEV_STAMP)
+	$(BIN)/python $(IRIS_BUILD) --out $@
 
 models/mlp.onnx: models/build_mlp.py $(DEV_STAMP)
 	$(BIN)/python models/build_mlp.py --out $@

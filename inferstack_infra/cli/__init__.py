@@ -1,5 +1,7 @@
 """The `inferstack` command: one module per command group, each with a `register(subparsers)`.
 
+    inferstack init [DIR] [--name NAME] [--force]
+    inferstack synth|deploy|destroy [--manifest FILE] [--region R] [--profile P] [-- CDK ARGS]
     inferstack dev [--manifest FILE] [--port PORT] [--api-key KEY[:PLAN] ...] [--allow-loopback-webhooks]
     inferstack webhooks listen --port P --secret whsec_...
     inferstack invoke MODEL --input FILE|- [--url URL] [--api-key KEY]
@@ -15,10 +17,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from inferstack_infra.cli import calls, cost, dev, doctor, load
+from inferstack_infra.cli import calls, cdk, cost, dev, doctor, load, project
 
 #: Command groups, in the order `inferstack --help` lists them. A new group is a module with `register`.
-GROUPS = (dev, calls, load, doctor, cost)
+GROUPS = (project, dev, calls, load, doctor, cost, cdk)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,6 +1,8 @@
 """Build the example light model: a logistic-regression classifier of the iris data set, as ONNX.
 
-Run at set-up (`make models`); deterministic: the same scikit-learn/skl2onnx versions give the same file.
+Written into a new project by `inferstack init` (which runs it when scikit-learn and skl2onnx are installed:
+`pip install "inferstack[models]"`; inferstack's own repository builds its example with it in `make models`).
+Deterministic: the same scikit-learn/skl2onnx versions give the same file.
 The outputs are plain tensors (no ZipMap): `label` (int64, [N]) and `probabilities` (float32, [N, 3]).
 """
 
