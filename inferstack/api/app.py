@@ -18,6 +18,7 @@ from inferstack import __version__
 from inferstack.api import problems
 from inferstack.api.deps import max_body_bytes
 from inferstack.api.errors import Problem, to_problem
+from inferstack.api.instrument import PROBLEM_KIND, ModelMetricsMiddleware
 from inferstack.api.openapi import document_bodies
 from inferstack.api.problems import PROBLEM_JSON, ProblemType
 from inferstack.api.routes.jobs import jobs_router
@@ -52,16 +53,20 @@ def install_problem_handlers(app: FastAPI) -> None:
     async def on_error(request: Request, exc: Exception) -> Response:
         event = request.scope.get("aws.event") or {}
         context = {"path": request.url.path, "request_id": (event.get("requestContext") or {}).get("requestId")}
-        return problem_response(to_problem(exc, context=context), request.url.path)
+        problem = to_problem(exc, context=context)
+        request.scope[PROBLEM_KIND] = problem.type.slug
+        return problem_response(problem, request.url.path)
 
     async def on_http(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
         kind = _STATUS_PROBLEMS.get(exc.status_code) or ProblemType("http-error", exc.status_code, "HTTP error")
+        request.scope[PROBLEM_KIND] = kind.slug
         return problem_response(Problem(kind, str(exc.detail), headers=dict(exc.headers or {})), request.url.path)
 
     async def on_validation(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
         errors = [{"input": ".".join(str(p) for p in e["loc"]), "detail": e["msg"]} for e in exc.errors()]
+        request.scope[PROBLEM_KIND] = problems.INVALID_REQUEST.slug
         return problem_response(Problem(problems.INVALID_REQUEST, "; ".join(f"{e['input']}: {e['detail']}"
                                                                             for e in errors), {"errors": errors}),
                                 request.url.path)
@@ -71,12 +76,25 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(Exception, on_error)
 
 
+class _App(FastAPI):
+    """FastAPI with the per-model metrics outermost, where they see the status of every answer, those of the
+    handlers of unexpected exceptions too (Starlette answers those in its outermost middleware)."""
+
+    def __init__(self, *, versions: Mapping[str, str], **kwargs: Any) -> None:
+        self.model_versions = dict(versions)
+        super().__init__(**kwargs)
+
+    def build_middleware_stack(self) -> Any:
+        return ModelMetricsMiddleware(super().build_middleware_stack(), self.model_versions)
+
+
 def create_app(catalog: Catalog, predictors: Mapping[str, ServesPredictions] | None = None, *,
                jobs: JobService | None = None, max_body: int | None = None,
                routers: Sequence[APIRouter] = ()) -> FastAPI:
     """The app for a catalog. `routers`: further capabilities' routes, composed after the built-in ones."""
     body_limit = max_body or max_body_bytes()
-    app = FastAPI(
+    app = _App(
+        versions={m.name: m.version for m in catalog.models},
         title="inferstack",
         version=__version__,
         description="ONNX models served on AWS Lambda, SQS and SageMaker. Every route but the health checks and the "

@@ -25,6 +25,7 @@ from inferstack.jobs.exceptions import (
     UnsafeWebhookUrlError,
 )
 from inferstack.observability import logger
+from inferstack.observability.tracing import instance
 from inferstack.protocol.exceptions import (
     BinaryDataError,
     DecodedTooLargeError,
@@ -52,8 +53,9 @@ class Problem:
         return self.type.status
 
     def body(self) -> bytes:
-        """RFC 9457 problem+json."""
-        return self.type.encode(self.detail, **self.extensions)
+        """RFC 9457 problem+json; `instance` names the request's X-Ray trace where it is traced."""
+        trace = instance()
+        return self.type.encode(self.detail, **({"instance": trace} if trace else {}), **self.extensions)
 
     def response_headers(self) -> dict[str, str]:
         return {"content-type": PROBLEM_JSON, **self.headers}

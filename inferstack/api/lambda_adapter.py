@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from mangum import Mangum
 
 from inferstack.api.problems import PROBLEM_JSON
-from inferstack.observability import logger
+from inferstack.observability import logger, registry
 
 LambdaHandler = Callable[[dict[str, Any], LambdaContext], dict[str, Any]]
 
@@ -24,7 +24,10 @@ def lambda_handler(app: FastAPI) -> LambdaHandler:
 
     @logger.inject_lambda_context
     def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-        result: dict[str, Any] = asgi(event, cast(Any, context))
+        try:
+            result: dict[str, Any] = asgi(event, cast(Any, context))
+        finally:
+            registry.flush()  # the invocation's metrics, before the environment may be frozen
         return result
 
     return handler

@@ -20,7 +20,7 @@ import asyncio
 import contextlib
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -42,6 +42,10 @@ class _Pending:
         self.rows, self.key = rows_of(self.arrays), stack_key(self.arrays)
 
 
+#: Hears of each batched run: rows, requests waiting, milliseconds the model took.
+BatchObserver = Callable[[int, int, float], None]
+
+
 @dataclass
 class BatchStats:
     requests: int = 0
@@ -55,10 +59,13 @@ class BatchStats:
 
 class DynamicBatcher:
     def __init__(self, run: RunFn, *, max_batch_size: int = 32, max_delay_ms: float = 5,
-                 executor: Executor | None = None, inline_alone: bool = True) -> None:
+                 executor: Executor | None = None, inline_alone: bool = True,
+                 on_batch: BatchObserver | None = None) -> None:
         """`inline_alone`: run a lone request on an idle server on the event loop's own thread, sparing two
-        thread hand-offs (the loop has nothing else to do meanwhile)."""
+        thread hand-offs (the loop has nothing else to do meanwhile). `on_batch(rows, queue_depth, run_ms)` hears
+        of every batched run: its rows, the requests left waiting, and the model's time (the metrics)."""
         self._run_fn = run
+        self.on_batch = on_batch
         self.inline_alone = inline_alone
         self.max_batch_size, self.max_delay_s = max_batch_size, max_delay_ms / 1000
         #: One inference at a time: a model instance (and its GPU) runs one batch while the next one forms.
@@ -191,7 +198,12 @@ class DynamicBatcher:
         rows = rows_of(arrays)
         self.stats.rows += rows
         self.stats.largest_batch_rows = max(self.stats.largest_batch_rows, rows)
-        return self._run_fn(arrays)
+        if self.on_batch is None:
+            return self._run_fn(arrays)
+        started = time.perf_counter()
+        outputs = self._run_fn(arrays)
+        self.on_batch(rows, len(self._pending), (time.perf_counter() - started) * 1000)
+        return outputs
 
     @staticmethod
     def _settle(p: _Pending, outputs: Arrays) -> None:

@@ -24,6 +24,7 @@ import importlib.util
 import json
 import os
 import sys
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -42,7 +43,7 @@ from inferstack.api.predict import predict_body, predict_inputs
 from inferstack.api.problems import ProblemError
 from inferstack.catalog import CatalogEntry
 from inferstack.heavy.batching import DynamicBatcher
-from inferstack.observability import logger
+from inferstack.observability import emf, logger, registry
 from inferstack.protocol.codec import HEADER_LENGTH, header_length, parse_infer_request
 from inferstack.protocol.sagemaker import header_size, is_v2, v2_content_type
 from inferstack.rollout import CUSTOM_ATTRIBUTES_HEADER, MODEL_VERSION_HEADER, version_attribute
@@ -54,6 +55,7 @@ CONFIG_FILE = "inferstack.json"
 MODEL_FILE = "model.onnx"
 DEFAULT_PORT = 8080
 MAX_BODY_BYTES = 6 * 1024 * 1024  # SageMaker's real-time payload limit
+METRICS_FLUSH_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -93,6 +95,13 @@ def _problem(problem: Problem) -> Response:
     return Response(problem.body(), status_code=problem.status, headers=problem.response_headers())
 
 
+async def _flush_every(seconds: float) -> None:
+    """The container's metrics, as EMF lines in its log, every few seconds."""
+    while True:
+        await asyncio.sleep(seconds)
+        registry.flush()
+
+
 def create_app(config: ServerConfig) -> Starlette:
     from inferstack.inference.session import Predictor
 
@@ -112,15 +121,25 @@ def create_app(config: ServerConfig) -> Starlette:
                                            "max_batch_size": config.max_batch_size,
                                            "max_delay_ms": config.max_delay_ms})
         predictor.warm_up()
+        metrics = registry.model(entry.name, entry.version)
+
+        def on_batch(rows: int, waiting: int, run_ms: float) -> None:
+            metrics.add(emf.BATCH_SIZE, rows)
+            metrics.add(emf.QUEUE_DEPTH, waiting)
+            metrics.add(emf.INFERENCE_LATENCY, run_ms)
+
         batcher = DynamicBatcher(predictor.run, max_batch_size=config.max_batch_size,
-                                 max_delay_ms=config.max_delay_ms)
+                                 max_delay_ms=config.max_delay_ms, on_batch=on_batch)
         batcher.start()
         # who answered, through SageMaker's custom attributes (the only answer header it passes back)
         answered_by = {CUSTOM_ATTRIBUTES_HEADER: version_attribute(entry.version), MODEL_VERSION_HEADER: entry.version}
-        state.update(predictor=predictor, batcher=batcher, ready=True, answered_by=answered_by)
+        flusher = asyncio.get_running_loop().create_task(_flush_every(METRICS_FLUSH_S))
+        state.update(predictor=predictor, batcher=batcher, ready=True, answered_by=answered_by, metrics=metrics)
         yield
         state["ready"] = False
         await batcher.stop()
+        flusher.cancel()
+        registry.flush()
         logger.info("stopped", extra={"requests": batcher.stats.requests,
                                       "inference_calls": batcher.stats.inference_calls})
 
@@ -150,6 +169,14 @@ def create_app(config: ServerConfig) -> Starlette:
                         headers=state["answered_by"])
 
     async def invocations(request: Request) -> Response:
+        started = time.perf_counter()
+        response = await _invocations(request)
+        problem = response.headers.get("content-type") == problems.PROBLEM_JSON
+        kind = json.loads(bytes(response.body)).get("type", "").removeprefix(problems.TYPE_PREFIX) if problem else None
+        state["metrics"].request(response.status_code, emf.elapsed_ms(started), kind=kind)
+        return response
+
+    async def _invocations(request: Request) -> Response:
         predictor: Predictor = state["predictor"]
         batcher: DynamicBatcher = state["batcher"]
         if is_v2(request.headers.get("content-type")):

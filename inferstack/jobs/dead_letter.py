@@ -12,7 +12,7 @@ from inferstack.jobs.schemas import JobMessage
 from inferstack.jobs.sqs import partial_batch_response
 from inferstack.jobs.store import TERMINAL, JobStore
 from inferstack.jobs.webhooks import WebhookSender
-from inferstack.observability import logger
+from inferstack.observability import emf, logger, registry
 
 
 class DeadLetterHandler:
@@ -31,10 +31,14 @@ class DeadLetterHandler:
         error = {"type": "processing-failed",
                  "detail": f"gave up after {job.attempts} attempt(s): {job.last_error or 'the worker did not finish'}"}
         if self.store.finish(job.job_id, error=error):
+            registry.model(job.model).add(emf.JOBS_FAILED)
             job.status, job.error = "failed", error
             webhook = self.webhooks.message_for(job)
             if webhook:
                 self.webhooks.enqueue(webhook)
 
     def handle(self, event: dict[str, Any], context: Any = None) -> dict[str, Any]:
-        return partial_batch_response(event, self.record, context)
+        try:
+            return partial_batch_response(event, self.record, context)
+        finally:
+            registry.flush()

@@ -31,6 +31,7 @@ from inferstack.jobs.settings import JobsSettings
 from inferstack.jobs.sqs import partial_batch_response
 from inferstack.jobs.ssrf import Resolver, check_webhook_url, system_resolver
 from inferstack.jobs.store import Job, JobStore, now_iso
+from inferstack.observability import emf, registry
 
 MAX_SQS_DELAY_S = 900
 #: Results up to this size travel in the webhook body; larger ones are fetched from GET /v1/jobs/{id}.
@@ -166,7 +167,19 @@ class WebhookSender:
                 attempt["next_in_s"] = delay
                 self.enqueue(message.model_copy(update={"attempt": message.attempt + 1}), delay)
         self.store.record_webhook_attempt(message.job_id, attempt, status)
+        _measure(message, status)
         return status
+
+
+def _measure(message: WebhookMessage, status: str) -> None:
+    """One attempt, by outcome, on the job's model."""
+    model = (message.event.get("data") or {}).get("model")
+    if not isinstance(model, str):
+        return
+    metrics = registry.model(model)
+    metrics.add(emf.WEBHOOK_ATTEMPTS)
+    metrics.add(emf.WEBHOOK_DELIVERED if status == "delivered" else
+                emf.WEBHOOK_RETRIED if status == "pending" else emf.WEBHOOK_GAVE_UP)
 
 
 class WebhookHandler:
@@ -179,4 +192,7 @@ class WebhookHandler:
         self.sender.deliver(WebhookMessage.model_validate_json(record.body))
 
     def handle(self, event: dict[str, Any], context: Any = None) -> dict[str, Any]:
-        return partial_batch_response(event, self.record, context)
+        try:
+            return partial_batch_response(event, self.record, context)
+        finally:
+            registry.flush()

@@ -13,6 +13,7 @@ scaled to zero waits in its queue until the model is up (`jobs.deferral`), witho
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
@@ -27,7 +28,7 @@ from inferstack.jobs.schemas import JobMessage, WebhookMessage
 from inferstack.jobs.sqs import partial_batch_response
 from inferstack.jobs.store import TERMINAL, Job, JobStore
 from inferstack.jobs.webhooks import WebhookSender
-from inferstack.observability import logger
+from inferstack.observability import emf, logger, registry
 
 if TYPE_CHECKING:
     import numpy as np
@@ -287,12 +288,14 @@ class BatchWorker:
             claimed.append((record, message, job, inputs))
 
         outcomes: list[Outcome] = [Errored("not run")] * len(claimed)
+        started = time.perf_counter()
         for protocol in ("v1", "v2"):
             members = [i for i, c in enumerate(claimed) if c[1].protocol == protocol]
             if members:
                 run = self.runner.run if protocol == "v1" else self.runner.run_v2
                 for i, outcome in zip(members, run([claimed[i][3] for i in members]), strict=True):
                     outcomes[i] = outcome
+        self._measure(claimed, outcomes, emf.elapsed_ms(started))
         for (record, message, job, _), outcome in zip(claimed, outcomes, strict=True):
             try:
                 if isinstance(outcome, Deferred):
@@ -315,6 +318,22 @@ class BatchWorker:
                 self._note(job.job_id, exc)
         failed |= self._send_webhooks(pending_webhooks)
         return failed
+
+    @staticmethod
+    def _measure(claimed: Sequence[tuple[SQSRecord, JobMessage, Job, Any]], outcomes: Sequence[Outcome],
+                 run_ms: float) -> None:
+        """Per model: jobs run and how they ended, their wait in the queue, the batch's run time and size."""
+        now_ms = time.time() * 1000
+        for (record, message, _, _), outcome in zip(claimed, outcomes, strict=True):
+            metrics = registry.model(message.model)
+            if isinstance(outcome, (Succeeded, Invalid)):
+                metrics.add(emf.JOBS_SUCCEEDED if isinstance(outcome, Succeeded) else emf.JOBS_FAILED)
+            sent = record.attributes.sent_timestamp
+            if sent:
+                metrics.add(emf.JOB_QUEUE_WAIT, max(0.0, now_ms - int(sent)))
+            metrics.add(emf.JOB_RUN_TIME, run_ms)
+        for model in {message.model for _, message, _, _ in claimed}:
+            registry.model(model).add(emf.JOB_BATCH_SIZE, sum(1 for _, m, _, _ in claimed if m.model == model))
 
     def _note(self, job_id: str, exc: Exception) -> None:
         try:
@@ -341,7 +360,10 @@ class BatchWorker:
     def handle(self, event: dict[str, Any], context: Any = None) -> dict[str, Any]:
         """The Lambda handler body: partial batch response via Powertools' BatchProcessor."""
         records = [SQSRecord(r) for r in event.get("Records", [])]
-        failed = self.process(records)
+        try:
+            failed = self.process(records)
+        finally:
+            registry.flush()
 
         def record_handler(record: SQSRecord) -> None:
             if record.message_id in failed:

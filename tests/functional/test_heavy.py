@@ -6,7 +6,7 @@ import json
 import signal
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -21,11 +21,13 @@ from botocore.exceptions import ClientError
 from inferstack.heavy.endpoint import EndpointPredictor
 from inferstack.heavy.exceptions import EndpointError
 from inferstack.manifest import Manifest, parse_manifest
+from inferstack.observability import emf
 from inferstack_infra.catalog import build_catalog
 from inferstack_infra.local.sagemaker import LocalSageMaker, ModelServer
 from inferstack_infra.packaging import stage_heavy_model
 from inferstack_infra.paths import CONTAINER_DIR
 from tests.conftest import ROOT
+from tests.emf import check_emf, emf_documents, metric_values
 
 MLP = ROOT / "models" / "mlp.onnx"
 
@@ -38,17 +40,21 @@ def heavy_manifest(**batching: Any) -> Manifest:
         "batching": batching or {"max_batch_size": 32, "max_delay_ms": 20}}]}, root=ROOT)
 
 
-def start_server(tmp: Path, **batching: Any) -> ModelServer:
+def start_server(tmp: Path, log: Callable[[str], None] = lambda line: None, **batching: Any) -> ModelServer:
     manifest = heavy_manifest(**batching)
     model_dir = stage_heavy_model(manifest.models[0], manifest, build_catalog(manifest), tmp / "model")
-    server = ModelServer("mlp", model_dir, log=lambda line: None)
+    server = ModelServer("mlp", model_dir, log=log)
     server.start()
     return server
 
 
+#: The module's server's log lines.
+LOG: list[str] = []
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ModelServer]:
-    s = start_server(tmp_path_factory.mktemp("heavy"))
+    s = start_server(tmp_path_factory.mktemp("heavy"), log=LOG.append)
     yield s
     s.stop()
 
@@ -101,6 +107,28 @@ def test_64_concurrent_requests_are_batched_and_each_gets_its_own_rows(server: M
         expected = direct(x)
         np.testing.assert_allclose(answer.json()["outputs"]["probabilities"], expected["probabilities"],
                                    rtol=1e-4, atol=1e-6)
+
+
+def test_the_container_logs_its_metrics_as_emf(server: ModelServer) -> None:
+    # GIVEN the requests of the tests above (bad ones, and 64 at once, batched)
+    # WHEN its metrics are flushed (every second)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and sum(metric_values(emf_documents("\n".join(LOG)), emf.REQUESTS)) < 69:
+        time.sleep(0.2)
+    docs = emf_documents("\n".join(LOG))
+    # THEN its log carries valid EMF documents for its model: requests by status class, the batches' sizes
+    # and the queue behind them, and the bad inputs by kind
+    for doc in docs:
+        check_emf(doc)
+        assert doc["model"] == "mlp"
+    assert sum(metric_values(docs, emf.STATUS_2XX)) >= 65 and sum(metric_values(docs, emf.STATUS_4XX)) == 4
+    sizes = metric_values(docs, emf.BATCH_SIZE)
+    # every row ran, and some batches held several requests
+    assert sum(sizes) == 3 + sum(1 + i % 3 for i in range(64)) and max(sizes) > 3
+    assert len(metric_values(docs, emf.QUEUE_DEPTH)) == len(sizes)
+    assert len(metric_values(docs, emf.INFERENCE_LATENCY)) == len(sizes)
+    kinds = {d["kind"]: sum(d[emf.VALIDATION_FAILURES]) for d in docs if "kind" in d}
+    assert kinds == {"malformed-json": 1, "invalid-input": 2, "invalid-request": 1}
 
 
 def test_sigterm_finishes_in_flight_requests(tmp_path: Path) -> None:

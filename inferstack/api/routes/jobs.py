@@ -15,6 +15,7 @@ from inferstack.api.problems import PROBLEM_JSON, ProblemError
 from inferstack.api.routes.models import ModelDirectory, request_body
 from inferstack.api.schemas import Problem
 from inferstack.jobs.schemas import JobAccepted, JobRequest, JobView
+from inferstack.observability import emf, registry
 
 if TYPE_CHECKING:
     from inferstack.jobs.service import JobService
@@ -48,6 +49,8 @@ def jobs_router(directory: ModelDirectory, jobs: JobService | None, body_limit: 
         directory.known(body.model)
         owner = caller_key_id(request)
         job, created = service().submit(body, owner=owner, idempotency_key=idempotency_key)
+        if created:
+            registry.model(body.model).add(emf.JOBS_SUBMITTED)
         link = f"/v1/jobs/{job.job_id}"
         accepted = {"job_id": job.job_id, "status": job.status, "links": {"self": link}}
         headers = {"Location": link, **({} if created else {"Idempotent-Replayed": "true"})}

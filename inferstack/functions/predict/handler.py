@@ -24,6 +24,8 @@ from inferstack.api.errors import to_problem
 from inferstack.api.predict import predict_body, predict_inputs
 from inferstack.inference.session import Predictor
 from inferstack.inference.spec import load_model_entry
+from inferstack.observability import emf as m
+from inferstack.observability import registry
 from inferstack.protocol import inference as v2
 from inferstack.protocol.events import check_version, event_body, infer_request, proxy_result
 from inferstack.rollout import MODEL_VERSION_HEADER
@@ -41,6 +43,7 @@ body_limit = int(os.environ.get(env.MAX_BODY_BYTES) or 5 * 1024 * 1024)
 predict_path = f"/v1/models/{entry.name}/predict"
 infer_paths = (f"/v2/models/{entry.name}/infer", f"/v2/models/{entry.name}/versions/")
 metrics = VersionMetrics()
+model_metrics = registry.model(entry.name, entry.version)
 
 
 def _response(status: int, headers: dict[str, str], body: bytes) -> dict[str, Any]:
@@ -60,13 +63,24 @@ def _context(event: dict[str, Any], context: LambdaContext | None) -> dict[str, 
 def predict(event: dict[str, Any], context: LambdaContext | None = None) -> dict[str, Any]:
     started = time.perf_counter()
     try:
-        outputs = predictor.predict(predict_inputs(event_body(event, body_limit), body_limit))
+        raw = predict_inputs(event_body(event, body_limit), body_limit)
+        prepared = predictor.prepare(raw)
+        ran = time.perf_counter()
+        outputs = predictor.run(prepared.arrays)
+        responding = time.perf_counter()
+        result = predictor.respond(prepared, outputs)
     except Exception as exc:
         problem = to_problem(exc, context=_context(event, context))
         metrics.record(entry.name, entry.version, status=problem.status, started=started)
+        model_metrics.request(problem.status, m.elapsed_ms(started), kind=problem.type.slug)
         return _response(problem.status, {**problem.response_headers(), **_VERSION}, problem.body())
     metrics.record(entry.name, entry.version, status=200, started=started)
-    return _response(200, _JSON, predict_body(entry.name, entry.version, outputs))
+    answer = _response(200, _JSON, predict_body(entry.name, entry.version, result))
+    model_metrics.request(200, m.elapsed_ms(started), rows=prepared.rows,
+                          inference_ms=(responding - ran) * 1000)
+    model_metrics.add(m.PREPROCESS_LATENCY, (ran - started) * 1000)
+    model_metrics.add(m.POSTPROCESS_LATENCY, m.elapsed_ms(responding))
+    return answer
 
 
 def infer(event: dict[str, Any], context: LambdaContext | None = None) -> dict[str, Any]:
@@ -78,8 +92,10 @@ def infer(event: dict[str, Any], context: LambdaContext | None = None) -> dict[s
     except Exception as exc:
         problem = to_problem(exc, context=_context(event, context))
         metrics.record(entry.name, entry.version, status=problem.status, started=started)
+        model_metrics.request(problem.status, m.elapsed_ms(started), kind=problem.type.slug)
         return proxy_result(problem.status, {**problem.error_headers(), **_VERSION}, problem.error_body())
     metrics.record(entry.name, entry.version, status=200, started=started)
+    model_metrics.request(200, m.elapsed_ms(started))
     return proxy_result(200, {**headers, **_VERSION}, body)
 
 
@@ -101,7 +117,13 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     if event.get("httpMethod") == "POST":
         path = event.get("path") or ""
         if path == predict_path:
-            return predict(event, context)
+            return _flushed(predict(event, context))
         if path == infer_paths[0] or (path.startswith(infer_paths[1]) and path.endswith("/infer")):
-            return infer(event, context)
+            return _flushed(infer(event, context))
     return _full_app()(event, context)
+
+
+def _flushed(result: dict[str, Any]) -> dict[str, Any]:
+    """The invocation's metrics go out before it returns (the environment may be frozen after)."""
+    model_metrics.flush()
+    return result
