@@ -10,6 +10,7 @@ from types import ModuleType
 from typing import Any
 
 from inferstack.api import problems
+from inferstack.api.jsonbody import parse_json
 from inferstack.api.problems import ProblemError
 
 orjson: ModuleType | None
@@ -18,14 +19,16 @@ try:
 except ImportError:  # not in the Lambda layers: the standard library's encoder serves there
     orjson = None
 
+#: Problems named one by one in an answer; past this many, counted (a body of a million bad fields gets a short
+#: answer).
+MAX_REPORTED = 10
+
 __all__ = ["ProblemError", "parse_json_body", "predict_body", "predict_inputs"]
 
 
 def parse_json_body(raw: bytes) -> Any:
-    try:
-        return json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ProblemError(problems.MALFORMED_JSON, f"The body is not valid JSON: {exc}") from None
+    """The body's JSON value; a 400 `malformed-json` problem for every kind of malformed body."""
+    return parse_json(raw)
 
 
 def predict_inputs(raw: bytes, body_limit: int) -> Any:
@@ -37,11 +40,12 @@ def predict_inputs(raw: bytes, body_limit: int) -> Any:
     if not isinstance(body, dict) or "inputs" not in body:
         raise ProblemError(problems.INVALID_REQUEST, 'The body must be a JSON object {"inputs": ...}',
                            errors=[{"input": "inputs", "detail": "required"}])
-    unknown = sorted(set(body) - {"inputs"})
-    if unknown:
-        raise ProblemError(problems.INVALID_REQUEST, f"Unknown field(s) {', '.join(unknown)}; "
-                           'the body is {"inputs": ...}',
-                           errors=[{"input": k, "detail": "unknown field"} for k in unknown])
+    if len(body) > 1:
+        unknown = [k[:100] for k in body if k != "inputs"]
+        named = ", ".join(unknown[:MAX_REPORTED]) + (f" and {len(unknown) - MAX_REPORTED} more"
+                                                     if len(unknown) > MAX_REPORTED else "")
+        raise ProblemError(problems.INVALID_REQUEST, f"Unknown field(s) {named}; the body is {{\"inputs\": ...}}",
+                           errors=[{"input": k, "detail": "unknown field"} for k in unknown[:MAX_REPORTED]])
     return body["inputs"]
 
 

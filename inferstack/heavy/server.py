@@ -91,6 +91,20 @@ def _answer(predictor: Predictor, prepared: Prepared, outputs: Arrays) -> bytes:
     return predict_body(predictor.name, predictor.version, predictor.respond(prepared, outputs))
 
 
+async def read_body(request: Request, limit: int) -> bytes:
+    """The body, or a 413 as soon as it passes `limit` bytes (what was declared, or what arrived): a client that
+    sends more than SageMaker would pass costs no more than the limit."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise ProblemError(problems.PAYLOAD_TOO_LARGE, f"The body is {declared} bytes; at most {limit} are accepted")
+    raw = bytearray()
+    async for chunk in request.stream():
+        raw += chunk
+        if len(raw) > limit:
+            raise ProblemError(problems.PAYLOAD_TOO_LARGE, f"The body is over {limit} bytes, the limit")
+    return bytes(raw)
+
+
 def _problem(problem: Problem) -> Response:
     return Response(problem.body(), status_code=problem.status, headers=problem.response_headers())
 
@@ -152,9 +166,7 @@ def create_app(config: ServerConfig) -> Starlette:
         from inferstack.protocol.tensors import encode_response
 
         with batcher.arriving():
-            body = await request.body()
-            if len(body) > MAX_BODY_BYTES:
-                raise ProblemError(problems.PAYLOAD_TOO_LARGE, f"The body is over {MAX_BODY_BYTES} bytes")
+            body = await read_body(request, MAX_BODY_BYTES)
             parsed = parse_infer_request(body, header_length(str(header_size(request.headers.get("content-type"))
                                                                  or ""), len(body)))
             off_loop = predictor.handler is not None and len(body) > config.offload_bytes
@@ -186,7 +198,7 @@ def create_app(config: ServerConfig) -> Starlette:
                 return _problem(to_problem(exc, context={"model": predictor.name}))
         try:
             with batcher.arriving():  # an idle model waits for it only while it is on its way
-                raw = await request.body()
+                raw = await read_body(request, MAX_BODY_BYTES)
                 inputs = predict_inputs(raw, MAX_BODY_BYTES)
                 # A handler's pre- and post-processing (tokenizers, numpy, JSON) of a large request may take
                 # milliseconds: off the event loop. For a small one the hop to a thread costs more than the work.

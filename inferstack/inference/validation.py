@@ -15,9 +15,13 @@ import numpy as np
 
 from inferstack.inference.exceptions import InputProblem, InputValidationError
 from inferstack.inference.spec import TensorSpec
+from inferstack.inference.walk import element_cap, walk
 
 warnings.filterwarnings("ignore", message="overflow encountered in cast", category=RuntimeWarning,
                         module=__name__)
+
+#: Unknown input names reported one by one; past this many, counted.
+MAX_REPORTED = 10
 
 #: onnxruntime's type strings (`NodeArg.type`) to numpy dtype names.
 ORT_TYPES: dict[str, str] = {
@@ -43,41 +47,55 @@ def _kind_name(arr: np.ndarray) -> str:
     )
 
 
-def _ragged_path(value: Any, path: str) -> tuple[str, str] | None:
-    """Find the first place where a nested list is not rectangular: `(path, description)`."""
-    if not isinstance(value, list):
+_KIND_NAMES: dict[frozenset[type], str] = {frozenset({str}): "strings", frozenset({bool}): "booleans",
+                                           frozenset({int}): "integers", frozenset({float}): "numbers",
+                                           frozenset({int, float}): "numbers"}
+_NUMBERS = frozenset({int, float})
+
+
+def _leaf_problem(kinds: frozenset[type], spec: TensorSpec, path: str) -> InputProblem | None:
+    """What is wrong with leaves of these types for `spec`'s dtype, if anything (an empty batch has none)."""
+    if not kinds:
         return None
-    lengths = [len(v) if isinstance(v, list) else None for v in value]
-    first = lengths[0] if lengths else None
-    for i, n in enumerate(lengths):
-        if n != first:
-            want = "a scalar" if first is None else f"a list of {first} items"
-            got = "a scalar" if n is None else f"a list of {n} items"
-            return f"{path}[{i}]", f"ragged nested list: expected {want} (like {path}[0]), got {got}"
-    for i, v in enumerate(value):
-        found = _ragged_path(v, f"{path}[{i}]")
-        if found:
-            return found
-    return None
+    given = _KIND_NAMES.get(kinds, "mixed values")
+    if spec.dtype == "str":
+        return None if kinds == {str} else InputProblem(path, f"expected strings, got {given}", expected="str",
+                                                        given=given)
+    if spec.dtype == "bool":
+        return None if kinds == {bool} else InputProblem(path, f"expected booleans, got {given}", expected="bool")
+    if kinds <= _NUMBERS:
+        return None
+    if type(None) in kinds or given == "mixed values":
+        return InputProblem(path, f"contains null or mixed types; expected {spec.dtype} values", expected=spec.dtype)
+    return InputProblem(path, f"expected {spec.dtype} numbers, got {given}", expected=spec.dtype)
 
 
-def _to_array(value: Any, spec: TensorSpec, path: str) -> np.ndarray | InputProblem:
+def _build(value: Any, spec: TensorSpec, kinds: frozenset[type], path: str) -> np.ndarray | InputProblem:
+    """The array of checked nested lists, built in the model's dtype at once (no string or object array first)."""
+    target = _dtype(spec.dtype)
+    if target.kind in "bO":
+        return np.array(value, dtype=target)
+    try:
+        if target.kind == "f":
+            return np.array(value, dtype=target)
+        # integers: floats must be integral, and every value in the target's range (`_cast` checks both)
+        wide = np.float64 if float in kinds else np.uint64 if target.kind == "u" else np.int64
+        return _cast(np.array(value, dtype=wide), spec, path)
+    except OverflowError:
+        return InputProblem(path, f"values out of range for {spec.dtype}", expected=spec.dtype)
+
+
+def _to_array(value: Any, spec: TensorSpec, path: str, symbols: dict[str, tuple[int, str]], cap: int
+              ) -> np.ndarray | InputProblem:
     if spec.shape and not isinstance(value, list):
         return InputProblem(path, f"expected a nested list ({spec.describe()}), got {type(value).__name__}",
                             expected=spec.shape_text())
-    try:
-        arr = np.asarray(value)
-    except (ValueError, TypeError):
-        found = _ragged_path(value, path)
-        where, what = found if found else (path, "not a rectangular nested list")
-        return InputProblem(where, what, expected=spec.shape_text())
-    if arr.dtype == object:
-        found = _ragged_path(value, path)
-        if found:
-            return InputProblem(found[0], found[1], expected=spec.shape_text())
-        return InputProblem(path, f"contains null or mixed types; expected {spec.dtype} values",
-                            expected=spec.dtype)
-    return _cast(arr, spec, path)
+    walked = walk(value, path, cap)
+    if isinstance(walked, InputProblem):
+        walked = InputProblem(walked.input, walked.detail, expected=spec.shape_text())
+        return walked
+    problem = _check_shape(walked.shape, spec, path, symbols) or _leaf_problem(walked.kinds, spec, path)
+    return problem or _build(value, spec, walked.kinds, path)
 
 
 @functools.cache
@@ -111,9 +129,9 @@ def _cast(arr: np.ndarray, spec: TensorSpec, path: str) -> np.ndarray | InputPro
     return arr.astype(target, copy=False)
 
 
-def _check_shape(arr: np.ndarray, spec: TensorSpec, path: str, symbols: dict[str, tuple[int, str]]
+def _check_shape(got: tuple[int, ...], spec: TensorSpec, path: str, symbols: dict[str, tuple[int, str]]
                  ) -> InputProblem | None:
-    want, got = spec.shape, arr.shape
+    want = spec.shape
     if len(got) != len(want):
         given_text = str(list(got))
         hint = " (the leading axis is the batch: wrap a single row in a list)" if len(got) + 1 == len(want) else ""
@@ -137,9 +155,12 @@ def _check_shape(arr: np.ndarray, spec: TensorSpec, path: str, symbols: dict[str
     return None
 
 
-def validate_inputs(raw: Any, specs: Sequence[TensorSpec], *, allow_non_finite: bool = False
-                    ) -> dict[str, np.ndarray]:
-    """Validate `inputs` from a request body against `specs`; raise `InputValidationError` with every problem."""
+def validate_inputs(raw: Any, specs: Sequence[TensorSpec], *, allow_non_finite: bool = False,
+                    max_elements: int | None = None) -> dict[str, np.ndarray]:
+    """Validate `inputs` from a request body against `specs`; raise `InputValidationError` with every problem.
+    The nested lists are walked (shape, element types, at most `max_elements` elements: by default what a body
+    within the process's limit can hold) before any array is allocated."""
+    cap = max_elements or element_cap()
     if isinstance(raw, list):
         if len(specs) != 1:
             names = ", ".join(s.name for s in specs)
@@ -154,10 +175,13 @@ def validate_inputs(raw: Any, specs: Sequence[TensorSpec], *, allow_non_finite: 
 
     problems: list[InputProblem] = []
     known = [s.name for s in specs]
-    for name in raw:
-        if name not in known:
-            problems.append(InputProblem(f"inputs.{name}", f"unknown input; this model's inputs are "
-                                         f"{', '.join(sorted(known))}", expected=", ".join(sorted(known)), given=name))
+    unknown = [name for name in raw if name not in known]
+    for name in unknown[:MAX_REPORTED]:  # a body of a million made-up names gets a short answer
+        problems.append(InputProblem(f"inputs.{name[:100]}", f"unknown input; this model's inputs are "
+                                     f"{', '.join(sorted(known))}", expected=", ".join(sorted(known)),
+                                     given=name[:100]))
+    if len(unknown) > MAX_REPORTED:
+        problems.append(InputProblem("inputs", f"{len(unknown) - MAX_REPORTED} more unknown inputs"))
     arrays: dict[str, np.ndarray] = {}
     symbols: dict[str, tuple[int, str]] = {}
     for spec in specs:
@@ -165,13 +189,9 @@ def validate_inputs(raw: Any, specs: Sequence[TensorSpec], *, allow_non_finite: 
         if spec.name not in raw:
             problems.append(InputProblem(path, f"missing; expected {spec.describe()}", expected=spec.describe()))
             continue
-        converted = _to_array(raw[spec.name], spec, path)
+        converted = _to_array(raw[spec.name], spec, path, symbols, cap)
         if isinstance(converted, InputProblem):
             problems.append(converted)
-            continue
-        shape_problem = _check_shape(converted, spec, path, symbols)
-        if shape_problem:
-            problems.append(shape_problem)
             continue
         if not allow_non_finite and converted.dtype.kind == "f" and not np.isfinite(converted).all():
             bad = np.argwhere(~np.isfinite(converted))[0].tolist()
@@ -215,7 +235,7 @@ def check_tensors(arrays: dict[str, np.ndarray], specs: Sequence[TensorSpec]
                 problems.append(f"{spec.name}: {arr.dtype} cannot be cast to the model's {spec.dtype}")
                 continue
             arr = arr.astype(target)
-        shape_problem = _check_shape(arr, spec, spec.name, symbols)
+        shape_problem = _check_shape(arr.shape, spec, spec.name, symbols)
         if shape_problem:
             problems.append(f"{spec.name}: {shape_problem.detail}")
             continue
@@ -250,7 +270,7 @@ def validate_arrays(arrays: dict[str, np.ndarray], specs: Sequence[TensorSpec], 
         if isinstance(converted, InputProblem):
             problems.append(converted)
             continue
-        shape_problem = _check_shape(converted, spec, path, symbols)
+        shape_problem = _check_shape(converted.shape, spec, path, symbols)
         if shape_problem:
             problems.append(shape_problem)
             continue

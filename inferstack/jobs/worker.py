@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from pydantic import ValidationError
 
+from inferstack.api.jsonbody import JsonBodyError, parse_json
 from inferstack.inference.exceptions import InputValidationError
 from inferstack.jobs.deferral import Deferrer
 from inferstack.jobs.exceptions import TransientJobError
@@ -233,8 +234,39 @@ class BatchWorker:
 
     def _inputs(self, message: JobMessage) -> Any:
         if message.inputs_ref:
-            return json.loads(self.store.get_blob(message.inputs_ref))
+            return parse_json(self.store.get_blob(message.inputs_ref), what="The job's inputs")
         return message.inputs
+
+    def _unreadable(self, record: SQSRecord) -> None:
+        """A message that is not a job message (e.g. nested past the JSON parser's limit): its job, where one
+        can be named, fails at once as invalid input; a retry would read the same bytes."""
+        try:
+            job_id = json.loads(record.body).get("job_id")
+        except Exception:
+            job_id = None
+        logger.error("unreadable job message", extra={"message_id": record.message_id, "job_id": job_id})
+        if not isinstance(job_id, str):
+            return
+        error = {"type": "invalid-input", "detail": "The job's message could not be read as a job"}
+        try:
+            self.store.finish(job_id, error=error)
+        except Exception:
+            logger.exception("cannot fail the job of an unreadable message", extra={"job_id": job_id})
+
+    @staticmethod
+    def _run_isolated(run: Callable[[Sequence[Any]], list[Outcome]], items: list[Any]) -> list[Outcome]:
+        """`run` over `items`; when it raises (a MemoryError, a RecursionError, a bug), each item runs on its own,
+        so that only the jobs that raise again fail (transiently: retried, then the DLQ), not their batch."""
+        try:
+            return run(items)
+        except Exception as exc:
+            if len(items) == 1:
+                logger.error("a job's run raised", exc_info=exc)
+                return [Errored(f"the job could not be run ({type(exc).__name__})")]
+        outcomes: list[Outcome] = []
+        for item in items:
+            outcomes += BatchWorker._run_isolated(run, [item])
+        return outcomes
 
     def _finished(self, record: SQSRecord, job: Job, result: Any, pending: list[tuple[str, WebhookMessage]]) -> None:
         message = self.webhooks.message_for(job, result)
@@ -259,7 +291,7 @@ class BatchWorker:
             try:
                 messages.append((record, JobMessage.model_validate_json(record.body)))
             except ValidationError:
-                logger.error("dropping a malformed job message", extra={"message_id": record.message_id})
+                self._unreadable(record)
         try:
             running = self.store.claim([m.job_id for _, m in messages]) if messages else set()
         except Exception as exc:
@@ -278,6 +310,17 @@ class BatchWorker:
             seen.add(message.job_id)
             try:
                 inputs = self._inputs(message)
+            except JsonBodyError as exc:
+                error = {"type": "invalid-input", "detail": exc.detail}
+                job = Job(job_id=message.job_id, owner="", model=message.model, status="failed", created_at="",
+                          metadata=message.metadata, webhook_url=message.webhook_url, error=error)
+                try:
+                    if self.store.finish(job.job_id, error=error):
+                        self._finished(record, job, None, pending_webhooks)
+                except Exception as store_exc:
+                    failed.add(record.message_id)
+                    self._note(message.job_id, store_exc)
+                continue
             except Exception as exc:
                 logger.exception("cannot read the job's inputs", extra={"job_id": message.job_id})
                 failed.add(record.message_id)
@@ -293,7 +336,8 @@ class BatchWorker:
             members = [i for i, c in enumerate(claimed) if c[1].protocol == protocol]
             if members:
                 run = self.runner.run if protocol == "v1" else self.runner.run_v2
-                for i, outcome in zip(members, run([claimed[i][3] for i in members]), strict=True):
+                results = self._run_isolated(run, [claimed[i][3] for i in members])
+                for i, outcome in zip(members, results, strict=True):
                     outcomes[i] = outcome
         self._measure(claimed, outcomes, emf.elapsed_ms(started))
         for (record, message, job, _), outcome in zip(claimed, outcomes, strict=True):

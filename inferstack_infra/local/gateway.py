@@ -31,6 +31,7 @@ from urllib.parse import parse_qsl, unquote
 
 import jsonschema
 
+from inferstack.api.jsonbody import PARSE_RATIO, PARSE_SLACK_BYTES, parse_cost
 from inferstack.api.problems import PROBLEM_JSON, RETRY_AFTER_S, gateway_response
 from inferstack.manifest import Manifest, Quota, Throttle, UsagePlan
 from inferstack.protocol.compression import compress, decompress, response_coding
@@ -318,11 +319,18 @@ class Gateway:
             return self._gateway_error("THROTTLED")
 
         validator = self.validators.get((route.method, route.path))
-        if validator is not None:
+        # A body too costly to parse here goes on unchecked: the function refuses it before parsing (413); the
+        # gateway process must not pay for it either.
+        if validator is not None and parse_cost(bytes(body)) <= PARSE_RATIO * len(body) + PARSE_SLACK_BYTES:
             try:
                 error = jsonschema.exceptions.best_match(validator.iter_errors(json.loads(body)))
-            except ValueError as exc:
-                return self._gateway_error("BAD_REQUEST_BODY", f"Invalid request body: [Invalid JSON: {exc}]")
+            except json.JSONDecodeError as exc:
+                return self._gateway_error("BAD_REQUEST_BODY", f"Invalid request body: [Invalid JSON: {exc.msg} at "
+                                           f"line {exc.lineno} column {exc.colno}]")
+            except (ValueError, RecursionError) as exc:  # not UTF-8/16/32, an integer past the digit limit, deep
+                reason = "nested too deeply" if isinstance(exc, RecursionError) else \
+                    "not UTF-8 text" if isinstance(exc, UnicodeError) else "an integer with too many digits"
+                return self._gateway_error("BAD_REQUEST_BODY", f"Invalid request body: [Invalid JSON: {reason}]")
             if error is not None:
                 return self._gateway_error("BAD_REQUEST_BODY", f"Invalid request body: [{error.message}]")
 

@@ -10,7 +10,7 @@ from pydantic import ValidationError
 
 from inferstack.api import problems
 from inferstack.api.deps import caller_key_id, read_body
-from inferstack.api.predict import parse_json_body
+from inferstack.api.predict import MAX_REPORTED, parse_json_body
 from inferstack.api.problems import PROBLEM_JSON, ProblemError
 from inferstack.api.routes.models import ModelDirectory, request_body
 from inferstack.api.schemas import Problem
@@ -23,9 +23,11 @@ if TYPE_CHECKING:
 
 def validation_problem(exc: ValidationError) -> ProblemError:
     """A body that does not match its pydantic model: 422 naming each field."""
-    errors = [{"input": ".".join(str(p) for p in e["loc"]), "detail": e["msg"]} for e in exc.errors()]
-    return ProblemError(problems.INVALID_REQUEST, "; ".join(f"{e['input']}: {e['detail']}" for e in errors),
-                        errors=errors)
+    errors = [{"input": ".".join(str(p) for p in e["loc"])[:200], "detail": e["msg"]}
+              for e in exc.errors(include_url=False, include_input=False)[:MAX_REPORTED]]
+    more = exc.error_count() - len(errors)
+    detail = "; ".join(f"{e['input']}: {e['detail']}" for e in errors) + (f"; and {more} more" if more else "")
+    return ProblemError(problems.INVALID_REQUEST, detail, errors=errors)
 
 
 def jobs_router(directory: ModelDirectory, jobs: JobService | None, body_limit: int) -> APIRouter:
@@ -42,8 +44,14 @@ def jobs_router(directory: ModelDirectory, jobs: JobService | None, body_limit: 
     async def submit_job(request: Request,
                          idempotency_key: Annotated[str | None, Header(max_length=255)] = None) -> Response:
         raw = await read_body(request, body_limit)
+        parsed = parse_json_body(raw)
+        if isinstance(parsed, dict) and len(unknown := [k for k in parsed if k not in JobRequest.model_fields]) > 1:
+            raise ProblemError(problems.INVALID_REQUEST, f"{len(unknown)} unknown fields, e.g. "
+                               f"{', '.join(k[:100] for k in unknown[:MAX_REPORTED])}",
+                               errors=[{"input": k[:100], "detail": "Extra inputs are not permitted"}
+                                       for k in unknown[:MAX_REPORTED]])
         try:
-            body = JobRequest.model_validate(parse_json_body(raw))
+            body = JobRequest.model_validate(parsed)
         except ValidationError as exc:
             raise validation_problem(exc) from None
         directory.known(body.model)

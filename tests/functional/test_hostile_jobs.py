@@ -1,0 +1,113 @@
+"""The jobs tier against hostile jobs (moto server, the real worker): a job whose inputs are malformed fails at
+once as invalid input; a job that makes the run raise fails on its own, after its retries, and every other job
+of its batch, from any API key, completes."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from inferstack.jobs.dead_letter import DeadLetterHandler
+from inferstack.jobs.schemas import JobRequest
+from inferstack.jobs.store import TERMINAL
+from inferstack.jobs.worker import InProcessRunner, Outcome
+from tests.functional.jobs_world import World, make_world
+
+ROWS = [[5.1, 3.5, 1.4, 0.2]]
+POISON = 666.0
+
+
+@pytest.fixture
+def world(iris_model: Path) -> Iterator[World]:
+    w = make_world(iris_model)
+    yield w
+    w.aws.stop()
+
+
+def submit(world: World, rows: Any, owner: str) -> str:
+    job, _ = world.service.submit(JobRequest.model_validate({"model": "iris", "inputs": {"features": rows}}),
+                                  owner=owner)
+    return job.job_id
+
+
+def run_worker(world: World, runner: Any = None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    messages = world.receive("jobs-iris")
+    response = world.worker(runner).handle(world.event("jobs-iris", messages))
+    world.ack("jobs-iris", messages, response)
+    return messages, response
+
+
+class PoisonedRunner(InProcessRunner):
+    """The real runner, but a run holding a poisonous job raises as a real one might (out of memory, a recursion
+    past the limit, a bug): for the whole run it was part of."""
+
+    def __init__(self, world: World, exc: type[BaseException]) -> None:
+        super().__init__(world.predictor)
+        self.exc = exc
+
+    def run(self, inputs: Sequence[Any]) -> list[Outcome]:
+        if any(i["features"][0][0] == POISON for i in inputs):
+            raise self.exc("poisoned")
+        return super().run(inputs)
+
+
+@pytest.mark.parametrize("exc", [MemoryError, RecursionError, KeyError])
+def test_a_poisonous_job_fails_alone_and_the_batch_of_another_key_completes(world: World,
+                                                                            exc: type[BaseException]) -> None:
+    # GIVEN a valid job of one key and a poisonous job of another, in one SQS batch
+    good = submit(world, ROWS, owner="key-a")
+    bad = submit(world, [[POISON, 1, 1, 1]], owner="key-b")
+    runner = PoisonedRunner(world, exc)
+    # WHEN the worker runs the batch
+    messages, response = run_worker(world, runner)
+    # THEN only the poisonous job's record is reported for retry; the valid job succeeded
+    assert len(messages) == 2
+    failed = [f["itemIdentifier"] for f in response["batchItemFailures"]]
+    assert failed == [m["MessageId"] for m in messages if json.loads(m["Body"])["job_id"] == bad]
+    assert world.service.view(good, owner="key-a").status == "succeeded"
+    assert world.store.get(bad).status == "running"
+    # AND after its retries (max_receive_count = 2) it lands in the DLQ and ends failed: no job stays running
+    world.expire_visibility("jobs-iris", [m for m in messages if m["MessageId"] in failed])
+    run_worker(world, runner)
+    world.expire_visibility("jobs-iris", [m for m in messages if m["MessageId"] in failed])
+    assert world.receive("jobs-iris") == []
+    dead = world.receive("jobs-iris-dlq")
+    DeadLetterHandler(world.store, world.sender).handle(world.event("jobs-iris-dlq", dead))
+    job = world.service.view(bad, owner="key-b")
+    assert job.status == "failed" and job.error is not None and job.error["type"] == "processing-failed"
+    assert exc.__name__ in job.error["detail"] and "poisoned" not in job.error["detail"]  # no internals
+
+
+def test_malformed_inputs_in_s3_fail_the_job_at_once(world: World) -> None:
+    # GIVEN a job whose inputs travel through S3, and whose stored inputs are nested 100,000 deep
+    job_id = submit(world, ROWS * 12000, owner="key-a")
+    (message,) = world.receive("jobs-iris")
+    ref = json.loads(message["Body"])["inputs_ref"]
+    world.aws.client("s3").put_object(Bucket=world.settings.bucket, Key=ref, Body=b"[" * 100_000 + b"]" * 100_000)
+    world.expire_visibility("jobs-iris", [message])
+    # WHEN the worker runs it THEN it fails at once as invalid input, without a retry
+    _, response = run_worker(world)
+    assert response == {"batchItemFailures": []}
+    job = world.store.get(job_id)
+    assert job.status == "failed" and job.error is not None and job.error["type"] == "invalid-input"
+    assert "nested too deeply" in job.error["detail"]
+
+
+def test_an_unreadable_job_message_fails_its_job_instead_of_leaving_it_queued(world: World) -> None:
+    # GIVEN a job, and a message for it that pydantic's JSON parser refuses (nested past its 200 levels)
+    job_id = submit(world, ROWS, owner="key-a")
+    (message,) = world.receive("jobs-iris")
+    world.aws.client("sqs").delete_message(QueueUrl=world.aws.queue_urls["jobs-iris"],
+                                           ReceiptHandle=message["ReceiptHandle"])
+    body = json.dumps({"job_id": job_id, "model": "iris", "inputs": {"features": [[[[[]]]]]}})
+    body = body.replace("[[[[[]]]]]", "[" * 300 + "]" * 300)
+    world.aws.client("sqs").send_message(QueueUrl=world.aws.queue_urls["jobs-iris"], MessageBody=body)
+    # WHEN the worker runs it THEN the job ends failed at once, not queued forever
+    _, response = run_worker(world)
+    assert response == {"batchItemFailures": []}
+    job = world.store.get(job_id)
+    assert job.status in TERMINAL and job.error is not None and job.error["type"] == "invalid-input"
