@@ -1,7 +1,7 @@
 """The `inferstack` command: one module per command group, each with a `register(subparsers)`.
 
     inferstack init [DIR] [--name NAME] [--force]
-    inferstack synth|deploy|destroy [--manifest FILE] [--region R] [--profile P] [-- CDK ARGS]
+    inferstack synth|deploy|destroy|bootstrap [--manifest FILE] [--region R] [--profile P] [-- CDK ARGS]
     inferstack dev [--manifest FILE] [--port PORT] [--api-key KEY[:PLAN] ...] [--allow-loopback-webhooks]
     inferstack webhooks listen --port P --secret whsec_...
     inferstack invoke MODEL --input FILE|- [--url URL] [--api-key KEY]

@@ -119,7 +119,9 @@ def register(sub: Any) -> None:
     actions = {"synth": ("the CloudFormation template, checked by cdk-nag, into cdk.out/ (no AWS access)",
                          cmd_synth),
                "deploy": ("deploy the project to AWS (credentials as for the AWS CLI)", cmd_deploy),
-               "destroy": ("delete the deployed stack", cmd_destroy)}
+               "destroy": ("delete the deployed stack", cmd_destroy),
+               "bootstrap": ("prepare an AWS account and region for CDK deployments (once per account and region)",
+                             cmd_bootstrap)}
     for action, (help_text, func) in actions.items():
         p = sub.add_parser(action, help=help_text,
                            description=f"{help_text}: runs `npx aws-cdk@{CDK_CLI_VERSION} {action}` in the "
@@ -127,7 +129,7 @@ def register(sub: Any) -> None:
         p.add_argument("--manifest", default=MANIFEST_NAME)
         p.add_argument("--region", help="the AWS region (default: the profile's or $AWS_REGION)")
         p.add_argument("--profile", help="the AWS CLI profile")
-        if action != "synth":
+        if action in ("deploy", "destroy"):
             p.add_argument("--yes", action="store_true", help="ask nothing (deploy: approve security changes; "
                            "destroy: no confirmation)")
         p.add_argument("cdk_args", nargs=argparse.REMAINDER, help="after `--`: passed to the CDK CLI as they are")
@@ -150,3 +152,7 @@ def cmd_deploy(args: argparse.Namespace) -> int:
 
 def cmd_destroy(args: argparse.Namespace) -> int:
     return run_cdk(_strip(args), "destroy")
+
+
+def cmd_bootstrap(args: argparse.Namespace) -> int:
+    return run_cdk(_strip(args), "bootstrap")
