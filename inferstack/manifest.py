@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from inferstack.manifest_schema import check_schema
+from inferstack.observability.alerts import Alerts
 from inferstack.optimize.config import Optimize
 from inferstack.rollout.config import Rollout, Variant, check_variants
 
@@ -276,6 +277,7 @@ class Manifest(_Strict):
     name: Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9-]{0,63}$")] = "inferstack"
     api: ApiConfig = ApiConfig()
     jobs: JobsConfig = JobsConfig()
+    alerts: Alerts = Alerts()
     models: list[Model]
     #: Directory the relative model paths are resolved against (the manifest's own directory).
     root: Annotated[Path, Field(exclude=True)] = Path(".")

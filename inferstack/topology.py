@@ -49,7 +49,7 @@ class FunctionSpec:
 
     def environment(self, catalog_path: str, manifest: Manifest) -> dict[str, str]:
         out = {env.CATALOG_PATH: catalog_path, env.MAX_BODY_BYTES: str(manifest.api.max_body_kb * 1024),
-               "POWERTOOLS_SERVICE_NAME": "inferstack", "POWERTOOLS_METRICS_NAMESPACE": "inferstack"}
+               "POWERTOOLS_SERVICE_NAME": manifest.name, "POWERTOOLS_METRICS_NAMESPACE": "inferstack"}
         if self.model:
             out[env.MODEL_NAME] = self.model
         if self.endpoint:

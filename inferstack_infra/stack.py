@@ -15,6 +15,7 @@ from inferstack_infra.constructs.api import RestApiTier
 from inferstack_infra.constructs.function import RUNTIME, InferenceFunction
 from inferstack_infra.constructs.heavy import HeavyTier
 from inferstack_infra.constructs.jobs import JobTier
+from inferstack_infra.constructs.monitoring import Monitoring
 from inferstack_infra.packaging import (
     Layer,
     build_layer,
@@ -68,3 +69,5 @@ class InferenceStack(Stack):
 
         self.api = RestApiTier(self, "Rest", manifest=manifest, routes=routes(manifest),
                                targets={key: f.alias for key, f in self.functions.items()})
+        self.monitoring = Monitoring(self, "Monitoring", manifest=manifest, api=self.api, functions=self.functions,
+                                     jobs=self.jobs, heavy=self.heavy)

@@ -15,6 +15,7 @@ local dashboard read the same ones.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -26,7 +27,9 @@ from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 from inferstack.observability.tracing import trace_id
 
 NAMESPACE = "inferstack"
-SERVICE = "inferstack"
+#: The deployment (the manifest's name: every function and container is told it), so that two stacks in one
+#: account keep their metrics apart.
+SERVICE = os.environ.get("POWERTOOLS_SERVICE_NAME") or "inferstack"
 
 # requests, as the function or the container that answered them sees them
 REQUESTS = "Requests"

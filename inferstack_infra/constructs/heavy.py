@@ -50,9 +50,9 @@ class ContainerModel:
 
 
 def container_model(scope: Construct, *, model: Model, model_archive: Path, image: ecr_assets.DockerImageAsset | None,
-                    log_groups: list[str], metric_namespaces: list[str]) -> ContainerModel:
+                    log_groups: list[str], metric_namespaces: list[str], service: str) -> ContainerModel:
     """`log_groups`: the CloudWatch log group names (patterns) the containers write to; `metric_namespaces`:
-    where they may put metrics."""
+    where they may put metrics; `service`: the deployment's name, the `service` dimension of its metrics."""
     stack = Stack.of(scope)
     artifact = s3_assets.Asset(scope, "Artifact", path=str(model_archive))
     role = iam.Role(scope, "ExecutionRole", assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"),
@@ -82,7 +82,8 @@ def container_model(scope: Construct, *, model: Model, model_archive: Path, imag
         primary_container=sagemaker.CfnModel.ContainerDefinitionProperty(
             image=image_uri, model_data_url=artifact.s3_object_url, mode="SingleModel",
             environment={"INFERSTACK_MAX_BATCH_SIZE": str(model.batching.max_batch_size),
-                         "INFERSTACK_MAX_DELAY_MS": str(model.batching.max_delay_ms)}))
+                         "INFERSTACK_MAX_DELAY_MS": str(model.batching.max_delay_ms),
+                         "POWERTOOLS_SERVICE_NAME": service}))
     # the role is referenced (GetAtt); its policy must exist too before SageMaker checks the role
     policy = role.node.find_child("DefaultPolicy")
     cfn_model.node.add_dependency(policy)
@@ -118,7 +119,7 @@ class HeavyModel(Construct):
         name = endpoint_name(manifest, model.name)
         parts = container_model(self, model=model, model_archive=model_archive, image=image,
                                 log_groups=[f"/aws/sagemaker/Endpoints/{name}*"],
-                                metric_namespaces=["/aws/sagemaker/Endpoints*"])
+                                metric_namespaces=["/aws/sagemaker/Endpoints*"], service=manifest.name)
         self.artifact, self.role, self.model = parts.artifact, parts.role, parts.model
         self.config = sagemaker.CfnEndpointConfig(
             self, "Config", production_variants=[sagemaker.CfnEndpointConfig.ProductionVariantProperty(

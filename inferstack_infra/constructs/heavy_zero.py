@@ -56,7 +56,8 @@ class ScaleToZeroHeavyModel(Construct):
         parts = container_model(self, model=model, model_archive=model_archive, image=image,
                                 log_groups=[f"/aws/sagemaker/Endpoints/{name}*",
                                             f"/aws/sagemaker/InferenceComponents/{component}*"],
-                                metric_namespaces=["/aws/sagemaker/Endpoints*", "/aws/sagemaker/InferenceComponents*"])
+                                metric_namespaces=["/aws/sagemaker/Endpoints*", "/aws/sagemaker/InferenceComponents*"],
+                                service=manifest.name)
         self.artifact, self.role, self.model = parts.artifact, parts.role, parts.model
         self.config = sagemaker.CfnEndpointConfig(
             self, "Config", execution_role_arn=self.role.role_arn, enable_network_isolation=True,

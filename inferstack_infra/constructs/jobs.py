@@ -88,8 +88,11 @@ class JobTier(Construct):
             webhook_queue=self.queues[WEBHOOK_QUEUE].queue_url, secret_id=self.secret.secret_arn)
 
         self.alarms: list[cloudwatch.Alarm] = []
+        #: The alarms of each queue, by its key (the monitoring construct groups a model's queues' alarms).
+        self.queue_alarms: dict[str, list[cloudwatch.Alarm]] = {}
         for key, spec in self.specs.items():
             queue = self.queues[key]
+            first = len(self.alarms)
             if spec.dlq:
                 self.alarms.append(cloudwatch.Alarm(
                     self, f"{resource_id(key)}OldestMessage",
@@ -107,6 +110,7 @@ class JobTier(Construct):
                     comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
                     treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
                     alarm_description=f"{key}: messages reached the dead-letter queue"))
+            self.queue_alarms[key] = self.alarms[first:]
         CfnOutput(self, "WebhookSecretArn", value=self.secret.secret_arn,
                   description="aws secretsmanager get-secret-value --secret-id <arn>: {\"key\": K}; "
                   "receivers verify with whsec_ + base64(K)")

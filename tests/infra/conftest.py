@@ -46,6 +46,9 @@ def snapstart(tmp_path_factory: pytest.TempPathFactory, iris_model: Path, minilm
 name = "snap"
 [api]
 waf = true
+[alerts]
+emails = ["oncall@example.com", "ml-team@example.com"]
+https = ["https://events.example.com/alarms"]
 [[api.plans]]
 name = "partners"
 throttle = {{ rate = 20, burst = 40 }}

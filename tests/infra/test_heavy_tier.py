@@ -22,7 +22,8 @@ def test_model_runs_the_container_image_with_the_artifact_and_network_isolation(
     container = props["PrimaryContainer"]
     assert "container-assets" in json.dumps(container["Image"])  # the DockerImageAsset of the packaged container
     assert container["ModelDataUrl"]  # the model.tar.gz S3 asset
-    assert container["Environment"] == {"INFERSTACK_MAX_BATCH_SIZE": "64", "INFERSTACK_MAX_DELAY_MS": "5.0"}
+    assert container["Environment"] == {"INFERSTACK_MAX_BATCH_SIZE": "64", "INFERSTACK_MAX_DELAY_MS": "5.0",
+                                        "POWERTOOLS_SERVICE_NAME": "inferstack-example"}  # its metrics' service
     images = json.loads((example.outdir / "inferstack-example.assets.json").read_text())["dockerImages"]
     (image,) = images.values()
     assert image["source"]["dockerFile"] == "Dockerfile" and image["source"]["platform"] == "linux/amd64"

@@ -89,12 +89,17 @@ def test_a_call_at_zero_copies_scales_out_through_the_no_capacity_alarm(zero: Sy
     assert config["AdjustmentType"] == "ChangeInCapacity"
     assert config["StepAdjustments"] == [{"MetricIntervalLowerBound": 0, "ScalingAdjustment": 1}]
     assert config["Cooldown"] >= 300  # one copy per wake, not one a minute while callers keep knocking
-    (alarm,) = [a["Properties"] for a in resources(zero, "AWS::CloudWatch::Alarm").values()
-                if a["Properties"].get("MetricName") == "NoCapacityInvocationFailures"]
+    ((alarm_id, alarm),) = [(k, a["Properties"]) for k, a in resources(zero, "AWS::CloudWatch::Alarm").items()
+                            if a["Properties"].get("MetricName") == "NoCapacityInvocationFailures"]
     assert alarm["Namespace"] == "AWS/SageMaker"
     assert alarm["Dimensions"] == [{"Name": "InferenceComponentName", "Value": COMPONENT}]
     assert alarm["Threshold"] == 1 and alarm["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
-    assert alarm["EvaluationPeriods"] == 1 and alarm["AlarmActions"] == [{"Ref": step_id}]
+    assert alarm["EvaluationPeriods"] == 1 and alarm["AlarmActions"][0] == {"Ref": step_id}
+    # the alarm topic hears it too (as every alarm), but it pages no one: it is in no composite alarm
+    (topic,) = resources(zero, "AWS::SNS::Topic")
+    assert alarm["AlarmActions"][1:] == [{"Ref": topic}]
+    composites = json.dumps(resources(zero, "AWS::CloudWatch::CompositeAlarm"))
+    assert alarm_id not in composites and any(k in composites for k in resources(zero, "AWS::CloudWatch::Alarm"))
 
 
 def test_endpoint_alarms_watch_the_component(zero: Synthesized) -> None:
