@@ -80,8 +80,9 @@ test: $(TEST_STAMP) models $(KSERVE_VENV)/.stamp $(VENV)/.setup-took lint
 unit: $(TEST_STAMP) models
 	$(BIN)/pytest tests/unit tests/functional
 
+# the user's command (the pinned CDK CLI through npx, found in node_modules here)
 synth: $(TEST_STAMP) node_modules/.stamp models
-	npx cdk synth --quiet
+	$(BIN)/inferstack synth -- --quiet
 
 doctor: $(DEV_STAMP) $(DEV_MODELS)
 	$(BIN)/inferstack doctor
