@@ -8,8 +8,9 @@ variants = [{ name = "control", path = "models/iris.onnx", weight = 90 },
 ```
 
 - `strategy = "canary"`: `percent` of the traffic goes to the new version for `interval_min` minutes, then all of
-  it. `"linear"`: `percent` more every `interval_min` minutes. `"all-at-once"`: at once (the alarms still roll it
-  back for `interval_min` minutes after). Default: canary, 10 % for 5 minutes.
+  it. `"linear"`: `percent` more every `interval_min` minutes. `"all-at-once"`: at once (on a heavy model SageMaker
+  still watches the alarms for `interval_min` minutes, its baking period; CodeDeploy completes a Lambda
+  rollout at once). Default: canary, 10 % for 5 minutes.
 - `alarms`: what stops a rollout and rolls it back: the new version's share of 5xx answers (`error_rate`, 0..1)
   and its p99 latency (`p99_ms`), each judged once the version has answered `min_requests` requests in the
   alarm's period. Default: 1 % errors, p99 at the model's `latency_budget_ms` (else 80 % of its timeout).
@@ -70,6 +71,22 @@ class Rollout(_Strict):
         if dupes:
             raise ValueError(f"alarms: one threshold per metric; {', '.join(dupes)} appears more than once")
         return self
+
+    def schedule(self) -> list[tuple[int, int]]:
+        """`(minute, percent)` steps: from each minute on, the new version answers that percent of the traffic
+        (CodeDeploy's time-based canary and linear configurations). All at once: 100 % from minute 0."""
+        if self.strategy == "all-at-once":
+            return [(0, 100)]
+        if self.strategy == "canary":
+            return [(0, self.percent), (self.interval_min, 100)]
+        steps = [(i * self.interval_min, min(100, (i + 1) * self.percent))
+                 for i in range(-(-100 // self.percent))]
+        return steps
+
+    @property
+    def duration_min(self) -> int:
+        """Minutes from the first shift to completion (the last shift completes a Lambda rollout)."""
+        return self.schedule()[-1][0]
 
     def thresholds(self, *, latency_budget_ms: int | None, timeout_s: int) -> dict[AlarmMetric, float]:
         """Each alarm's threshold, the defaults filled in."""

@@ -30,14 +30,22 @@ def parse_api_keys(values: list[str] | None, manifest: Manifest) -> dict[str, st
 
 def cmd_dev(args: argparse.Namespace) -> int:
     from inferstack_infra.local.functions import FunctionStartError
+    from inferstack_infra.local.rollout import CandidateError, parse_candidate
     from inferstack_infra.local.stack import DevStack, PortBusyError
 
     loaded = manifest(args.manifest)
     keys = parse_api_keys(args.api_key, loaded)
     if args.scale_in_after <= 0:
         fail(f"--scale-in-after {args.scale_in_after:g}: give a number of seconds above 0", 2)
+    if args.time_scale <= 0:
+        fail(f"--time-scale {args.time_scale:g}: give a factor above 0 (60: a manifest minute lasts a second)", 2)
+    try:
+        candidates = [parse_candidate(c) for c in args.candidate or []]
+    except CandidateError as exc:
+        fail(str(exc), 2)
     stack = DevStack(loaded, api_keys=keys, host=args.host, port=args.port,
-                     allow_loopback_webhooks=args.allow_loopback_webhooks, scale_in_after_s=args.scale_in_after)
+                     allow_loopback_webhooks=args.allow_loopback_webhooks, scale_in_after_s=args.scale_in_after,
+                     candidates=candidates, time_scale=args.time_scale)
     key = next(iter(keys))
     state = DevState(Path(args.manifest).resolve().parent)
 
@@ -50,6 +58,9 @@ def cmd_dev(args: argparse.Namespace) -> int:
             f"  try:       curl -s -H 'x-api-key: {key}' {stack.url}/v1/models/{m.name}/predict \\\n"
             f"               -d '{json.dumps({'inputs': example_inputs(m.public().model_dump(mode='json'))})}'"
             for m in stack.catalog.models)
+        rollouts = "".join(
+            f"  rollout:   {name} {r.rollout.strategy} to {r.stats['candidate'].version} ({r.time_scale:g}x time): "
+            "`inferstack rollout status`\n" for name, r in stack.rollouts.items())
         print(f"""
 inferstack dev: {loaded.name} is up at {stack.url}/v1  (Ctrl-C stops everything)
   API keys:  {', '.join(f'{k} (plan {p})' for k, p in keys.items())}
@@ -59,7 +70,7 @@ inferstack dev: {loaded.name} is up at {stack.url}/v1  (Ctrl-C stops everything)
              loopback receivers {'allowed (--allow-loopback-webhooks)' if args.allow_loopback_webhooks else
                                  'refused (pass --allow-loopback-webhooks to allow)'}
   clients:   `inferstack invoke|jobs|load` run in {state.path.parent.parent} find this stack by themselves
-{tries}
+{rollouts}{tries}
 """, flush=True)
 
     try:
@@ -69,7 +80,7 @@ inferstack dev: {loaded.name} is up at {stack.url}/v1  (Ctrl-C stops everything)
     except PortBusyError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    except (ModelLoadError, FunctionStartError) as exc:
+    except (ModelLoadError, FunctionStartError, CandidateError) as exc:
         fail(str(exc), 2)
     finally:
         state.clear()
@@ -102,6 +113,11 @@ def register(sub: Any) -> None:
     dev.add_argument("--scale-in-after", type=float, default=900, metavar="SECONDS",
                      help="a heavy model with instances.min = 0 stops its container after this long without a "
                      "call (default 900: AWS scales in after about 15 idle minutes)")
+    dev.add_argument("--candidate", action="append", metavar="MODEL=FILE.onnx[,handler=FILE.py]",
+                     help="rehearse a rollout: serve this file as the model's new version next to the current one, "
+                     "shift traffic on the manifest's rollout schedule, roll back on its alarms; repeatable")
+    dev.add_argument("--time-scale", type=float, default=1.0, metavar="FACTOR",
+                     help="run rollout schedules FACTOR times faster (60: a 5-minute canary takes 5 s)")
     dev.set_defaults(func=cmd_dev)
 
     webhooks = sub.add_parser("webhooks", help="webhook tools")

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable
 from typing import IO, Any
 
@@ -109,11 +110,18 @@ class LocalFunctions:
             p.stop()
 
     async def invoke(self, function: str, event: dict[str, Any], timeout_s: float) -> tuple[Any, bool]:
+        result, failed, _ = await self.invoke_timed(function, event, timeout_s)
+        return result, failed
+
+    async def invoke_timed(self, function: str, event: dict[str, Any], timeout_s: float) -> tuple[Any, bool, float]:
+        """`invoke`, and the invocation's duration in milliseconds once an environment took it (Lambda's
+        `Duration`: without the wait for a free environment)."""
         if self.client is None:
             self.client = httpx.AsyncClient(timeout=None, transport=async_transport())
         lock = self.locks.setdefault(function, asyncio.Lock())
         proc = self.procs[function]
         async with lock:
+            started = time.perf_counter()
             try:
                 response = await asyncio.wait_for(self.client.post(proc.url, json=event), timeout_s)
             except TimeoutError:
@@ -123,7 +131,7 @@ class LocalFunctions:
                 if not proc.alive:
                     await asyncio.to_thread(self._restart, proc)
                 raise
-            return response.json(), "x-amz-function-error" in response.headers
+            return response.json(), "x-amz-function-error" in response.headers, (time.perf_counter() - started) * 1000
 
     def invoke_sync(self, function: str, event: dict[str, Any], timeout_s: float | None = None) -> tuple[Any, bool]:
         """Invoke from a thread (the SQS pollers). A dead execution environment is replaced, as Lambda does,

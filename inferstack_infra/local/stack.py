@@ -25,6 +25,15 @@ from inferstack_infra.local.aws import REGION, LocalAws
 from inferstack_infra.local.functions import LocalFunctions
 from inferstack_infra.local.gateway import Gateway
 from inferstack_infra.local.poller import QueuePoller
+from inferstack_infra.local.rollout import (
+    Candidate,
+    CandidateError,
+    LocalRollout,
+    RolloutInvoker,
+    candidate_manifest,
+    candidate_spec,
+    with_status_route,
+)
 from inferstack_infra.local.sagemaker import SCALE_IN_AFTER_S, LocalSageMaker
 from inferstack_infra.packaging import BUILD_DIR
 
@@ -66,7 +75,8 @@ class LogStream:
 class DevStack:
     def __init__(self, manifest: Manifest, *, api_keys: dict[str, str], host: str = "127.0.0.1", port: int = 8000,
                  log: LogStream | None = None, workdir: Path | None = None,
-                 allow_loopback_webhooks: bool = False, scale_in_after_s: float = SCALE_IN_AFTER_S) -> None:
+                 allow_loopback_webhooks: bool = False, scale_in_after_s: float = SCALE_IN_AFTER_S,
+                 candidates: list[Candidate] | None = None, time_scale: float = 1.0) -> None:
         unknown = sorted(set(api_keys.values()) - {p.name for p in manifest.api.plans})
         if unknown:
             raise ValueError(f"API keys bound to unknown usage plan(s) {', '.join(unknown)}")
@@ -82,6 +92,10 @@ class DevStack:
         self.pollers: list[QueuePoller] = []
         self.server: uvicorn.Server | None = None
         self.sock: socket.socket | None = None
+        #: `--candidate`s: each model's rollout from its current version to the candidate.
+        self.candidates, self.time_scale = candidates or [], time_scale
+        self.rollouts: dict[str, LocalRollout] = {}
+        self.invoker: RolloutInvoker | None = None
 
     @property
     def url(self) -> str:
@@ -121,8 +135,23 @@ class DevStack:
         self.sagemaker.start()
         for line in self.sagemaker.describe():
             self.log("sagemaker", line)
-        self.functions = LocalFunctions(functions(self.manifest), self._environment(catalog_path), self.log)
+        specs, environment = functions(self.manifest), self._environment(catalog_path)
+        candidate_catalog = self._candidate_catalog(catalog) if self.candidates else None
+        if candidate_catalog is not None:
+            rolling = {c.model for c in self.candidates}
+            specs += [candidate_spec(s) for s in specs if s.model in rolling and s.kind in ("predict", "worker")]
+            current_env, candidate_env = environment, self._environment(self.workdir / "catalog-candidate.json")
+            environment = lambda s: candidate_env(s) if ":" in s.key else current_env(s)  # noqa: E731
+        self.functions = LocalFunctions(specs, environment, self.log)
         self.functions.start()
+        if candidate_catalog is not None:
+            for c in self.candidates:
+                current, new = catalog.get(c.model), candidate_catalog.get(c.model)
+                assert current is not None and new is not None
+                self.rollouts[c.model] = LocalRollout(self.manifest.model(c.model), current=current.version,
+                                                      candidate=new.version, time_scale=self.time_scale,
+                                                      log=self.log.part("rollout"))
+            self.invoker = RolloutInvoker(self.functions, self.rollouts)
         sqs = self.aws.client("sqs")
         for spec in queues(self.manifest):
             if spec.function:
@@ -131,12 +160,32 @@ class DevStack:
                                      invoke=self._invoke, log=self.log.part(f"esm {spec.key}"))
                 poller.start()
                 self.pollers.append(poller)
-        return Gateway(self.manifest, routes(self.manifest), self.functions, self.api_keys,
+        return Gateway(self.manifest, routes(self.manifest), self.invoker or self.functions, self.api_keys,
                        log=self.log.part("gateway"))
 
+    def _candidate_catalog(self, catalog: Catalog) -> Catalog:
+        """The catalog of the deployment with every candidate in place (its own versions and signatures)."""
+        candidate = build_catalog(candidate_manifest(self.manifest, self.candidates), bundled=False)
+        for c in self.candidates:
+            current, new = catalog.get(c.model), candidate.get(c.model)
+            assert current is not None and new is not None
+            if new.version == current.version:
+                raise CandidateError(f"--candidate {c.model}: {c.path} is the current version ({new.version}); "
+                                     "a rollout needs another model file or handler")
+            if new.inputs != current.inputs or new.request_schema != current.request_schema:
+                raise CandidateError(f"--candidate {c.model}: its inputs differ from the current version's, so the "
+                                     "callers' requests would break; keep the inputs or deploy it as a new model")
+        candidate.dump(self.workdir / "catalog-candidate.json")
+        return candidate
+
     def _invoke(self, function: str, event: dict[str, Any]) -> tuple[Any, bool]:
-        assert self.functions is not None
-        return self.functions.invoke_sync(function, event)
+        invoker = self.invoker or self.functions
+        assert invoker is not None
+        return invoker.invoke_sync(function, event)
+
+    def app(self, gateway: Gateway) -> Any:
+        """What uvicorn serves: the gateway, and the rollouts' status where there are any."""
+        return with_status_route(gateway, self.invoker.status if self.invoker else list)
 
     def restart_aws(self, down_for_s: float = 3.0) -> None:
         self.log("aws", f"restarting the emulator's server (down for {down_for_s:g} s)")
@@ -149,7 +198,8 @@ class DevStack:
         signal.signal(signal.SIGUSR1, lambda *_: threading.Thread(target=self.restart_aws, daemon=True).start())
         try:
             gateway = self.start()
-            config = uvicorn.Config(gateway, host=self.host, port=self.port, log_level="warning", lifespan="off")
+            config = uvicorn.Config(self.app(gateway), host=self.host, port=self.port, log_level="warning",
+                                    lifespan="off")
             self.server = uvicorn.Server(config)
             on_ready()
             self.server.run(sockets=[self.sock] if self.sock else None)
