@@ -13,9 +13,6 @@ INTRA_OP_THREADS = "INFERSTACK_INTRA_OP_THREADS"
 #: Largest request body a function accepts (bytes); larger ones get 413.
 MAX_BODY_BYTES = "INFERSTACK_MAX_BODY_BYTES"
 
-#: CloudWatch namespace of the per-version request metrics (`inferstack.rollout.metrics`); unset: none written.
-VERSION_METRICS = "INFERSTACK_VERSION_METRICS"
-
 # jobs tier
 JOBS_TABLE = "INFERSTACK_JOBS_TABLE"
 JOBS_BUCKET = "INFERSTACK_JOBS_BUCKET"

@@ -11,11 +11,13 @@ from typing import Any
 
 from inferstack.observability import emf as m
 from inferstack.observability import registry
+from inferstack.rollout import MODEL_VERSION_HEADER
 
 Scope = dict[str, Any]
 ASGIApp = Callable[[Scope, Any, Any], Awaitable[None]]
 #: Where the problem handlers note the problem type they answered (`install_problem_handlers`).
 PROBLEM_KIND = "inferstack.problem"
+_VERSION_HEADER = MODEL_VERSION_HEADER.encode()
 _MODEL_ROUTE = re.compile(r"^/v1/models/([^/]+)/predict$|^/v2/models/([^/]+)(?:/versions/[^/]+)?/infer$")
 
 
@@ -30,16 +32,18 @@ class ModelMetricsMiddleware:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        status = 500
+        status, version = 500, self.versions[model]
 
         async def recording(message: dict[str, Any]) -> None:
-            nonlocal status
+            nonlocal status, version
             if message["type"] == "http.response.start":
                 status = int(message["status"])
+                # the version that answered (a heavy model's endpoint names it: blue/green shifts run both)
+                version = next((v.decode() for k, v in message.get("headers") or [] if k == _VERSION_HEADER), version)
             await send(message)
 
         try:
             await self.app(scope, receive, recording)
         finally:
             kind = scope.get(PROBLEM_KIND) or (f"http-{status}" if 400 <= status < 500 else None)
-            registry.model(model, self.versions[model]).request(status, m.elapsed_ms(started), kind=kind)
+            registry.model(model, version).request(status, m.elapsed_ms(started), kind=kind)

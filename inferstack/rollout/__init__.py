@@ -1,9 +1,10 @@
 """Safe model updates: rollouts (canary, linear, all at once) with automatic rollback, and A/B variants.
 
-- `config`: the manifest's `rollout = {...}` and `variants = [...]` of a model.
-- `schedule`: the traffic schedule of a rollout and the alarm conditions that stop it, shared by the CDK app
-  (CodeDeploy / SageMaker deployment configurations and CloudWatch alarms) and the local twin.
-- `metrics`: one CloudWatch embedded-metric line per answer, by model and version, which the alarms read.
+- `config`: the manifest's `rollout = {...}` (strategy, schedule, alarm thresholds) and `variants = [...]`, read
+  by the CDK app (CodeDeploy and SageMaker deployment configurations, CloudWatch alarms) and the local twin.
+- Every answer names the version that produced it (`x-model-version`), and the per-model metrics
+  (`inferstack.observability`) carry it as their `version` dimension: the rollout alarms watch the new version
+  alone.
 """
 
 #: Every predict and infer answer names the model version that produced it.

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Mapping
 from typing import Any, Protocol
 
@@ -13,12 +12,12 @@ from fastapi import Path as FastApiPath
 from inferstack.api import problems
 from inferstack.api.deps import read_body
 from inferstack.api.errors import to_problem
+from inferstack.api.instrument import PROBLEM_KIND
 from inferstack.api.predict import predict_body, predict_inputs
 from inferstack.api.problems import ProblemError
 from inferstack.api.schemas import Health, ModelList, PredictResponse
 from inferstack.catalog import ModelInfo
 from inferstack.rollout import MODEL_VERSION_HEADER
-from inferstack.rollout.metrics import VersionMetrics
 
 
 class ServesPredictions(Protocol):
@@ -42,12 +41,12 @@ class ModelDirectory:
         return info
 
 
-def versioned_failure(exc: Exception, *, path: str, model: str, version: str, metrics: VersionMetrics,
-                      started: float) -> Response:
-    """A failed predict or infer: its problem (problem+json on /v1, `{"error"}` on /v2) with the version header,
-    counted in the version's metrics."""
+def versioned_failure(exc: Exception, request: Request, *, model: str, version: str) -> Response:
+    """A failed predict or infer: its problem (problem+json on /v1, `{"error"}` on /v2) with the version header
+    (the metrics middleware counts it for that version, by its problem type)."""
+    path = request.url.path
     problem = to_problem(exc, context={"path": path, "model": model})
-    metrics.record(model, version, status=problem.status, started=started)
+    request.scope[PROBLEM_KIND] = problem.type.slug
     headers = {MODEL_VERSION_HEADER: version}
     if path.startswith("/v2/"):
         return Response(problem.error_body(), problem.status, headers={**problem.error_headers(), **headers})
@@ -63,7 +62,6 @@ def request_body(model: str) -> dict[str, Any]:
 def models_router(directory: ModelDirectory, predictors: Mapping[str, ServesPredictions], body_limit: int
                   ) -> APIRouter:
     router = APIRouter()
-    metrics = VersionMetrics()
     listing = json.dumps(ModelList(models=list(directory.infos.values())).model_dump(mode="json"),
                          separators=(",", ":")).encode()
     names = sorted(directory.infos)
@@ -91,15 +89,13 @@ def models_router(directory: ModelDirectory, predictors: Mapping[str, ServesPred
         if predictor is None:
             raise ProblemError(problems.MISROUTED, f"Model {name!r} is served by its own function; this request "
                                "reached one that does not serve it (check the API's routes)")
-        started, version = time.perf_counter(), info.version
+        version = info.version
         try:
             inputs = predict_inputs(await read_body(request, body_limit), body_limit)
             versioned = getattr(predictor, "predict_versioned", None)  # an endpoint says which version answered
             outputs, version = versioned(inputs) if versioned else (predictor.predict(inputs), info.version)
         except Exception as exc:
-            return versioned_failure(exc, path=request.url.path, model=name, version=version, metrics=metrics,
-                                     started=started)
-        metrics.record(name, version, status=200, started=started)
+            return versioned_failure(exc, request, model=name, version=version)
         return Response(predict_body(info.name, version, outputs), media_type="application/json",
                         headers={MODEL_VERSION_HEADER: version})
 

@@ -9,7 +9,6 @@ that hold a predictor. Nothing here imports numpy: the API function serves metad
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -37,7 +36,6 @@ from inferstack.protocol.schemas import (
     ServerMetadata,
 )
 from inferstack.rollout import MODEL_VERSION_HEADER
-from inferstack.rollout.metrics import VersionMetrics
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": Error, "content": {"application/json": {}}, "description": description}
@@ -65,7 +63,6 @@ def _json(document: Any) -> Response:
 
 def v2_router(directory: ModelDirectory, predictors: Mapping[str, ServesPredictions], body_limit: int) -> APIRouter:
     router = APIRouter(prefix="/v2", tags=["open inference protocol (v2)"], responses=_ERRORS)
-    metrics = VersionMetrics()
 
     def metadata(info: ModelInfo) -> dict[str, Any]:
         inputs, outputs = model_tensors(info.inputs, info.outputs, info.request_schema, info.response_schema)
@@ -112,7 +109,7 @@ def v2_router(directory: ModelDirectory, predictors: Mapping[str, ServesPredicti
         if predictor is None:
             raise ProblemError(problems.MISROUTED, f"Model {name!r} is served by its own function; this request "
                                "reached one that does not serve it (check the API's routes)")
-        started, info = time.perf_counter(), directory.known(name)
+        info = directory.known(name)
         try:
             body = await read_body(request, body_limit)
             json_length = header_length(request.headers.get(HEADER_LENGTH), len(body))
@@ -125,10 +122,8 @@ def v2_router(directory: ModelDirectory, predictors: Mapping[str, ServesPredicti
 
                 answer, headers = inference.infer(predictor, parsed)  # type: ignore[arg-type]
         except Exception as exc:
-            return versioned_failure(exc, path=request.url.path, model=name, version=info.version, metrics=metrics,
-                                     started=started)
+            return versioned_failure(exc, request, model=name, version=info.version)
         headers = {MODEL_VERSION_HEADER: info.version, **headers}  # an endpoint's answer names its own
-        metrics.record(name, headers[MODEL_VERSION_HEADER], status=200, started=started)
         return Response(answer, headers=headers)
 
     @router.post("/models/{name}/infer", response_model=InferResponseBody, responses=_INFER_OK,

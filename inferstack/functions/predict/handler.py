@@ -29,7 +29,6 @@ from inferstack.observability import registry
 from inferstack.protocol import inference as v2
 from inferstack.protocol.events import check_version, event_body, infer_request, proxy_result
 from inferstack.rollout import MODEL_VERSION_HEADER
-from inferstack.rollout.metrics import VersionMetrics
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -42,7 +41,6 @@ predictor = Predictor.load(entry, model_root)
 body_limit = int(os.environ.get(env.MAX_BODY_BYTES) or 5 * 1024 * 1024)
 predict_path = f"/v1/models/{entry.name}/predict"
 infer_paths = (f"/v2/models/{entry.name}/infer", f"/v2/models/{entry.name}/versions/")
-metrics = VersionMetrics()
 model_metrics = registry.model(entry.name, entry.version)
 
 
@@ -71,10 +69,8 @@ def predict(event: dict[str, Any], context: LambdaContext | None = None) -> dict
         result = predictor.respond(prepared, outputs)
     except Exception as exc:
         problem = to_problem(exc, context=_context(event, context))
-        metrics.record(entry.name, entry.version, status=problem.status, started=started)
         model_metrics.request(problem.status, m.elapsed_ms(started), kind=problem.type.slug)
         return _response(problem.status, {**problem.response_headers(), **_VERSION}, problem.body())
-    metrics.record(entry.name, entry.version, status=200, started=started)
     answer = _response(200, _JSON, predict_body(entry.name, entry.version, result))
     model_metrics.request(200, m.elapsed_ms(started), rows=prepared.rows,
                           inference_ms=(responding - ran) * 1000)
@@ -91,10 +87,8 @@ def infer(event: dict[str, Any], context: LambdaContext | None = None) -> dict[s
         body, headers = v2.infer(predictor, infer_request(event, body_limit))
     except Exception as exc:
         problem = to_problem(exc, context=_context(event, context))
-        metrics.record(entry.name, entry.version, status=problem.status, started=started)
         model_metrics.request(problem.status, m.elapsed_ms(started), kind=problem.type.slug)
         return proxy_result(problem.status, {**problem.error_headers(), **_VERSION}, problem.error_body())
-    metrics.record(entry.name, entry.version, status=200, started=started)
     model_metrics.request(200, m.elapsed_ms(started))
     return proxy_result(200, {**headers, **_VERSION}, body)
 
