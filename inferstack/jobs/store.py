@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Literal
@@ -22,6 +23,7 @@ from inferstack.aws import AwsClients
 from inferstack.jobs.exceptions import IdempotencyConflictError, JobNotFoundError
 
 if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef, UpdateTypeDef
 
 Status = Literal["queued", "running", "succeeded", "failed"]
@@ -30,6 +32,10 @@ TERMINAL: tuple[Status, ...] = ("succeeded", "failed")
 INLINE_RESULT_BYTES = 300_000
 #: Results above this many bytes are offered as a presigned URL instead of inline (Lambda's 6 MB response).
 INLINE_READ_BYTES = 4_000_000
+
+#: Claims of one batch in flight at once (boto3 clients are thread-safe; a batch holds at most 10 jobs, or
+#: more with a batching window).
+CLAIM_CONCURRENCY = 10
 
 _ser, _de = TypeSerializer(), TypeDeserializer()
 
@@ -93,6 +99,7 @@ class Job:
 class JobStore:
     def __init__(self, aws: AwsClients, *, table: str, bucket: str, ttl_days: int) -> None:
         self.aws, self.table, self.bucket, self.ttl_days = aws, table, bucket, ttl_days
+        self._executor: ThreadPoolExecutor | None = None
 
     # -- blobs (claim check) ------------------------------------------------------------------------
     def put_blob(self, key: str, data: bytes) -> str:
@@ -165,30 +172,38 @@ class JobStore:
     def release_idempotency_key(self, owner: str, key: str) -> None:
         self.aws.dynamodb.delete_item(TableName=self.table, Key=_item({"pk": f"idem#{owner}#{key}"}))
 
-    def claim(self, job_ids: list[str]) -> set[str]:
-        """Mark jobs running and count the attempt, in one `TransactWriteItems` call per 100 jobs. Returns the
-        IDs claimed; a job that is finished or unknown is not (its delivery is a duplicate, to be dropped)."""
-        unique = list(dict.fromkeys(job_ids))  # a transaction touches an item at most once
-        claimed: set[str] = set()
-        for start in range(0, len(unique), 100):
-            claimed |= self._claim_chunk(unique[start:start + 100], now_iso())
-        return claimed
+    def claim(self, job_ids: list[str]) -> tuple[set[str], dict[str, Exception]]:
+        """Mark each job running and count its attempt: one conditional `UpdateItem` per job, each on its own.
 
-    def _claim_chunk(self, job_ids: list[str], stamp: str) -> set[str]:
-        if not job_ids:
-            return set()
+        Returns the IDs claimed, and the jobs whose claim failed transiently (throttling, the store unreachable),
+        with the error: only those are retried. A job that is finished or unknown is in neither (its delivery is
+        a duplicate, to be dropped). Per job, not one `TransactWriteItems`: a job's claim needs no other job's,
+        the condition alone keeps it to one terminal state, and a transactional write costs twice the write
+        units; one job's failed claim no longer fails its batch either."""
+        stamp = now_iso()
+        unique = list(dict.fromkeys(job_ids))
+        client = self.aws.dynamodb  # made here, once: creating a boto3 client is not thread-safe, using one is
+        if len(unique) > 1:  # the calls overlap: a batch's claims take about one round trip, not ten
+            outcomes = list(self._pool().map(lambda i: self._claim_one(client, i, stamp), unique))
+        else:
+            outcomes = [self._claim_one(client, i, stamp) for i in unique]
+        claimed = {i for i, o in zip(unique, outcomes, strict=True) if o is True}
+        errors = {i: o for i, o in zip(unique, outcomes, strict=True) if isinstance(o, Exception)}
+        return claimed, errors
+
+    def _claim_one(self, client: DynamoDBClient, job_id: str, stamp: str) -> bool | Exception:
         try:
-            self.aws.dynamodb.transact_write_items(
-                TransactItems=[{"Update": self._claim_update(i, stamp)} for i in job_ids])
-            return set(job_ids)
+            client.update_item(**self._claim_update(job_id, stamp))
+            return True
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") != "TransactionCanceledException":
-                raise
-            reasons = [r.get("Code") for r in exc.response.get("CancellationReasons", [])]
-            if len(reasons) != len(job_ids) or not set(reasons) <= {"None", "ConditionalCheckFailed"}:
-                raise  # a conflict or throttling: transient, the batch is retried
-            # Only duplicates failed their condition: claim the others (one more call, on this rare path).
-            return self._claim_chunk([i for i, r in zip(job_ids, reasons, strict=True) if r == "None"], stamp)
+            return False if _conditional_failed(exc) else exc
+        except Exception as exc:  # the store unreachable: the next delivery tries again
+            return exc
+
+    def _pool(self) -> ThreadPoolExecutor:
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(max_workers=CLAIM_CONCURRENCY, thread_name_prefix="claim")
+        return self._executor
 
     def release(self, job_id: str) -> bool:
         """Put a claimed job back to `queued`, its attempt uncounted: it waits for its model (a heavy model

@@ -5,9 +5,10 @@ each job gets its own rows back. For a model with a handler, each job's inputs g
 the resulting tensors stack the same way, and each job's rows go through its `postprocess`.
 
 Bad input fails its job at once (no retry). Anything else that goes wrong is transient: the record is
-reported in `batchItemFailures`, returns after the visibility timeout, and after `maxReceiveCount` deliveries
-lands in the DLQ, where `dead_letter` marks the job failed with the last error. A job whose heavy model is
-scaled to zero waits in its queue until the model is up (`jobs.deferral`), without using up its deliveries.
+reported in `batchItemFailures`, returns after a short growing jittered delay (`jobs.backoff`), and after
+`maxReceiveCount` deliveries lands in the DLQ, where `dead_letter` marks the job failed with the last error.
+A job whose heavy model is scaled to zero waits in its queue until the model is up (`jobs.deferral`), without
+using up its deliveries.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from pydantic import ValidationError
 
 from inferstack.api.jsonbody import JsonBodyError, parse_json
 from inferstack.inference.exceptions import InputValidationError
+from inferstack.jobs.backoff import RetryDelay
 from inferstack.jobs.deferral import Deferrer
 from inferstack.jobs.exceptions import TransientJobError
 from inferstack.jobs.schemas import JobMessage, WebhookMessage
@@ -231,6 +233,7 @@ class BatchWorker:
         self.deferrer = Deferrer(store, webhooks.aws, webhooks.settings.queues)
         #: The model version that runs this worker's jobs, recorded on each (`model_version`).
         self._version: str | None = getattr(getattr(runner, "predictor", None), "version", None)
+        self.retry = RetryDelay(webhooks.aws, webhooks.settings.queues.values())
 
     def _inputs(self, message: JobMessage) -> Any:
         if message.inputs_ref:
@@ -292,16 +295,16 @@ class BatchWorker:
                 messages.append((record, JobMessage.model_validate_json(record.body)))
             except ValidationError:
                 self._unreadable(record)
-        try:
-            running = self.store.claim([m.job_id for _, m in messages]) if messages else set()
-        except Exception as exc:
-            logger.exception("cannot start the batch's jobs")
-            for _, message in messages:
-                self._note(message.job_id, exc)
-            return {record.message_id for record, _ in messages}
+        running, unclaimed = self.store.claim([m.job_id for _, m in messages])
         claimed: list[tuple[SQSRecord, JobMessage, Job, Any]] = []
         seen: set[str] = set()
         for record, message in messages:
+            if message.job_id in unclaimed:  # its claim failed transiently: only its record is retried
+                logger.error("cannot start the job", exc_info=unclaimed[message.job_id],
+                             extra={"job_id": message.job_id})
+                failed.add(record.message_id)
+                self._note(message.job_id, unclaimed[message.job_id])
+                continue
             if message.job_id not in running or message.job_id in seen:
                 logger.info("duplicate delivery of a finished job", extra={"job_id": message.job_id})
                 if message.job_id not in running and int(record.attributes.approximate_receive_count) > 1:
@@ -406,6 +409,7 @@ class BatchWorker:
         records = [SQSRecord(r) for r in event.get("Records", [])]
         try:
             failed = self.process(records)
+            self.retry.hand_back(records, failed)  # back in seconds, not after the visibility timeout
         finally:
             registry.flush()
 

@@ -150,8 +150,8 @@ class JobTier(Construct):
                 self.secret.grant_read(role)
             elif kind == "deadletter":
                 webhook_queue.grant_send_messages(role)
-            else:  # a model's worker (its TransactWriteItems claim needs UpdateItem, which it has: there is no
-                # separate IAM action for a transaction)
+            else:  # a model's worker (its claims are conditional UpdateItems; a transient failure hands its
+                # message back with ChangeMessageVisibility, which the event source's consume grant includes)
                 webhook_queue.grant_send_messages(role)
                 self._object_grant(role, "s3:GetObject", "inputs")
                 self._object_grant(role, "s3:PutObject", "results")

@@ -54,7 +54,7 @@ API_CALL_S = 0.025
 #: Each job's result is read once (a client that fetches it after its webhook, or one poll), and every job
 #: names a webhook.
 RESULT_READS_PER_JOB = 1.0
-#: The worker's AWS calls per batch (the claim transaction, the writes, the webhook hand-over), and one
+#: The worker's AWS calls per batch (a conditional claim per job, the writes, the webhook hand-over), and one
 #: webhook delivery (an HTTPS POST to the receiver).
 WORKER_OVERHEAD_S = 0.04
 WEBHOOK_DELIVERY_S = 0.15
@@ -241,8 +241,8 @@ def jobs(model: Model, traffic: Traffic, measured: Measured, jobs_config: JobsCo
         Line(owner, "sqs.requests", count * chunks + 2 * batches + count * math.ceil(webhook_kb / 64) + 2 * count
              + min(count, traffic.active_seconds / DEPTH_CACHE_S),
              "send, receive and delete; webhook messages; queue depth checks"),
-        Line(owner, "dynamodb.writes", count * (1 + 2 + 2 * result_units),
-             "create, transactional claim, finish, webhook record"),
+        Line(owner, "dynamodb.writes", count * (1 + 1 + 2 * result_units),
+             "create, conditional claim, finish, webhook record"),
         Line(owner, "dynamodb.reads", count * RESULT_READS_PER_JOB * math.ceil((kb + 1) / 4),
              "strongly consistent result reads"),
         Line(owner, "dynamodb.storage", count * jobs_config.result_ttl_days / DAYS_PER_MONTH * (kb + 1) / 1024**2,

@@ -1,4 +1,7 @@
-"""The jobs tier's AWS resources on an embedded moto server: queues with redrive, table, bucket, secret."""
+"""The jobs tier's AWS resources on an embedded moto server: queues with redrive, table, bucket, secret.
+
+The server serializes its requests and its SQS costs do not grow with the queue (`local.emulator`), so that
+it holds a sustained load of concurrent clients."""
 
 from __future__ import annotations
 
@@ -14,10 +17,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import boto3
-from moto.server import ThreadedMotoServer
 
 from inferstack.manifest import Manifest
 from inferstack.topology import QueueSpec, queues
+from inferstack_infra.local.emulator import LocalMotoServer, patch_sqs
 
 REGION = "us-east-1"
 #: Credentials for the emulator; never real ones.
@@ -38,7 +41,7 @@ class LocalAws:
 
     manifest: Manifest
     port: int = 0
-    server: ThreadedMotoServer | None = None
+    server: LocalMotoServer | None = None
     queue_urls: dict[str, str] = field(default_factory=dict)
     queue_arns: dict[str, str] = field(default_factory=dict)
     table: str = ""
@@ -63,7 +66,8 @@ class LocalAws:
         for key, value in CREDENTIALS.items():
             os.environ.setdefault(key, value)
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's per-request access log
-        self.server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
+        patch_sqs()
+        self.server = LocalMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
         self.server.start()
         self.create()
 
@@ -106,7 +110,7 @@ class LocalAws:
         if self.server:
             self.server.stop()
         time.sleep(down_for_s)
-        self.server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
+        self.server = LocalMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
         self.server.start()
         self.create()  # a no-op for what survived
 

@@ -140,8 +140,9 @@ def test_jobs_write_and_queue_per_job(book: PriceBook) -> None:
     for ln in lines:
         by_meter[ln.meter] = by_meter.get(ln.meter, 0.0) + ln.quantity
     jobs = MONTH_S
-    # DynamoDB: create 1, transactional claim 2, finish and webhook record 2 each (a 1.5 KB item): 7 WRU a job
-    assert by_meter["dynamodb.writes"] == pytest.approx(7 * jobs)
+    # DynamoDB: create 1, conditional claim 1 (the item before its result), finish and webhook record 2 each
+    # (a 1.5 KB item): 6 WRU a job
+    assert by_meter["dynamodb.writes"] == pytest.approx(6 * jobs)
     # API Gateway: the submission and one result read
     assert by_meter["apigw.requests"] == pytest.approx(2 * jobs)
     assert "s3.puts" not in by_meter  # 1 KB inputs and results stay inline
