@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 from inferstack_infra.cli import calls, cdk, cost, dev, doctor, load, project
+from inferstack_infra.cli.extras import missing_extra
 
 #: Command groups, in the order `inferstack --help` lists them. A new group is a module with `register`.
 GROUPS = (project, dev, calls, load, doctor, cost, cdk)
@@ -34,6 +35,16 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     if getattr(args, "manifest", None) and not Path(args.manifest).exists():
-        print(f"error: manifest {args.manifest} not found (pass --manifest FILE)", file=sys.stderr)
+        print(f"error: manifest {args.manifest} not found (pass --manifest FILE, or start a project here with "
+              "`inferstack init`)", file=sys.stderr)
         raise SystemExit(2)
-    raise SystemExit(args.func(args))
+    try:
+        code = args.func(args)
+    except ModuleNotFoundError as exc:
+        extra = missing_extra(exc.name)
+        if extra is None:
+            raise
+        print(f"error: `inferstack {args.command}` needs {exc.name}, from inferstack's [{extra}] extra: "
+              f"pip install \"inferstack[{extra}]\"", file=sys.stderr)
+        raise SystemExit(2) from None
+    raise SystemExit(code)

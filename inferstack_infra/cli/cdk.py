@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from inferstack_infra.cli.common import fail, manifest
+from inferstack_infra.cli.extras import require
 from inferstack_infra.paths import MANIFEST_NAME
 
 #: The AWS CDK CLI this release runs (this repository's package.json pins the same one).
@@ -84,6 +85,10 @@ def cdk_command(args: argparse.Namespace, action: str) -> list[str]:
 
 
 def run_cdk(args: argparse.Namespace, action: str) -> int:
+    missing = require("cdk")  # the app runs in cdk's child process: say what is missing before it starts
+    if missing:
+        fail(f"`inferstack {action}` runs inferstack's CDK app, which needs {', '.join(missing)}: "
+             "pip install \"inferstack[cdk]\"", 2)
     loaded = manifest(args.manifest)  # a bad manifest is reported here, before Node starts
     project = loaded.root.resolve()
     cmd = cdk_command(args, action)

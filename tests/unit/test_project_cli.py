@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -74,7 +75,7 @@ def test_without_the_model_tools_init_says_how_to_build_or_bring_a_model(
 
 def test_cdk_command_runs_the_pinned_cli_with_this_interpreter(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(shutil, "which", lambda name: f"/opt/node/bin/{name}")
-    monkeypatch.setattr(cdk.subprocess, "run", lambda *a, **k: type("Done", (), {"stdout": "v22.1.0\n"})())
+    monkeypatch.setattr(subprocess, "run", lambda *a, **k: type("Done", (), {"stdout": "v22.1.0\n"})())
     args = build_parser().parse_args(["deploy", "--manifest", str(tmp_path / "inferstack.toml"), "--region",
                                       "eu-west-1", "--yes", "--", "--hotswap"])
     cmd = cdk.cdk_command(cdk._strip(args), "deploy")
@@ -96,7 +97,7 @@ def test_without_node_the_error_names_what_to_install(monkeypatch: pytest.Monkey
 
 def test_old_node_is_refused(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setattr(shutil, "which", lambda name: f"/usr/bin/{name}")
-    monkeypatch.setattr(cdk.subprocess, "run", lambda *a, **k: type("Done", (), {"stdout": "v16.20.0\n"})())
+    monkeypatch.setattr(subprocess, "run", lambda *a, **k: type("Done", (), {"stdout": "v16.20.0\n"})())
     with pytest.raises(SystemExit):
         cdk.npx()
     assert "v16.20.0 is too old" in capsys.readouterr().err
@@ -120,3 +121,41 @@ def test_this_repository_pins_the_same_cdk_cli_and_feature_flags_as_the_package(
     # `inferstack init` writes and what `inferstack deploy` runs.
     assert json.loads((ROOT / "cdk.json").read_text())["context"] == cdk.CDK_CONTEXT
     assert json.loads((ROOT / "package.json").read_text())["devDependencies"]["aws-cdk"] == cdk.CDK_CLI_VERSION
+
+
+def test_a_command_missing_an_extra_names_the_extra(monkeypatch: pytest.MonkeyPatch,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    # GIVEN `inferstack dev` on an installation without the [local] extra (its first import fails)
+    from inferstack_infra.cli import dev
+
+    def without_moto(args: object) -> int:
+        raise ModuleNotFoundError("No module named 'moto'", name="moto.server")
+
+    monkeypatch.setattr(dev, "cmd_dev", without_moto)
+    # WHEN it runs THEN it says which extra to install, not a traceback
+    with pytest.raises(SystemExit) as done:
+        main(["dev", "--manifest", str(ROOT / "inferstack.toml")])
+    assert done.value.code == 2
+    assert 'needs moto.server, from inferstack\'s [local] extra: pip install "inferstack[local]"' in \
+        capsys.readouterr().err
+
+
+def test_synth_without_the_cdk_extra_says_so_before_starting_node(monkeypatch: pytest.MonkeyPatch,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "aws_cdk" else real(name, *a))
+    monkeypatch.setattr(shutil, "which", lambda name: pytest.fail("Node looked for"))
+    with pytest.raises(SystemExit) as done:
+        main(["synth", "--manifest", str(ROOT / "inferstack.toml")])
+    assert done.value.code == 2 and 'aws_cdk: pip install "inferstack[cdk]"' in capsys.readouterr().err
+
+
+def test_the_extras_named_in_errors_are_the_distributions() -> None:
+    import tomllib
+
+    from inferstack_infra.cli.extras import EXTRA_MODULES
+
+    declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    assert set(EXTRA_MODULES) <= set(declared)
