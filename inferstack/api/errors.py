@@ -20,6 +20,7 @@ from inferstack.heavy.exceptions import EndpointError
 from inferstack.inference.exceptions import InputValidationError
 from inferstack.jobs.exceptions import (
     IdempotencyConflictError,
+    IdempotencyInProgressError,
     JobNotFoundError,
     QueueFullError,
     UnsafeWebhookUrlError,
@@ -96,6 +97,8 @@ def to_problem(exc: BaseException, *, context: dict[str, Any] | None = None) -> 
         return Problem(problems.UNSAFE_WEBHOOK, str(exc), {"errors": [{"input": "webhook.url", "detail": str(exc)}]})
     if isinstance(exc, IdempotencyConflictError):
         return Problem(problems.IDEMPOTENCY_CONFLICT, str(exc), {"job_id": exc.job_id})
+    if isinstance(exc, IdempotencyInProgressError):
+        return Problem(problems.IDEMPOTENCY_IN_PROGRESS, str(exc), headers={"Retry-After": "1"})
     if isinstance(exc, QueueFullError):
         return Problem(problems.QUEUE_FULL, str(exc), headers={"Retry-After": str(QUEUE_FULL_RETRY_AFTER_S)})
     if isinstance(exc, JobNotFoundError):

@@ -23,6 +23,14 @@ class IdempotencyConflictError(JobsError):
         super().__init__(f"Idempotency-Key {key!r} was already used for job {job_id} with a different body")
 
 
+class IdempotencyInProgressError(JobsError):
+    """Another submission with this idempotency key is still on its way (a 409: retry shortly)."""
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+        super().__init__(f"A submission with Idempotency-Key {key!r} is still being processed; retry shortly")
+
+
 class QueueFullError(JobsError):
     """The model's queue is deeper than the manifest allows."""
 

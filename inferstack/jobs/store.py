@@ -20,7 +20,7 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
 from inferstack.aws import AwsClients
-from inferstack.jobs.exceptions import IdempotencyConflictError, JobNotFoundError
+from inferstack.jobs.exceptions import IdempotencyInProgressError, JobNotFoundError
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -54,6 +54,15 @@ def _plain(item: dict[str, Any]) -> dict[str, Any]:
 
 def _conditional_failed(exc: ClientError) -> bool:
     return exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
+
+
+@dataclass(frozen=True)
+class IdempotencyRecord:
+    """Who holds an idempotency key: the job it was claimed for, the body's hash, when (epoch seconds)."""
+
+    job_id: str
+    request_hash: str
+    claimed_at: float
 
 
 @dataclass
@@ -138,25 +147,44 @@ class JobStore:
             raise JobNotFoundError(job_id)
         return Job.from_item(found)
 
-    def claim_idempotency_key(self, owner: str, key: str, request_hash: str, job_id: str) -> str | None:
-        """Reserve `key` for `job_id`. Returns None when reserved now, or the job that already holds it
-        (same body); raises `IdempotencyConflictError` when it holds another body."""
+    def _idempotency_item(self, owner: str, key: str, request_hash: str, job_id: str) -> dict[str, Any]:
+        return _item({"pk": f"idem#{owner}#{key}", "job_id": job_id, "request_hash": request_hash,
+                      "claimed_at": int(time.time()), "expires_at": self._expires_at()})
+
+    def claim_idempotency_key(self, owner: str, key: str, request_hash: str, job_id: str
+                              ) -> IdempotencyRecord | None:
+        """Reserve `key` for `job_id`. Returns None when reserved now, or the record that already holds it (the
+        caller compares bodies, and looks its job up)."""
         pk = f"idem#{owner}#{key}"
+        for _ in range(3):  # a key released between the put and the get is free again
+            try:
+                self.aws.dynamodb.put_item(TableName=self.table, ConditionExpression="attribute_not_exists(pk)",
+                                           Item=self._idempotency_item(owner, key, request_hash, job_id))
+                return None
+            except ClientError as exc:
+                if not _conditional_failed(exc):
+                    raise
+            found = self.aws.dynamodb.get_item(TableName=self.table, Key=_item({"pk": pk}),
+                                               ConsistentRead=True).get("Item")
+            if found:
+                existing = _plain(found)
+                return IdempotencyRecord(str(existing["job_id"]), str(existing["request_hash"]),
+                                         float(existing.get("claimed_at", 0)))
+        raise IdempotencyInProgressError(key)
+
+    def take_over_idempotency_key(self, owner: str, key: str, stale: IdempotencyRecord, request_hash: str,
+                                  job_id: str) -> bool:
+        """Point `key` at `job_id` instead of `stale`'s job, which does not exist (its submission failed before
+        storing it). False when another submission changed the key first."""
         try:
-            self.aws.dynamodb.put_item(
-                TableName=self.table,
-                Item=_item({"pk": pk, "job_id": job_id, "request_hash": request_hash,
-                            "expires_at": self._expires_at()}),
-                ConditionExpression="attribute_not_exists(pk)")
-            return None
+            self.aws.dynamodb.put_item(TableName=self.table, ConditionExpression="job_id = :stale",
+                                       Item=self._idempotency_item(owner, key, request_hash, job_id),
+                                       ExpressionAttributeValues=_item({":stale": stale.job_id}))
+            return True
         except ClientError as exc:
-            if not _conditional_failed(exc):
-                raise
-        existing = _plain(self.aws.dynamodb.get_item(TableName=self.table, Key=_item({"pk": pk}),
-                                                     ConsistentRead=True)["Item"])
-        if existing["request_hash"] != request_hash:
-            raise IdempotencyConflictError(key, existing["job_id"])
-        return str(existing["job_id"])
+            if _conditional_failed(exc):
+                return False
+            raise
 
     def _claim_update(self, job_id: str, stamp: str) -> UpdateTypeDef:
         return {

@@ -5,15 +5,20 @@ of its batch, from any API key, completes."""
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 
+from inferstack.api.errors import to_problem
 from inferstack.jobs.dead_letter import DeadLetterHandler
+from inferstack.jobs.exceptions import IdempotencyInProgressError, QueueFullError
 from inferstack.jobs.schemas import JobRequest
-from inferstack.jobs.store import TERMINAL
+from inferstack.jobs.service import IN_FLIGHT_S
+from inferstack.jobs.store import TERMINAL, IdempotencyRecord
 from inferstack.jobs.worker import InProcessRunner, Outcome
 from tests.functional.jobs_world import World, make_world
 
@@ -111,3 +116,67 @@ def test_an_unreadable_job_message_fails_its_job_instead_of_leaving_it_queued(wo
     assert response == {"batchItemFailures": []}
     job = world.store.get(job_id)
     assert job.status in TERMINAL and job.error is not None and job.error["type"] == "invalid-input"
+
+
+def _idem_items(world: World) -> list[dict[str, Any]]:
+    items = world.aws.client("dynamodb").scan(TableName=world.aws.table)["Items"]
+    return [i for i in items if i["pk"]["S"].startswith("idem#")]
+
+
+def keyed(world: World, key: str, rows: Any = ROWS) -> tuple[str, bool]:
+    job, created = world.service.submit(JobRequest.model_validate({"model": "iris", "inputs": {"features": rows}}),
+                                        owner="key-a", idempotency_key=key)
+    return job.job_id, created
+
+
+def test_a_submission_refused_for_a_full_queue_leaves_its_key_free(iris_model: Path) -> None:
+    world = make_world(iris_model, settings_overrides={"max_queue_depth": 1})
+    try:
+        submit(world, ROWS, owner="key-b")  # fills the queue
+        world.service._depth.clear()  # a fresh depth reading (they are cached for 2 s)
+        with pytest.raises(QueueFullError):
+            keyed(world, "order-1")
+        assert _idem_items(world) == []
+        # WHEN the queue drains THEN the client's retry with the same key is a fresh submission
+        run_worker(world)
+        world.service._depth.clear()
+        job_id, created = keyed(world, "order-1")
+        assert created and world.store.get(job_id).status == "queued"
+    finally:
+        world.aws.stop()
+
+
+def test_a_failed_store_releases_the_key(world: World) -> None:
+    store = world.service.store
+    original = store.create
+
+    def unavailable(job: Any) -> None:
+        raise ClientError({"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "slow down"}},
+                          "PutItem")
+
+    store.create = unavailable  # type: ignore[method-assign]
+    with pytest.raises(ClientError):
+        keyed(world, "order-2")
+    assert _idem_items(world) == []
+    store.create = original  # type: ignore[method-assign]
+    job_id, created = keyed(world, "order-2")
+    assert created and world.store.get(job_id).status == "queued"
+
+
+def test_a_key_whose_job_does_not_exist_is_unclaimed_once_no_submission_can_be_in_flight(world: World) -> None:
+    # GIVEN a key left behind by a submission that died before storing its job (its release failed too)
+    stale = IdempotencyRecord("0" * 32, "whatever", 0)
+    world.aws.client("dynamodb").put_item(TableName=world.aws.table, Item={
+        "pk": {"S": "idem#key-a#order-3"}, "job_id": {"S": stale.job_id}, "request_hash": {"S": "x"},
+        "claimed_at": {"N": str(int(time.time()) - IN_FLIGHT_S - 1)}})
+    # WHEN the client retries with the key THEN it gets a new job
+    job_id, created = keyed(world, "order-3")
+    assert created and world.store.get(job_id).status == "queued"
+    assert keyed(world, "order-3") == (job_id, False)  # and the key now holds it
+    # BUT a key claimed a moment ago, whose job is not stored yet, is a submission in flight: 409, retry
+    world.aws.client("dynamodb").put_item(TableName=world.aws.table, Item={
+        "pk": {"S": "idem#key-a#order-4"}, "job_id": {"S": stale.job_id}, "request_hash": {"S": "x"},
+        "claimed_at": {"N": str(int(time.time()))}})
+    with pytest.raises(IdempotencyInProgressError) as info:
+        keyed(world, "order-4")
+    assert to_problem(info.value).status == 409 and to_problem(info.value).headers == {"Retry-After": "1"}
