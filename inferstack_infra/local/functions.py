@@ -15,6 +15,7 @@ import httpx
 
 from inferstack import env
 from inferstack.topology import FunctionSpec
+from inferstack_infra.local import lifeline
 from inferstack_infra.local.runtime import READY
 from inferstack_infra.nodelay import async_transport, transport
 from inferstack_infra.paths import python_path
@@ -38,8 +39,9 @@ class FunctionProcess:
                "--memory-mb", str(self.spec.memory_mb), "--timeout-s", str(self.spec.timeout_s)]
         environ = {**os.environ, **self.environment, **python_path(), "PYTHONUNBUFFERED": "1",
                    env.LAMBDA_MEMORY_MB: str(self.spec.memory_mb), "AWS_LAMBDA_FUNCTION_NAME": self.spec.key}
-        self.proc = subprocess.Popen(cmd, env=environ, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                     text=True, bufsize=1)
+        extra = lifeline.popen_kwargs()  # its own process group; it ends if this process dies
+        self.proc = subprocess.Popen(cmd, env={**environ, **extra.pop("env")}, stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, text=True, bufsize=1, **extra)
         ready = threading.Event()
         threading.Thread(target=self._pump, args=(self.proc.stdout, ready), daemon=True).start()
         if not ready.wait(ready_timeout_s) or not self.url:
@@ -61,13 +63,7 @@ class FunctionProcess:
         return self.proc is not None and self.proc.poll() is None
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        lifeline.stop_all([self.proc])
 
 
 def prefixed(log: Callable[[str, str], None], part: str) -> Callable[[str], None]:
@@ -86,6 +82,8 @@ class LocalFunctions:
         self.client: httpx.AsyncClient | None = None
         self.sync_client = httpx.Client(timeout=None, transport=transport())
         self._restarting = threading.Lock()
+        #: Set when the stack stops: an environment found dead then is not replaced.
+        self.stopping = threading.Event()
 
     def start(self) -> None:
         errors: list[BaseException] = []
@@ -106,8 +104,9 @@ class LocalFunctions:
             raise errors[0]
 
     def stop(self) -> None:
-        for p in self.procs.values():
-            p.stop()
+        """Stop every environment at once, busy or not (SIGTERM, a short grace, SIGKILL)."""
+        self.stopping.set()
+        lifeline.stop_all(p.proc for p in self.procs.values())
 
     async def invoke(self, function: str, event: dict[str, Any], timeout_s: float) -> tuple[Any, bool]:
         result, failed, _ = await self.invoke_timed(function, event, timeout_s)
@@ -147,5 +146,7 @@ class LocalFunctions:
 
     def _restart(self, proc: FunctionProcess) -> None:
         with self._restarting:
+            if self.stopping.is_set():
+                return
             proc.stop()
             proc.start()

@@ -21,6 +21,7 @@ from http.server import HTTPServer
 from typing import Any
 
 from inferstack_infra.local.http import QuietHandler
+from inferstack_infra.local.lifeline import watch_parent_from_env
 
 READY = "INFERSTACK_READY"
 
@@ -50,6 +51,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--timeout-s", type=float, default=30)
     parser.add_argument("--port", type=int, default=0)
     args = parser.parse_args(argv)
+    watch_parent_from_env()  # before the init phase: a stack that dies while a model loads ends this too
 
     module_name, attr = args.handler.rsplit(".", 1)
     handler = getattr(importlib.import_module(module_name), attr)

@@ -34,6 +34,7 @@ from inferstack.catalog import Catalog
 from inferstack.manifest import Manifest
 from inferstack.rollout import CUSTOM_ATTRIBUTES_HEADER as CUSTOM_ATTRIBUTES
 from inferstack.topology import endpoint_name, inference_component_name
+from inferstack_infra.local import lifeline
 from inferstack_infra.local.aws import free_port
 from inferstack_infra.local.functions import prefixed
 from inferstack_infra.local.http import QuietHandler
@@ -71,8 +72,10 @@ class ModelServer:
     def start(self, ready_timeout_s: float = 120) -> None:
         environ = {**os.environ, "SM_MODEL_DIR": str(self.model_dir), "SAGEMAKER_BIND_TO_PORT": str(self.port),
                    "INFERSTACK_BIND_HOST": "127.0.0.1", **python_path(), "PYTHONUNBUFFERED": "1"}
-        self.proc = subprocess.Popen([sys.executable, "-m", "inferstack.heavy.server", "serve"],
-                                     env=environ, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        extra = lifeline.popen_kwargs()  # its own process group; it ends if this process dies
+        self.proc = subprocess.Popen([sys.executable, "-m", "inferstack_infra.local.lifeline",
+                                      "inferstack.heavy.server", "serve"], env={**environ, **extra.pop("env")},
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **extra)
         threading.Thread(target=self._pump, daemon=True).start()
         deadline = time.monotonic() + ready_timeout_s
         while time.monotonic() < deadline:
@@ -92,14 +95,9 @@ class ModelServer:
         for line in self.proc.stdout:
             self.log(line.rstrip("\n"))
 
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()  # SIGTERM: the server drains its in-flight requests
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+    def stop(self, grace_s: float = 30) -> None:
+        """SIGTERM: the server drains its in-flight requests, for up to `grace_s`."""
+        lifeline.stop_all([self.proc], grace_s)
 
 
 def _error(code: str, status: int, message: str, **members: Any) -> tuple[int, dict[str, str], bytes]:
@@ -286,7 +284,8 @@ class LocalSageMaker:
     def _replace_if_dead(self, server: ModelServer) -> None:
         """SageMaker replaces an instance whose container died; so does the local endpoint, in the
         background, while callers get 503 (retryable) meanwhile."""
-        if server.proc is None or server.proc.poll() is None or server.name in self._replacing:
+        if server.proc is None or server.proc.poll() is None or server.name in self._replacing \
+                or self._stopping.is_set():  # the stack stopping killed it
             return
         zero = next((z for z in self.components.values() if z.server is server), None)
         if zero is not None and zero.state != "up":
@@ -328,5 +327,4 @@ class LocalSageMaker:
             self.router.shutdown()
             self.router.server_close()
             self.router = None
-        for server in self.servers.values():
-            server.stop()
+        lifeline.stop_all(server.proc for server in self.servers.values())  # the stack stops: a short grace

@@ -6,11 +6,12 @@ Lambda runtime process per function; one poller per SQS event source; the gatewa
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import socket
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -21,6 +22,7 @@ from inferstack.catalog import Catalog
 from inferstack.manifest import Manifest
 from inferstack.topology import FunctionSpec, functions, jobs_environment, queues, routes
 from inferstack_infra.catalog import build_catalog
+from inferstack_infra.local import lifeline
 from inferstack_infra.local.aws import REGION, LocalAws
 from inferstack_infra.local.functions import LocalFunctions
 from inferstack_infra.local.gateway import Gateway
@@ -196,10 +198,16 @@ class DevStack:
         """Start everything, serve until interrupted (Ctrl-C or SIGTERM), then stop every part. SIGUSR1
         restarts the AWS emulator's server (a fault drill: see tests/e2e/test_faults.py)."""
         signal.signal(signal.SIGUSR1, lambda *_: threading.Thread(target=self.restart_aws, daemon=True).start())
+        # SIGTERM (CI runners, systemd, container runtimes) and SIGHUP (the terminal closed) stop the stack as
+        # Ctrl-C does. While uvicorn serves, it takes these signals itself, shuts down, then raises each again
+        # under the handlers found before it: these.
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, _interrupt)
         try:
             gateway = self.start()
+            # in-flight requests get a second to finish: the functions they wait for are stopped next
             config = uvicorn.Config(self.app(gateway), host=self.host, port=self.port, log_level="warning",
-                                    lifespan="off")
+                                    lifespan="off", timeout_graceful_shutdown=1)
             self.server = uvicorn.Server(config)
             on_ready()
             self.server.run(sockets=[self.sock] if self.sock else None)
@@ -207,18 +215,49 @@ class DevStack:
             self.stop()
 
     def stop(self) -> None:
-        for poller in self.pollers:
-            poller.stopping.set()
-        for poller in self.pollers:
-            poller.stop()
-        self.pollers = []
-        if self.functions:
-            self.functions.stop()
-            self.functions = None
-        if self.sagemaker:
-            self.sagemaker.stop()
-            self.sagemaker = None
-        self.aws.stop()
-        if self.sock:
-            self.sock.close()
-            self.sock = None
+        """Stop every part within a few seconds, busy or not: pollers told to stop, every child process
+        stopped at once (SIGTERM, a short grace, SIGKILL: `local.lifeline`), then the emulator. Another
+        Ctrl-C meanwhile does not cut this short."""
+        with _interrupts_deferred():
+            for poller in self.pollers:
+                poller.stopping.set()
+            procs = []
+            if self.functions:
+                self.functions.stopping.set()  # environments killed now are not replaced
+                procs += [p.proc for p in self.functions.procs.values()]
+            if self.sagemaker:
+                self.sagemaker._stopping.set()
+                procs += [s.proc for s in self.sagemaker.servers.values()]
+            lifeline.stop_all(procs)
+            for poller in self.pollers:
+                poller.stop()
+            self.pollers = []
+            if self.functions:
+                self.functions.stop()
+                self.functions = None
+            if self.sagemaker:
+                self.sagemaker.stop()
+                self.sagemaker = None
+            self.aws.stop()
+            if self.sock:
+                self.sock.close()
+                self.sock = None
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
+
+
+@contextlib.contextmanager
+def _interrupts_deferred() -> Iterator[None]:
+    """SIGINT, SIGTERM and SIGHUP ignored meanwhile (in the main thread; elsewhere signals cannot be set)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    signals = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    before = {sig: signal.signal(sig, signal.SIG_IGN) for sig in signals}
+    try:
+        yield
+    finally:
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
