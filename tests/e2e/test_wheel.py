@@ -17,6 +17,7 @@ import signal
 import subprocess
 import sys
 import time
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +36,7 @@ pytestmark = pytest.mark.e2e
 REPO_PATHS = sorted({str(ROOT), str(ROOT.resolve()), sys.prefix, str(Path(sys.prefix).resolve())}, key=len,
                     reverse=True)
 EXTRAS = "local,cdk,models"
+PACKAGES = ("inferstack", "inferstack_infra")
 
 
 @dataclass
@@ -76,11 +78,16 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
     source.mkdir()
     for name in ("pyproject.toml", "README.md"):
         shutil.copy2(ROOT / name, source / name)
-    for package in ("inferstack", "inferstack_infra"):
+    for package in PACKAGES:
         shutil.copytree(ROOT / package, source / package, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     dist = base / "dist"
     step("pip wheel", [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(dist), str(source)])
     (wheel,) = dist.glob("inferstack-*.whl")
+    # every file of the packages ships (package data by pattern: a new package's data file with a new kind of
+    # name fails here, not in a user's deployment)
+    shipped = {n for n in zipfile.ZipFile(wheel).namelist() if ".dist-info/" not in n}
+    assert shipped == {str(f.relative_to(source)) for package in PACKAGES for f in (source / package).rglob("*")
+                       if f.is_file()}
     venv = base / "venv"
     env = clean_environment(venv)
     step("venv", [sys.executable, "-m", "venv", str(venv)], env=env)
