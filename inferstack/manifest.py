@@ -14,6 +14,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from inferstack.cache.config import CacheConfig
+from inferstack.cascade.budget import MAX_BUDGET_MS
+from inferstack.cascade.config import Cascade, Circuit, check_cascades
 from inferstack.manifest_schema import check_schema
 from inferstack.observability.alerts import Alerts
 from inferstack.optimize.config import Optimize
@@ -27,7 +30,7 @@ API_GATEWAY_TIMEOUT_S = 29
 LIGHT_ONLY_FIELDS = ("memory_mb", "timeout_s", "reserved_concurrency", "cold_start")
 #: SageMaker real-time instance families with NVIDIA GPUs.
 GPU_INSTANCE = re.compile(r"^ml\.(g4dn|g5|g6|g6e|gr6|g7e|p3|p3dn|p4d|p4de|p5|p5e|p5en|p6-b200)\.\d*x?large$")
-HEAVY_ONLY_FIELDS = ("instance_type", "instances", "batching", "image_uri")
+HEAVY_ONLY_FIELDS = ("instance_type", "instances", "batching", "image_uri", "fallback", "circuit")
 
 
 class ManifestError(ValueError):
@@ -217,6 +220,11 @@ class Model(_Strict):
     #: How a new version takes over (`inferstack.rollout.config`), and A/B variants with fixed weights.
     rollout: Rollout = Rollout()
     variants: list[Variant] | None = None
+    #: Result cache (`inferstack.cache.config`), opt-in.
+    cache: CacheConfig | None = None
+    #: Default latency budget of a request (`x-latency-budget-ms` overrides); a heavy model's endpoint call gets
+    #: what is left of it as its timeout (`inferstack.cascade.config`).
+    budget_ms: Annotated[int, Field(ge=1, le=MAX_BUDGET_MS)] | None = None
     # light tier
     memory_mb: Annotated[int, Field(ge=128, le=LAMBDA_MAX_MEMORY_MB)] = 1024
     timeout_s: Annotated[int, Field(ge=1, le=API_GATEWAY_TIMEOUT_S)] = 10
@@ -227,6 +235,9 @@ class Model(_Strict):
     instances: Instances = Instances()
     batching: Batching = Batching()
     image_uri: str | None = None
+    #: A light model that answers (marked degraded) while the endpoint's circuit is open or the budget is spent.
+    fallback: str | None = None
+    circuit: Circuit = Circuit()
 
     @model_validator(mode="before")
     @classmethod
@@ -279,6 +290,7 @@ class Manifest(_Strict):
     jobs: JobsConfig = JobsConfig()
     alerts: Alerts = Alerts()
     models: list[Model]
+    cascades: list[Cascade] = Field(default_factory=list)
     #: Directory the relative model paths are resolved against (the manifest's own directory).
     root: Annotated[Path, Field(exclude=True)] = Path(".")
 
@@ -292,6 +304,11 @@ class Manifest(_Strict):
         if dupes:
             raise ValueError(f"model names must be unique; {', '.join(dupes)} appears more than once: rename one")
         return models
+
+    @model_validator(mode="after")
+    def _cascades(self) -> Manifest:
+        check_cascades(self.models, self.cascades)
+        return self
 
     def model_file(self, model: Model) -> Path:
         """The model's file (for A/B variants: the first variant's, which gives the signature)."""

@@ -12,13 +12,14 @@ from typing import Any, Literal
 
 from inferstack import env
 from inferstack.api.schemas import JOB_BODY_SCHEMA, PREDICT_BODY_SCHEMA
+from inferstack.cascade.config import CascadeRuntime, GuardRuntime, StageRuntime
 from inferstack.manifest import Manifest, Throttle
 
 API_FUNCTION = "api"
 API_STAGE = "prod"
 
 
-FunctionKind = Literal["api", "predict", "worker", "webhooks", "deadletter"]
+FunctionKind = Literal["api", "predict", "worker", "webhooks", "deadletter", "cascade"]
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,20 @@ class FunctionSpec:
     #: The inference component they name in each call, for a heavy model that scales to zero.
     inference_component: str | None = None
     kind: FunctionKind = field(kw_only=True)
+    #: Light models it runs in its own process besides `model` (a heavy model's fallback, a cascade's stages).
+    extra_models: tuple[str, ...] = field(default=(), kw_only=True)
+    #: Heavy models whose endpoints it invokes besides `endpoint` (a cascade's heavy stages).
+    invokes: tuple[str, ...] = field(default=(), kw_only=True)
+    #: The cascade a cascade function serves.
+    cascade: str | None = field(default=None, kw_only=True)
+    #: Does it read and write the shared cache table?
+    shared_cache: bool = field(default=False, kw_only=True)
+
+    @property
+    def local_models(self) -> tuple[str, ...]:
+        """The models whose artifacts travel in its bundle (it loads them at import)."""
+        own = (self.model,) if self.inference and self.model and not self.endpoint else ()
+        return own + self.extra_models
 
     @property
     def serves_route(self) -> bool:
@@ -56,7 +71,29 @@ class FunctionSpec:
             out[env.ENDPOINT_NAME] = self.endpoint
         if self.inference_component:
             out[env.INFERENCE_COMPONENT] = self.inference_component
+        out.update(_serving_environment(self, manifest))
         return out
+
+
+def _serving_environment(spec: FunctionSpec, manifest: Manifest) -> dict[str, str]:
+    """Cache, latency budget, circuit breaker, fallback and cascade settings of the function's model or cascade."""
+    out = {}
+    if spec.cascade:
+        c = next(c for c in manifest.cascades if c.name == spec.cascade)
+        stages = [manifest.model(s) for s in c.stages]
+        out[env.CASCADE] = CascadeRuntime(name=c.name, accept=c.accept, budget_ms=c.budget_ms, stages=[
+            StageRuntime(model=m.name, tier=m.tier, circuit=m.circuit,
+                         endpoint=endpoint_name(manifest, m.name) if m.tier == "heavy" else None,
+                         component=inference_component_name(manifest, m.name)) for m in stages]).to_env()
+        if c.cache:
+            out[env.CACHE] = c.cache.to_env(heavy=True)
+    elif spec.model and spec.kind == "predict":
+        m = manifest.model(spec.model)
+        if m.cache:
+            out[env.CACHE] = m.cache.to_env(heavy=m.tier == "heavy")
+        if m.tier == "heavy":
+            out[env.GUARD] = GuardRuntime(budget_ms=m.budget_ms, circuit=m.circuit, fallback=m.fallback).to_env()
+    return out
 
 
 @dataclass(frozen=True)
@@ -110,6 +147,14 @@ def inference_component_name(manifest: Manifest, model: str) -> str | None:
     return f"{endpoint_name(manifest, model)[:60]}-ic"
 
 
+def cascade_function_key(cascade: str) -> str:
+    return f"cascade-{cascade}"
+
+
+def uses_cache_table(manifest: Manifest) -> bool:
+    return any(s.shared_cache for s in functions(manifest))
+
+
 def worker_function_key(model: str) -> str:
     return f"worker-{model}"
 
@@ -126,13 +171,24 @@ def functions(manifest: Manifest) -> list[FunctionSpec]:
         if m.tier == "light":
             out.append(FunctionSpec(predict_function_key(m.name), "inferstack.functions.predict.handler.handler",
                                     f"inferstack light model {m.name}", memory_mb=m.memory_mb, timeout_s=m.timeout_s,
-                                    model=m.name, inference=True, kind="predict"))
+                                    model=m.name, inference=True, kind="predict",
+                                    shared_cache=bool(m.cache and m.cache.uses_table(heavy=False))))
         else:
             out.append(FunctionSpec(predict_function_key(m.name), "inferstack.functions.heavy.handler.handler",
                                     f"inferstack heavy model {m.name}: proxy to its SageMaker endpoint",
-                                    memory_mb=512, timeout_s=28, model=m.name,
-                                    endpoint=endpoint_name(manifest, m.name),
-                                    inference_component=inference_component_name(manifest, m.name), kind="predict"))
+                                    memory_mb=1024 if m.fallback else 512, timeout_s=28, model=m.name,
+                                    endpoint=endpoint_name(manifest, m.name), inference=bool(m.fallback),
+                                    inference_component=inference_component_name(manifest, m.name), kind="predict",
+                                    extra_models=(m.fallback,) if m.fallback else (),
+                                    shared_cache=bool(m.cache and m.cache.uses_table(heavy=True))))
+    for c in manifest.cascades:
+        stages = [manifest.model(s) for s in c.stages]
+        out.append(FunctionSpec(cascade_function_key(c.name), "inferstack.functions.cascade.handler.handler",
+                                f"inferstack cascade {c.name}: {' -> '.join(c.stages)}", memory_mb=c.memory_mb,
+                                timeout_s=28, model=c.stages[0], inference=True, kind="cascade",
+                                extra_models=tuple(m.name for m in stages[1:] if m.tier == "light"),
+                                invokes=tuple(m.name for m in stages if m.tier == "heavy"), cascade=c.name,
+                                shared_cache=bool(c.cache and c.cache.uses_table(heavy=True))))
     jobs = manifest.jobs
     for m in manifest.models:
         heavy = m.tier == "heavy"
@@ -201,6 +257,14 @@ def routes(manifest: Manifest) -> list[Route]:
         out.append(Route("POST", f"/v1/models/{m.name}/predict", predict_function_key(m.name),
                          body_schema=PREDICT_BODY_SCHEMA, throttle=m.throttle))
         out += v2_model_routes(m.name, predict_function_key(m.name), m.throttle)
+    out += [Route("GET", "/v1/cascades", API_FUNCTION), Route("GET", "/v1/cascades/{name}", API_FUNCTION,
+                                                                    params=("name",)),
+            Route("POST", "/v1/cascades/{name}/predict", API_FUNCTION, body_schema=PREDICT_BODY_SCHEMA,
+                  params=("name",))]
+    for c in manifest.cascades:
+        out.append(Route("GET", f"/v1/cascades/{c.name}", API_FUNCTION))
+        out.append(Route("POST", f"/v1/cascades/{c.name}/predict", cascade_function_key(c.name),
+                         body_schema=PREDICT_BODY_SCHEMA))
     return out
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from inferstack.catalog import Catalog, CatalogEntry
+from inferstack.catalog import CascadeInfo, Catalog, CatalogEntry
 from inferstack.inference.handlers import load_handler
 from inferstack.inference.session import create_session, read_signature
-from inferstack.manifest import Manifest, Model
+from inferstack.manifest import Manifest, ManifestError, Model
 from inferstack_infra.optimize import artifact
 
 
@@ -56,7 +56,37 @@ def build_catalog(manifest: Manifest, *, bundled: bool = True) -> Catalog:
             handler=handler_path, graph_optimized=m.optimize.graph if m.optimize else "none",
             request_schema=handler.request_schema() if handler else None,
             response_schema=handler.response_schema() if handler else None))
-    return Catalog(models=entries)
+    return Catalog(models=entries, cascades=cascade_infos(manifest, {e.name: e for e in entries}))
+
+
+def _signature(entry: CatalogEntry) -> str:
+    return ", ".join(f"{t.name}: {t.describe()}" for t in entry.inputs)
+
+
+def cascade_infos(manifest: Manifest, entries: dict[str, CatalogEntry]) -> list[CascadeInfo]:
+    """Each cascade's signature; its stages must share the input signature and have the accept output."""
+    out, problems = [], []
+    for i, c in enumerate(manifest.cascades):
+        where = f"cascades[{i}] ({c.name}).stages"
+        stages = [entries[s] for s in c.stages]
+        first = stages[0]
+        for other in stages[1:]:
+            if [(t.name, t.dtype, t.shape[1:]) for t in other.inputs] != \
+                    [(t.name, t.dtype, t.shape[1:]) for t in first.inputs]:
+                problems.append((where, f"{other.name}'s inputs ({_signature(other)}) differ from {first.name}'s "
+                                        f"({_signature(first)}); a cascade's stages must share one input signature"))
+        lacking = [s.name for s in stages if c.accept.output not in {o.name for o in s.outputs}]
+        if lacking:
+            problems.append((f"cascades[{i}] ({c.name}).accept.output", f"{', '.join(lacking)} have no output "
+                             f"{c.accept.output!r}: every stage must have the output the threshold reads"))
+            continue
+        common = [o for o in first.outputs if all(o.name in {x.name for x in s.outputs} for s in stages[1:])]
+        out.append(CascadeInfo(name=c.name, stages=c.stages, accept_output=c.accept.output,
+                               min_confidence=c.accept.min_confidence, budget_ms=c.budget_ms,
+                               inputs=first.inputs, outputs=common))
+    if problems:
+        raise ManifestError(str(manifest.root / "inferstack.toml"), problems)
+    return out
 
 
 def model_version(manifest: Manifest, model: Model) -> str:

@@ -194,16 +194,15 @@ def stage_function(spec: FunctionSpec, manifest: Manifest, catalog: Catalog) -> 
 
 def _write_function(out: Path, spec: FunctionSpec, manifest: Manifest, catalog: Catalog) -> None:
     _copy_tree(RUNTIME_DIR, out / "inferstack")  # the run-time library, entry points included
-    entries: list[CatalogEntry] = list(catalog.models)
-    if spec.inference and spec.model:
-        model = manifest.model(spec.model)
-        entry = catalog.get(spec.model)
+    for name in spec.local_models:
+        model = manifest.model(name)
+        entry = catalog.get(name)
         assert entry is not None
         (out / entry.artifact).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(optimize.artifact(manifest, model), out / entry.artifact)
         if entry.handler:
             copy_handler(manifest, model, (out / entry.handler).parent)
-    Catalog(models=entries).dump(out / "catalog.json")
+    catalog.dump(out / "catalog.json")
 
 
 def stage_container() -> Path:

@@ -9,9 +9,10 @@ from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
 from inferstack.manifest import Manifest, resource_id
-from inferstack.topology import functions, routes
+from inferstack.topology import functions, routes, uses_cache_table
 from inferstack_infra.catalog import build_catalog
 from inferstack_infra.constructs.api import RestApiTier
+from inferstack_infra.constructs.cache import CacheTable
 from inferstack_infra.constructs.function import RUNTIME, InferenceFunction
 from inferstack_infra.constructs.heavy import HeavyTier
 from inferstack_infra.constructs.jobs import JobTier
@@ -50,6 +51,7 @@ class InferenceStack(Stack):
             return layers[spec.name]
 
         self.jobs = JobTier(self, "Jobs", manifest=manifest)
+        self.cache = CacheTable(self, "Cache") if uses_cache_table(manifest) else None
         self.functions: dict[str, InferenceFunction] = {}
         for spec in functions(manifest):
             model = manifest.model(spec.model) if spec.model else None
@@ -57,6 +59,8 @@ class InferenceStack(Stack):
             environment = spec.environment(CATALOG_IN_BUNDLE, manifest)
             if spec.jobs:
                 environment.update(self.jobs.environment)
+            if spec.shared_cache and self.cache:
+                environment.update(self.cache.environment)
             self.functions[spec.key] = InferenceFunction(
                 self, resource_id(spec.key), spec=spec, code_dir=stage_function(spec, manifest, catalog),
                 layers=[layer(n) for n in function_layers(spec, manifest)], environment=environment,
@@ -65,6 +69,10 @@ class InferenceStack(Stack):
         for f in self.functions.values():
             if f.spec.endpoint and f.spec.model:
                 self.heavy.models[f.spec.model].grant_invoke(f.role)
+            for model_name in f.spec.invokes:
+                self.heavy.models[model_name].grant_invoke(f.role)
+        if self.cache:
+            self.cache.connect([f for f in self.functions.values() if f.spec.shared_cache])
         self.jobs.connect([f for f in self.functions.values() if f.spec.jobs])
 
         self.api = RestApiTier(self, "Rest", manifest=manifest, routes=routes(manifest),

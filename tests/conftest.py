@@ -33,3 +33,16 @@ def minilm_model() -> Path:
     if not MINILM.exists() or not MINILM.with_name("tokenizer.json").exists():
         pytest.fail("models/minilm is missing: run `make models` (make test does it)")
     return MINILM
+
+
+DIGITS_MANIFEST = ROOT / "examples" / "digits" / "inferstack.toml"
+DIGITS = ROOT / "models" / "digits-light.onnx"
+
+
+@pytest.fixture(scope="session")
+def digits_models() -> Path:
+    """The cascade example's models and held-out rows (models/build_digits.py)."""
+    for name in ("digits-light.onnx", "digits-heavy.onnx", "digits-heldout.json"):
+        if not (ROOT / "models" / name).exists():
+            pytest.fail(f"models/{name} is missing: run `make models` (make test does it)")
+    return ROOT / "models"

@@ -54,6 +54,11 @@ WEBHOOK_ATTEMPTS = "WebhookAttempts"
 WEBHOOK_DELIVERED = "WebhookDelivered"  # a 2xx
 WEBHOOK_RETRIED = "WebhookRetried"      # not delivered, tried again later
 WEBHOOK_GAVE_UP = "WebhookGaveUp"       # not delivered, and no attempt left (or 410 Gone, or refused)
+# result cache, cascades, budgets and circuit breakers (inferstack.cache, inferstack.cascade)
+CACHE_HITS, CACHE_MISSES = "CacheHits", "CacheMisses"
+ESCALATED_ROWS = "EscalatedRows"        # a cascade's rows sent past its first stage
+DEGRADED = "Degraded"                   # answers from an earlier stage or a fallback (budget, circuit open, down)
+CIRCUIT_OPEN = "CircuitOpen"            # calls refused by an open circuit
 
 UNITS: dict[str, MetricUnit] = {
     LATENCY: MetricUnit.Milliseconds, INFERENCE_LATENCY: MetricUnit.Milliseconds,
@@ -62,7 +67,8 @@ UNITS: dict[str, MetricUnit] = {
 }
 #: Metrics that are counted (one value per flush: their sum), the others keep every value (a distribution).
 COUNTERS = frozenset({REQUESTS, STATUS_2XX, STATUS_4XX, STATUS_5XX, COLD_STARTS, JOBS_SUBMITTED, JOBS_SUCCEEDED,
-                      JOBS_FAILED, WEBHOOK_ATTEMPTS, WEBHOOK_DELIVERED, WEBHOOK_RETRIED, WEBHOOK_GAVE_UP})
+                      JOBS_FAILED, WEBHOOK_ATTEMPTS, WEBHOOK_DELIVERED, WEBHOOK_RETRIED, WEBHOOK_GAVE_UP,
+                      CACHE_HITS, CACHE_MISSES, ESCALATED_ROWS, DEGRADED, CIRCUIT_OPEN})
 #: EMF takes at most 100 values per metric in one document; Powertools prints a document by itself (around
 #: `emit`) when a metric reaches 100, so a document here holds at most 99.
 MAX_VALUES = 99

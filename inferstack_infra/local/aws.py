@@ -45,6 +45,8 @@ class LocalAws:
     queue_urls: dict[str, str] = field(default_factory=dict)
     queue_arns: dict[str, str] = field(default_factory=dict)
     table: str = ""
+    #: The shared result cache's table (as the CDK app's `CacheTable`).
+    cache_table: str = ""
     bucket: str = ""
     secret_id: str = ""
     signing_secret: str = ""
@@ -81,6 +83,13 @@ class LocalAws:
             ddb.create_table(TableName=self.table, BillingMode="PAY_PER_REQUEST",
                              AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
                              KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}])
+        self.cache_table = f"{name}-cache"
+        if self.cache_table not in ddb.list_tables()["TableNames"]:
+            ddb.create_table(TableName=self.cache_table, BillingMode="PAY_PER_REQUEST",
+                             AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+                             KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}])
+            ddb.update_time_to_live(TableName=self.cache_table, TimeToLiveSpecification={
+                "Enabled": True, "AttributeName": "expires_at"})
         self.client("s3").create_bucket(Bucket=self.bucket)
         sqs = self.client("sqs")
         specs = queues(self.manifest)

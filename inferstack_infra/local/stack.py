@@ -116,9 +116,12 @@ class DevStack:
             if spec.jobs:
                 out.update(jobs_env)
                 out.update(self.aws.environment())
-            if spec.endpoint and self.sagemaker:
+            if (spec.endpoint or spec.invokes) and self.sagemaker:
                 out.update(self.aws.environment())
                 out.update(self.sagemaker.environment())
+            if spec.shared_cache:
+                out.update(self.aws.environment())
+                out[env.CACHE_TABLE] = self.aws.cache_table
             return out
 
         return environment

@@ -14,7 +14,7 @@ from aws_cdk.assertions import Template
 
 from inferstack_infra.app import build_app
 from inferstack_infra.stack import InferenceStack
-from tests.conftest import EXAMPLE_MANIFEST, MINILM_HANDLER
+from tests.conftest import DIGITS_MANIFEST, EXAMPLE_MANIFEST, MINILM_HANDLER
 
 
 class Synthesized:
@@ -69,3 +69,9 @@ memory_mb = 2048
 cold_start = {{ mode = "snapstart" }}
 """)
     return synthesize(manifest, d / "out")
+
+
+@pytest.fixture(scope="session")
+def digits(tmp_path_factory: pytest.TempPathFactory, digits_models: Path) -> Synthesized:
+    """The cascade example (examples/digits): cached light and heavy models, a fallback, a cascade."""
+    return synthesize(DIGITS_MANIFEST, tmp_path_factory.mktemp("cdk-digits"))

@@ -114,7 +114,8 @@ def test_predict_routes_validate_the_body(example: Synthesized) -> None:
     paths = {rid: r["Properties"]["PathPart"] for rid, r in resources(example, "AWS::ApiGateway::Resource").items()}
     posts = [m for m in resources(example, "AWS::ApiGateway::Method").values()
              if m["Properties"]["HttpMethod"] == "POST" and paths[m["Properties"]["ResourceId"]["Ref"]] != "infer"]
-    assert len(posts) == 4  # /v1/models/{name}/predict, .../iris/predict, .../minilm/predict, /v1/jobs
+    # /v1/models/{name}/predict, .../iris/predict, .../minilm/predict, /v1/jobs, /v1/cascades/{name}/predict
+    assert len(posts) == 5
     for m in posts:
         assert "RequestValidatorId" in m["Properties"]
         assert "application/json" in m["Properties"]["RequestModels"]

@@ -8,6 +8,7 @@ from typing import Any, Protocol
 
 from fastapi import APIRouter, Request, Response
 from fastapi import Path as FastApiPath
+from starlette.concurrency import run_in_threadpool
 
 from inferstack.api import problems
 from inferstack.api.deps import read_body
@@ -16,6 +17,7 @@ from inferstack.api.instrument import PROBLEM_KIND
 from inferstack.api.predict import predict_body, predict_inputs
 from inferstack.api.problems import ProblemError
 from inferstack.api.schemas import Health, ModelList, PredictResponse
+from inferstack.cache.http import Answer
 from inferstack.catalog import ModelInfo
 from inferstack.rollout import MODEL_VERSION_HEADER
 
@@ -25,6 +27,13 @@ class ServesPredictions(Protocol):
     (`heavy.endpoint.EndpointPredictor`)."""
 
     def predict(self, raw_inputs: Any) -> dict[str, Any]: ...
+
+
+class AnswersPredictions(Protocol):
+    """A model served with the request's headers in hand (cache, latency budget, fallback:
+    `inferstack.cascade.answers.HeavyService`)."""
+
+    def answer(self, raw_inputs: Any, headers: Mapping[str, str] | None) -> Answer: ...
 
 
 class ModelDirectory:
@@ -59,8 +68,8 @@ def request_body(model: str) -> dict[str, Any]:
         "schema": {"$ref": f"#/components/schemas/{model}"}}}}}
 
 
-def models_router(directory: ModelDirectory, predictors: Mapping[str, ServesPredictions], body_limit: int
-                  ) -> APIRouter:
+def models_router(directory: ModelDirectory, predictors: Mapping[str, ServesPredictions], body_limit: int,
+                  answerers: Mapping[str, AnswersPredictions] | None = None) -> APIRouter:
     router = APIRouter()
     listing = json.dumps(ModelList(models=list(directory.infos.values())).model_dump(mode="json"),
                          separators=(",", ":")).encode()
@@ -85,6 +94,15 @@ def models_router(directory: ModelDirectory, predictors: Mapping[str, ServesPred
                  openapi_extra=request_body("PredictRequest"))
     async def predict(request: Request, name: str = model_name) -> Response:
         info = directory.known(name)
+        answerer = (answerers or {}).get(name)
+        if answerer is not None:
+            try:
+                inputs = predict_inputs(await read_body(request, body_limit), body_limit)
+                answer = await run_in_threadpool(answerer.answer, inputs, dict(request.headers))
+            except Exception as exc:
+                return versioned_failure(exc, request, model=name, version=info.version)
+            answer.headers.setdefault(MODEL_VERSION_HEADER, info.version)
+            return Response(answer.body, status_code=answer.status, headers=answer.headers)
         predictor = predictors.get(name)
         if predictor is None:
             raise ProblemError(problems.MISROUTED, f"Model {name!r} is served by its own function; this request "

@@ -1,25 +1,44 @@
 """Lambda entry point of a heavy model's predict route: a thin proxy to its SageMaker endpoint.
 
-It imports neither onnxruntime nor numpy; the container validates inputs and its 4xx answers come back as
-they are, SageMaker's own errors become 429/502/503/504 problems. A model that scales to zero answers 503 with
-`Retry-After` while it starts (`NoCapacityError`, raised by `EndpointPredictor.predict`: the place where a
-model's `fallback` would answer instead).
+It imports neither onnxruntime nor numpy, unless the model has a `fallback` (a light model it then loads at
+import); the container validates inputs and its 4xx answers come back as they are, SageMaker's own errors become
+429/502/503/504 problems. A model that scales to zero answers 503 with `Retry-After` while it starts
+(`NoCapacityError`). Every call goes through the model's circuit breaker and the request's latency budget
+(`inferstack.cascade`); the result cache, where the manifest asks for one, answers repeated inputs without a call.
 """
 
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from inferstack import env
 from inferstack.api.app import create_app
 from inferstack.api.lambda_adapter import lambda_handler
+from inferstack.cache.wiring import cache_from_env
+from inferstack.cascade.answers import HeavyService
+from inferstack.cascade.breaker import CircuitBreaker
+from inferstack.cascade.config import GuardRuntime
+from inferstack.cascade.guard import GuardedPredictor
 from inferstack.catalog import Catalog, load_catalog
 from inferstack.heavy.endpoint import EndpointPredictor
 
-catalog, _ = load_catalog()
+catalog, model_root = load_catalog()
 entry = catalog.get(os.environ[env.MODEL_NAME])
 if entry is None:
     raise RuntimeError(f"{env.MODEL_NAME}={os.environ[env.MODEL_NAME]!r} is not in the catalog")
 predictor = EndpointPredictor(entry, os.environ[env.ENDPOINT_NAME],
                               component=os.environ.get(env.INFERENCE_COMPONENT) or None)
-handler = lambda_handler(create_app(Catalog(models=[entry]), {entry.name: predictor}))
+guard = GuardRuntime.from_env()
+fallback: Any = None
+if guard.fallback:
+    from inferstack.inference.session import Predictor
+
+    fallback_entry = catalog.get(guard.fallback)
+    assert fallback_entry is not None, f"fallback {guard.fallback!r} is not in the catalog"
+    fallback = Predictor.load(fallback_entry, model_root)
+service = HeavyService(entry.name, entry.version, [i.name for i in entry.inputs],
+                       GuardedPredictor(predictor, CircuitBreaker(entry.name, guard.circuit)),
+                       budget_ms=guard.budget_ms, cache=cache_from_env(entry.name), fallback=fallback)
+handler = lambda_handler(create_app(Catalog(models=[entry]), {entry.name: predictor},
+                                    answerers={entry.name: service}))

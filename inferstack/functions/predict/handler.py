@@ -22,6 +22,9 @@ from typing import TYPE_CHECKING, Any
 from inferstack import env
 from inferstack.api.errors import to_problem
 from inferstack.api.predict import predict_body, predict_inputs
+from inferstack.cache.http import Answer, header, serve
+from inferstack.cache.key import CacheKey, digest_arrays, digest_json
+from inferstack.cache.wiring import cache_from_env
 from inferstack.inference.session import Predictor
 from inferstack.inference.spec import load_model_entry
 from inferstack.observability import emf as m
@@ -39,6 +42,8 @@ catalog_path = os.environ.get(env.CATALOG_PATH)
 entry, model_root = load_model_entry(path=catalog_path)
 predictor = Predictor.load(entry, model_root)
 body_limit = int(os.environ.get(env.MAX_BODY_BYTES) or 5 * 1024 * 1024)
+#: The model's result cache (None unless the manifest gives it one): an LRU in this execution environment.
+cache = cache_from_env(entry.name)
 predict_path = f"/v1/models/{entry.name}/predict"
 infer_paths = (f"/v2/models/{entry.name}/infer", f"/v2/models/{entry.name}/versions/")
 model_metrics = registry.model(entry.name, entry.version)
@@ -63,20 +68,39 @@ def predict(event: dict[str, Any], context: LambdaContext | None = None) -> dict
     try:
         raw = predict_inputs(event_body(event, body_limit), body_limit)
         prepared = predictor.prepare(raw)
-        ran = time.perf_counter()
-        outputs = predictor.run(prepared.arrays)
-        responding = time.perf_counter()
-        result = predictor.respond(prepared, outputs)
+        timing: dict[str, float] = {}
+
+        def compute() -> Answer:
+            timing["ran"] = time.perf_counter()
+            outputs = predictor.run(prepared.arrays)
+            timing["responding"] = time.perf_counter()
+            result = predictor.respond(prepared, outputs)
+            return Answer(200, predict_body(entry.name, entry.version, result), dict(_JSON))
+
+        answer = compute() if cache is None else \
+            serve(cache, _key(raw, prepared.arrays), header(event.get("headers"), "if-none-match"), compute)
     except Exception as exc:
         problem = to_problem(exc, context=_context(event, context))
         model_metrics.request(problem.status, m.elapsed_ms(started), kind=problem.type.slug)
         return _response(problem.status, {**problem.response_headers(), **_VERSION}, problem.body())
-    answer = _response(200, _JSON, predict_body(entry.name, entry.version, result))
-    model_metrics.request(200, m.elapsed_ms(started), rows=prepared.rows,
-                          inference_ms=(responding - ran) * 1000)
+    response = _response(answer.status, {**answer.headers, **_VERSION}, answer.body)
+    if cache is not None:
+        model_metrics.add(m.CACHE_MISSES if "ran" in timing else m.CACHE_HITS)
+    if "ran" not in timing:  # answered from the cache
+        model_metrics.request(answer.status, m.elapsed_ms(started), rows=prepared.rows)
+        return response
+    ran, responding = timing["ran"], timing["responding"]
+    model_metrics.request(200, m.elapsed_ms(started), rows=prepared.rows, inference_ms=(responding - ran) * 1000)
     model_metrics.add(m.PREPROCESS_LATENCY, (ran - started) * 1000)
     model_metrics.add(m.POSTPROCESS_LATENCY, m.elapsed_ms(responding))
-    return answer
+    return response
+
+
+def _key(raw: Any, arrays: dict[str, Any]) -> CacheKey:
+    """The key hashes the validated tensors (through a handler: the request's canonical JSON)."""
+    digest = digest_arrays(arrays) if predictor.handler is None else \
+        digest_json(raw, [i.name for i in predictor.inputs])
+    return CacheKey(entry.name, entry.version, digest)
 
 
 def infer(event: dict[str, Any], context: LambdaContext | None = None) -> dict[str, Any]:
