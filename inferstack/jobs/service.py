@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import time
 import uuid
 from collections.abc import Callable
@@ -33,6 +34,8 @@ from inferstack.observability import logger
 IN_FLIGHT_S = 30
 #: The error type of a job that was stored but never enqueued (its key is free again).
 NOT_ENQUEUED = "not-enqueued"
+#: What job IDs look like (`uuid4().hex`).
+JOB_ID = re.compile(r"[0-9a-f]{32}")
 #: How long a queue depth reading is reused (one GetQueueAttributes call per model per interval).
 DEPTH_CACHE_S = 2.0
 
@@ -137,6 +140,8 @@ class JobService:
                 logger.exception("cannot free the idempotency key of a refused job", extra={"job_id": job.job_id})
 
     def view(self, job_id: str, *, owner: str) -> JobView:
+        if not JOB_ID.fullmatch(job_id):  # not an ID this service hands out: no store lookup (a 404)
+            raise JobNotFoundError(job_id[:64])
         job = self.store.get(job_id)
         if job.owner != owner:
             raise JobNotFoundError(job_id)  # another key's job: indistinguishable from none

@@ -115,32 +115,56 @@ class ApiKey:
 @dataclass(frozen=True)
 class CompiledRoute:
     route: Route
-    pattern: re.Pattern[str]
+    #: The path's segments: a literal, or `{param}`.
+    segments: tuple[str, ...]
     params: tuple[str, ...]
     static_segments: int
+
+    def match(self, decoded: list[str]) -> dict[str, str] | None:
+        if len(decoded) != len(self.segments):
+            return None
+        params = {}
+        for want, got in zip(self.segments, decoded, strict=True):
+            if want.startswith("{"):
+                if not got:
+                    return None
+                params[want[1:-1]] = got
+            elif want != got:
+                return None
+        return params
 
 
 def compile_routes(routes: list[Route]) -> list[CompiledRoute]:
     out = []
     for r in routes:
+        segments = tuple(r.path.split("/"))
         params = tuple(re.findall(r"{(\w+)}", r.path))
-        regex = "^" + re.sub(r"\\{(\w+)\\}", r"(?P<\1>[^/]+)", re.escape(r.path)) + "$"
-        static = sum(1 for s in r.path.split("/") if s and not s.startswith("{"))
-        out.append(CompiledRoute(r, re.compile(regex), params, static))
+        static = sum(1 for s in segments if s and not s.startswith("{"))
+        out.append(CompiledRoute(r, segments, params, static))
     # API Gateway prefers static path parts over {params}: most static segments first.
     return sorted(out, key=lambda c: -c.static_segments)
 
 
 def match_route(table: list[CompiledRoute], method: str, path: str) -> tuple[Route, dict[str, str]] | None:
+    """The route of a request's *raw* (still percent-encoded) path, each segment decoded once, as API Gateway
+    does: `%2569ris` is the name `%69ris`, never `iris`; `%69ris` is `iris`; `%2F` stays inside its segment."""
+    decoded = [unquote(segment) for segment in path.split("/")]
     for compiled in table:
-        m = compiled.pattern.match(path)
-        if m:
+        if compiled.match(decoded) is not None:
             # The most specific resource matched; a method it lacks is a 403, as on API Gateway.
             for same in table:
                 if same.route.path == compiled.route.path and same.route.method == method:
-                    return same.route, {k: unquote(v) for k, v in m.groupdict().items()}
+                    return same.route, compiled.match(decoded) or {}
             return None
     return None
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """`text` with its control characters escaped (`\\r`, `\\x1b`): what a client sent cannot forge log lines."""
+    return _CONTROL.sub(lambda m: repr(m.group())[1:-1], text)
 
 
 def _multi(pairs: list[tuple[str, str]]) -> tuple[dict[str, str] | None, dict[str, list[str]] | None]:
@@ -250,7 +274,7 @@ class Gateway:
         await send({"type": "http.response.start", "status": status, "headers": raw_headers})
         await send({"type": "http.response.body", "body": payload})
         ms = (time.perf_counter() - started) * 1000
-        self.log(f"{scope['method']} {scope['path']} {status} {ms:.1f}ms")
+        self.log(printable(f"{scope['method']} {scope['path']} {status} {ms:.1f}ms"))
 
     @staticmethod
     def _encode(scope: Scope, status: int, headers: list[tuple[str, str]], payload: bytes
@@ -273,7 +297,11 @@ class Gateway:
         return g.problem.status, headers, json.dumps(g.body(detail)).encode()
 
     async def handle(self, scope: Scope, receive: Receive) -> tuple[int, list[tuple[str, str]], bytes]:
-        method, path = scope["method"], scope["path"]
+        method = scope["method"]
+        # Routing uses the raw path (decoded segment by segment in `match_route`); the event's `path`, the path
+        # decoded once. A client's path is never decoded twice.
+        raw_path = (scope.get("raw_path") or scope["path"].encode()).decode("latin-1").split("?", 1)[0]
+        path = unquote(raw_path)
         raw_headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]]
         header = {k.lower(): v for k, v in raw_headers}
 
@@ -289,8 +317,9 @@ class Gateway:
             if not message.get("more_body"):
                 break
 
-        if path == f"/{API_STAGE}" or path.startswith(f"/{API_STAGE}/"):
-            path = path[len(API_STAGE) + 1:] or "/"  # the invoke URL's stage
+        if raw_path == f"/{API_STAGE}" or raw_path.startswith(f"/{API_STAGE}/"):
+            raw_path = raw_path[len(API_STAGE) + 1:] or "/"  # the invoke URL's stage
+            path = unquote(raw_path)
         encoding = header.get("content-encoding")
         if body and encoding:
             try:
@@ -300,7 +329,7 @@ class Gateway:
             except ProtocolError as exc:
                 return self._gateway_error("UNSUPPORTED_MEDIA_TYPE", str(exc))
 
-        matched = match_route(self.table, method, path)
+        matched = match_route(self.table, method, raw_path)
         if matched is None:
             return self._gateway_error("MISSING_AUTHENTICATION_TOKEN")
         route, params = matched
@@ -344,10 +373,10 @@ class Gateway:
         except TimeoutError:
             return self._gateway_error("INTEGRATION_TIMEOUT")
         except Exception as exc:
-            self.log(f"invoking {route.function} failed: {type(exc).__name__}: {exc}")
+            self.log(printable(f"invoking {route.function} failed: {type(exc).__name__}: {exc}"))
             return self._gateway_error("INTEGRATION_FAILURE")
         if failed or not isinstance(result, dict) or "statusCode" not in result:
-            self.log(f"function {route.function} failed: {str(result)[:500]}")
+            self.log(printable(f"function {route.function} failed: {str(result)[:500]}"))
             return self._gateway_error("INTEGRATION_FAILURE")
         accept = (header.get("accept") or "").split(",", 1)[0] or "*/*"
         return self._proxy_response(result, request_id, binary=media_type_matches(accept))

@@ -25,7 +25,7 @@ from inferstack_infra.catalog import build_catalog
 from inferstack_infra.local import lifeline
 from inferstack_infra.local.aws import REGION, LocalAws
 from inferstack_infra.local.functions import LocalFunctions
-from inferstack_infra.local.gateway import Gateway
+from inferstack_infra.local.gateway import Gateway, printable
 from inferstack_infra.local.poller import QueuePoller
 from inferstack_infra.local.rollout import (
     Candidate,
@@ -67,7 +67,7 @@ class LogStream:
 
     def __call__(self, part: str, line: str) -> None:
         with self.lock:
-            self.out.write(f"{part:>16} | {line}\n")
+            self.out.write(f"{part:>16} | {printable(line)}\n")
             self.out.flush()
 
     def part(self, name: str) -> Callable[[str], None]:

@@ -15,7 +15,7 @@ from botocore.exceptions import ClientError
 
 from inferstack.api.errors import to_problem
 from inferstack.jobs.dead_letter import DeadLetterHandler
-from inferstack.jobs.exceptions import IdempotencyInProgressError, QueueFullError
+from inferstack.jobs.exceptions import IdempotencyInProgressError, JobNotFoundError, QueueFullError
 from inferstack.jobs.schemas import JobRequest
 from inferstack.jobs.service import IN_FLIGHT_S
 from inferstack.jobs.store import TERMINAL, IdempotencyRecord
@@ -180,3 +180,12 @@ def test_a_key_whose_job_does_not_exist_is_unclaimed_once_no_submission_can_be_i
     with pytest.raises(IdempotencyInProgressError) as info:
         keyed(world, "order-4")
     assert to_problem(info.value).status == 409 and to_problem(info.value).headers == {"Retry-After": "1"}
+
+
+@pytest.mark.parametrize("job_id", ["x" * 3000, "../../etc/passwd", "0" * 31, "A" * 32, "%00"])
+def test_a_job_id_that_cannot_be_one_is_a_404_without_a_store_lookup(world: World, job_id: str) -> None:
+    world.calls.clear()
+    with pytest.raises(JobNotFoundError) as info:
+        world.service.view(job_id, owner="key-a")
+    assert world.calls == [] and len(info.value.job_id) <= 64
+    assert to_problem(info.value).status == 404
