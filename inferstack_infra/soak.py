@@ -1,12 +1,14 @@
 """`inferstack load --jobs-only`: a soak of the jobs tier on a running stack, local or deployed.
 
 `concurrency` clients submit jobs back to back (a `count` of them, or for a `duration`); a 429 is honoured
-(`Retry-After`, then the same submission again). Meanwhile, and after the last submission until every job
-ended (the drain), pollers read each pending job (`GET /v1/jobs/{id}`, the oldest first, each job at most
-every `poll_interval_s`) and note when it was first seen terminal. It reports the submission latency
-(p50/p95/p99, and p99 of the first vs the last 200 submissions: a store that slows as it grows shows there),
-the time from submission to a terminal state (p50/p95/p99), jobs per second end to end, the drain, the errors
-by kind, and a plot.
+(`Retry-After`, then the same submission again). Once the last submission is answered, pollers read each job
+(`GET /v1/jobs/{id}`, each at most every `poll_interval_s`) until every one ended (the drain). Times to result
+come from the stack's own timestamps (`created_at` to `finished_at`), so that how often the client polls
+changes neither them nor, by polling during the submissions, the load being measured. It reports the
+submission latency (p50/p95/p99, and p99 of the first vs the last 200 submissions: a store that slows as it
+grows shows there), the time from submission to a terminal state (p50/p95/p99), jobs per second end to end
+(from the first job created to the last finished), the drain after the last submission, the errors by kind,
+and a plot.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import datetime as dt
 import math
 import sys
 import time
@@ -43,9 +46,20 @@ class Submission:
 @dataclass
 class Ended:
     job_id: str
-    submitted_at: float
-    ended_at: float  # when first seen terminal, seconds since the start
+    submitted_at: float  # seconds since the start (the stack's created_at, on the client's time line)
+    ended_at: float  # the stack's finished_at, on the same time line
     status: str
+
+
+def _retry_after(response: httpx.Response) -> float:
+    try:
+        return max(0.1, float(response.headers.get("retry-after", "1")))
+    except ValueError:
+        return 1.0
+
+
+def _epoch(stamp: str) -> float:
+    return dt.datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -74,6 +88,7 @@ class SoakResult:
         latencies = [s.latency_s for s in accepted]
         to_result = [e.ended_at - e.submitted_at for e in self.ended.values()]
         last_end = max((e.ended_at for e in self.ended.values()), default=math.nan)
+        first = min((e.submitted_at for e in self.ended.values()), default=math.nan)
         first_200, last_200 = latencies[:200], latencies[-200:]
         errors = dict(self.errors)
         failed = sum(1 for e in self.ended.values() if e.status == "failed")
@@ -96,8 +111,8 @@ class SoakResult:
             "result_p50_s": round(percentile(to_result, 50), 2) if to_result else None,
             "result_p95_s": round(percentile(to_result, 95), 2) if to_result else None,
             "result_p99_s": round(percentile(to_result, 99), 2) if to_result else None,
-            "jobs_per_s": round(len(self.ended) / last_end, 1) if self.ended and last_end > 0 else None,
-            "drain_s": round(last_end - self.submit_s, 1) if self.ended else None,
+            "jobs_per_s": round(len(self.ended) / (last_end - first), 1) if self.ended and last_end > first else None,
+            "drain_s": round(max(0.0, last_end - self.submit_s), 1) if self.ended else None,
             "total_s": round(self.total_s, 1),
             "errors": errors,
             "ok": not errors,
@@ -133,11 +148,7 @@ class JobsSoak:
             latency = time.perf_counter() - start
             if response.status_code == 429:
                 throttled += 1
-                try:
-                    wait = float(response.headers.get("retry-after", "1"))
-                except ValueError:
-                    wait = 1.0
-                await asyncio.sleep(min(MAX_RETRY_AFTER_S, max(0.1, wait)))
+                await asyncio.sleep(min(MAX_RETRY_AFTER_S, _retry_after(response)))
                 continue
             job_id = None
             if response.status_code == 202:
@@ -148,28 +159,31 @@ class JobsSoak:
             result.submissions.append(Submission(index, at, latency, response.status_code, throttled, job_id))
             return
 
-    async def _poll(self, client: httpx.AsyncClient, began: float, result: SoakResult,
+    async def _poll(self, client: httpx.AsyncClient, began_wall: float, result: SoakResult,
                     submitting: asyncio.Event) -> None:
-        while submitting.is_set() or self._pending:
-            if not self._pending:
-                await asyncio.sleep(0.05)
-                continue
+        while submitting.is_set():  # reading jobs meanwhile would add to the load being measured
+            await asyncio.sleep(0.05)
+        while self._pending:
             job_id, submitted_at, polled = self._pending.popleft()
             now = time.perf_counter()
             if now - polled < self.poll_interval_s:  # the oldest was read just now: every job was
                 self._pending.appendleft((job_id, submitted_at, polled))
                 await asyncio.sleep(self.poll_interval_s - (now - polled))
                 continue
+            job: dict[str, Any] = {}
             try:
                 response = await client.get(f"{self.url}/v1/jobs/{job_id}", headers=self.headers)
-                status = response.json().get("status") if response.status_code == 200 else None
-                if response.status_code != 200:
+                if response.status_code == 200:
+                    job = response.json()
+                elif response.status_code == 429:  # the plan's rate: read it again later, as told
+                    await asyncio.sleep(min(MAX_RETRY_AFTER_S, _retry_after(response)))
+                else:
                     result.errors[f"poll http {response.status_code}"] += 1
             except (httpx.HTTPError, ValueError):
                 result.errors["poll connection"] += 1
-                status = None
-            if status in TERMINAL:
-                result.ended[job_id] = Ended(job_id, submitted_at, time.perf_counter() - began, status)
+            if job.get("status") in TERMINAL and job.get("finished_at") and job.get("created_at"):
+                result.ended[job_id] = Ended(job_id, _epoch(job["created_at"]) - began_wall,
+                                             _epoch(job["finished_at"]) - began_wall, job["status"])
             else:
                 self._pending.append((job_id, submitted_at, time.perf_counter()))
 
@@ -180,7 +194,7 @@ class JobsSoak:
         result = SoakResult()
         limits = httpx.Limits(max_connections=concurrency + (pollers or 0) + 8)
         async with httpx.AsyncClient(timeout=self.timeout_s, transport=async_transport(limits=limits)) as client:
-            began = time.perf_counter()
+            began, began_wall = time.perf_counter(), time.time()
             submitting = asyncio.Event()
             submitting.set()
             next_index = iter(range(count or sys.maxsize))
@@ -191,8 +205,8 @@ class JobsSoak:
                         return
                     await self._submit(client, index, began, result)
 
-            polling = [asyncio.create_task(self._poll(client, began, result, submitting))
-                       for _ in range(pollers or max(2, concurrency // 4))]
+            polling = [asyncio.create_task(self._poll(client, began_wall, result, submitting))
+                       for _ in range(pollers or concurrency)]
             reporter = asyncio.create_task(self._progress(result, began)) if progress else None
             await asyncio.gather(*(submitter() for _ in range(concurrency)))
             result.submit_s = time.perf_counter() - began

@@ -83,3 +83,22 @@ def test_load_closed_loop_with_jobs(dev_stack: RunningStack, tmp_path: Path) -> 
     assert out.returncode == 0, out.stderr
     summary = json.loads(out.stdout)
     assert summary["predict"] > 0 and summary["jobs"] > 0 and summary["errors"] == 0
+
+
+def test_load_jobs_only_soaks_then_drains(dev_stack: RunningStack, tmp_path: Path) -> None:
+    from tests.e2e.conftest import FREE_KEY
+
+    # GIVEN the "free" plan (5 requests/s, burst 10) WHEN 25 jobs are submitted by 4 clients, then drained
+    plot = tmp_path / "soak.png"
+    out = subprocess.run([sys.executable, "-m", "inferstack_infra.cli", "load", "--url", dev_stack.url,
+                          "--api-key", FREE_KEY, "--jobs-only", "--count", "25", "--concurrency", "4", "--rows", "4",
+                          "--quiet", "--out", str(plot)],
+                         cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
+    assert out.returncode == 0, out.stderr
+    summary = json.loads(out.stdout)
+    # THEN the throttle answered 429s, which were retried as told: every job accepted, and every one ended
+    assert summary["throttled_429"] > 0 and summary["accepted"] == summary["terminal"] == summary["succeeded"] == 25
+    assert summary["errors"] == {} and summary["jobs_per_s"] > 0
+    assert summary["submit_p50_ms"] <= summary["submit_p95_ms"] <= summary["submit_p99_ms"]
+    assert summary["result_p50_s"] <= summary["result_p99_s"]
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
