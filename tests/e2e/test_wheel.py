@@ -160,7 +160,7 @@ def dev(project: Installed) -> Iterator[tuple[str, str]]:
             proc.wait()
 
 
-def test_dev_predicts_and_runs_a_job_with_its_webhook(project: Installed, dev: tuple[str, str]) -> None:
+def test_dev_predicts_runs_a_job_with_its_webhook_and_a_load_run(project: Installed, dev: tuple[str, str]) -> None:
     url, secret = dev
     # `inferstack invoke` in the project finds the local stack by itself (no --url, no key)
     assert json.loads((project.project / ".inferstack" / "dev.json").read_text())["url"] == url
@@ -180,6 +180,11 @@ def test_dev_predicts_and_runs_a_job_with_its_webhook(project: Installed, dev: t
         assert delivery.webhook_id == f"msg_{job_id}"
     finally:
         receiver.stop()
+    # and a short load run (the [local] extra's matplotlib draws its plot)
+    done = project.run("load", "--concurrency", "2", "--duration", "2", "--quiet", "--out", "load.png")
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    assert summary["ok"] > 0 and summary["errors"] == 0 and (project.project / "load.png").stat().st_size > 0
 
 
 def test_synth_passes_cdk_nag_cfn_lint_and_the_assertions(project: Installed) -> None:
