@@ -20,7 +20,7 @@ from inferstack.cascade.config import Cascade, Circuit, check_cascades
 from inferstack.manifest_schema import check_schema
 from inferstack.observability.alerts import Alerts
 from inferstack.optimize.config import Optimize
-from inferstack.rollout.config import Rollout, Variant, check_variants
+from inferstack.rollout.config import Rollout, Variant, check_heavy_rollout, check_variants
 
 MODEL_NAME_PATTERN = r"^[a-z][a-z0-9-]{0,39}$"
 LAMBDA_MAX_MEMORY_MB = 10240
@@ -269,6 +269,8 @@ class Model(_Strict):
         if self.variants is not None and (self.tier == "heavy" or self.optimize is not None):
             raise ValueError("variants are served on tier = 'light' without optimize (in-process A/B); "
                              "deploy a heavy model's versions through its rollout instead")
+        if self.tier == "heavy":
+            check_heavy_rollout(self.rollout)
         if self.tier == "heavy" and not self.instance_type:
             raise ValueError("a heavy model needs instance_type, a SageMaker GPU instance such as 'ml.g5.xlarge'")
         if self.instance_type and not GPU_INSTANCE.match(self.instance_type):

@@ -17,6 +17,7 @@ from inferstack_infra.constructs.function import RUNTIME, InferenceFunction
 from inferstack_infra.constructs.heavy import HeavyTier
 from inferstack_infra.constructs.jobs import JobTier
 from inferstack_infra.constructs.monitoring import Monitoring
+from inferstack_infra.constructs.rollout import Rollouts
 from inferstack_infra.packaging import (
     Layer,
     build_layer,
@@ -74,6 +75,9 @@ class InferenceStack(Stack):
         if self.cache:
             self.cache.connect([f for f in self.functions.values() if f.spec.shared_cache])
         self.jobs.connect([f for f in self.functions.values() if f.spec.jobs])
+        self.rollouts = Rollouts(self, "Rollouts", manifest=manifest,
+                                 versions={e.name: e.version for e in catalog.models}, functions=self.functions,
+                                 endpoints=dict(self.heavy.models))
 
         self.api = RestApiTier(self, "Rest", manifest=manifest, routes=routes(manifest),
                                targets={key: f.alias for key, f in self.functions.items()})

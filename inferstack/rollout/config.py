@@ -96,6 +96,20 @@ class Rollout(_Strict):
                 "p99_ms": float(latency_budget_ms) if latency_budget_ms else timeout_s * 1000 * 0.8}
 
 
+def check_heavy_rollout(rollout: Rollout) -> None:
+    """SageMaker's limits on a blue/green deployment: a canary of at most 50 % of the fleet, linear steps of
+    10-50 %, at most an hour between steps."""
+    if rollout.interval_min > 60:
+        raise ValueError(f"rollout.interval_min ({rollout.interval_min}) is at most 60 on a heavy model: SageMaker "
+                         "waits at most an hour between the steps of a blue/green deployment")
+    if rollout.strategy == "canary" and rollout.percent > 50:
+        raise ValueError(f"rollout.percent ({rollout.percent}) is at most 50 for a heavy model's canary (SageMaker "
+                         "sizes the canary as a share of the fleet, up to half)")
+    if rollout.strategy == "linear" and not 10 <= rollout.percent <= 50:
+        raise ValueError(f"rollout.percent ({rollout.percent}) must be 10-50 for a heavy model's linear rollout "
+                         "(SageMaker's step size, as a share of the fleet)")
+
+
 class Variant(_Strict):
     name: Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{0,39}$")]
     path: Path

@@ -53,6 +53,8 @@ def template_alarms(manifest: Manifest) -> dict[str, int]:
         add(q.model or _dlq_model(q.key, manifest), QUEUE_ALARMS)
     for m in manifest.heavy_models:
         add(m.name, ENDPOINT_ALARMS + (WAKE_ALARMS if m.instances.scales_to_zero else 0))
+    for m in manifest.models:  # the rollout alarms on each model's new version (constructs/rollout.py)
+        add(m.name, len(m.rollout.thresholds(latency_budget_ms=m.latency_budget_ms, timeout_s=m.timeout_s)))
     return out
 
 

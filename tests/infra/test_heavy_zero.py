@@ -148,3 +148,13 @@ def test_the_cost_estimate_counts_what_bills_by_the_month(zero: Synthesized) -> 
     manifest = load_manifest(zero.outdir.parent / "inferstack.toml")
     assert counts(zero) == (sum(template_alarms(manifest).values()),
                             sum(target_tracking_policies(manifest).values()), 1)
+
+
+def test_the_component_rolls_out_batch_by_batch_with_rollback_alarms(zero: Synthesized) -> None:
+    # the default rollout (10 %, 5 minutes) as the inference component's rolling update
+    (component,) = zero.template.find_resources("AWS::SageMaker::InferenceComponent").values()
+    config = component["Properties"]["DeploymentConfig"]
+    assert config["RollingUpdatePolicy"]["MaximumBatchSize"] == {"Type": "CAPACITY_PERCENT", "Value": 10}
+    assert config["RollingUpdatePolicy"]["WaitIntervalInSeconds"] == 300
+    names = {a["AlarmName"]["Ref"] for a in config["AutoRollbackConfiguration"]["Alarms"]}
+    assert names and all(n.startswith("RolloutsMlp") for n in names)
