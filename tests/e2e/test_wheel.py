@@ -190,6 +190,11 @@ def test_dev_predicts_runs_a_job_with_its_webhook_and_a_load_run(project: Instal
 def test_synth_passes_cdk_nag_cfn_lint_and_the_assertions(project: Installed) -> None:
     from aws_cdk.assertions import Match, Template
 
+    # without Node on PATH: a clear error naming what to install
+    no_node = subprocess.run([str(project.venv / "bin" / "inferstack"), "synth"], cwd=project.project,
+                             env={**project.env, "PATH": str(project.venv / "bin")}, capture_output=True, text=True,
+                             timeout=120, check=False)
+    assert no_node.returncode == 2 and "install Node.js" in no_node.stderr, no_node.stderr
     if not shutil.which("npx", path=project.env["PATH"]):
         pytest.fail("npx (Node.js 20 or later) is needed: `make test` needs it for the CDK too")
     done = project.run("synth", "--", "--quiet")
