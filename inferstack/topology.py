@@ -201,8 +201,8 @@ def functions(manifest: Manifest) -> list[FunctionSpec]:
                             "inferstack webhook delivery",
                             memory_mb=256, timeout_s=int(jobs.webhook.timeout_s) + 15, jobs=True, kind="webhooks"))
     out.append(FunctionSpec(DEADLETTER_FUNCTION, "inferstack.functions.deadletter.handler.handler",
-                            "inferstack: fail the jobs whose messages exhausted their retries", memory_mb=256,
-                            timeout_s=30, jobs=True, kind="deadletter"))
+                            "inferstack: fail the jobs (and webhooks) whose messages exhausted their retries",
+                            memory_mb=256, timeout_s=30, jobs=True, kind="deadletter"))
     return out
 
 
@@ -219,7 +219,8 @@ def queues(manifest: Manifest) -> list[QueueSpec]:
     webhook_timeout = int(jobs.webhook.timeout_s) + 15
     out.append(QueueSpec(WEBHOOK_QUEUE, WEBHOOKS_FUNCTION, 6 * webhook_timeout, dlq=f"{WEBHOOK_QUEUE}-dlq",
                          max_receive_count=5))
-    out.append(QueueSpec(f"{WEBHOOK_QUEUE}-dlq", None, 6 * webhook_timeout))
+    # Its dead letters mark their jobs' webhooks failed (none stays pending forever).
+    out.append(QueueSpec(f"{WEBHOOK_QUEUE}-dlq", DEADLETTER_FUNCTION, visibility_timeout_s=6 * 30))
     return out
 
 

@@ -299,6 +299,23 @@ class JobStore:
             ConditionExpression="attribute_exists(pk)",
             ExpressionAttributeValues=_item({":a": [attempt], ":empty": [], ":s": status, ":now": now_iso()}))
 
+    def fail_webhook(self, job_id: str, attempt: dict[str, Any]) -> bool:
+        """Mark a job's webhook failed (its message was dead-lettered), recording why; False when its webhook
+        is no longer pending (delivered, gone or failed already) or the job is gone."""
+        try:
+            self.aws.dynamodb.update_item(
+                TableName=self.table, Key=_item({"pk": f"job#{job_id}"}),
+                UpdateExpression="SET webhook_attempts = list_append(if_not_exists(webhook_attempts, :empty), :a), "
+                                 "webhook_status = :failed, updated_at = :now",
+                ConditionExpression="attribute_exists(pk) AND webhook_status = :pending",
+                ExpressionAttributeValues=_item({":a": [attempt], ":empty": [], ":failed": "failed",
+                                                 ":pending": "pending", ":now": now_iso()}))
+            return True
+        except ClientError as exc:
+            if _conditional_failed(exc):
+                return False
+            raise
+
     def load_result(self, job: Job) -> tuple[Any, str | None]:
         """The job's result, and a presigned URL instead when it is too large to return inline."""
         if job.result_ref is None:

@@ -9,6 +9,7 @@ result never depends on delivery: it stays readable at `GET /v1/jobs/{id}`.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import datetime as dt
 import json
@@ -16,6 +17,8 @@ import math
 import random
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any
 
@@ -29,14 +32,16 @@ from inferstack.jobs.exceptions import UnsafeWebhookUrlError
 from inferstack.jobs.schemas import WebhookMessage
 from inferstack.jobs.settings import JobsSettings
 from inferstack.jobs.sqs import partial_batch_response
-from inferstack.jobs.ssrf import Resolver, check_webhook_url, system_resolver
+from inferstack.jobs.ssrf import CheckedUrl, Resolver, check_webhook_url, system_resolver
 from inferstack.jobs.store import Job, JobStore, now_iso
-from inferstack.observability import emf, registry
+from inferstack.observability import emf, logger, registry
 
 MAX_SQS_DELAY_S = 900
 #: Results up to this size travel in the webhook body; larger ones are fetched from GET /v1/jobs/{id}.
 INLINE_WEBHOOK_RESULT_BYTES = 64_000
 SECRET_CACHE_S = 300
+#: Resolves webhook hosts at send time; a lookup past the deadline is abandoned here, never waited for.
+RESOLVERS = ThreadPoolExecutor(max_workers=16, thread_name_prefix="webhook-dns")
 
 
 def signing_secret(secret_string: str) -> str:
@@ -88,12 +93,28 @@ def parse_retry_after(value: str | None) -> float | None:
             return None
 
 
+@dataclass(frozen=True)
+class PostOutcome:
+    """What one POST got: the receiver's status and Retry-After, or why there is none (`error`, transient;
+    `refused`, final: the URL is not one webhooks go to)."""
+
+    status_code: int | None = None
+    retry_after: str | None = None
+    error: str | None = None
+    refused: str | None = None
+
+
 class WebhookSender:
+    """Delivers webhooks: each attempt has a total deadline (`webhook_timeout_s`: resolving the host, connecting,
+    sending, and the receiver's status line and headers), and reads nothing of the receiver's body (its headers
+    at most 16 KB: h11's limit). The messages of a batch are sent concurrently, so a slow or hostile receiver
+    delays no other tenant's webhook, and a batch takes one deadline, well within the function's timeout."""
+
     def __init__(self, settings: JobsSettings, aws: AwsClients, store: JobStore, *,
-                 http: httpx.Client | None = None, resolve: Resolver = system_resolver,
+                 transport: httpx.AsyncBaseTransport | None = None, resolve: Resolver = system_resolver,
                  rand: Callable[[], float] = random.random) -> None:
         self.settings, self.aws, self.store = settings, aws, store
-        self.http = http or httpx.Client(follow_redirects=False, trust_env=False)
+        self.transport = transport
         self.resolve, self.rand = resolve, rand
         self._signer: tuple[float, Webhook] | None = None
 
@@ -112,57 +133,95 @@ class WebhookSender:
             return None
         return WebhookMessage(job_id=job.job_id, url=job.webhook_url, event=job_event(job, result))
 
-    def _post(self, url: str, body: str, headers: dict[str, str]) -> httpx.Response:
-        checked = check_webhook_url(url, allow_loopback=self.settings.allow_loopback_webhooks, resolve=self.resolve)
-        address = checked.addresses[0]
-        pinned_host = f"[{address}]" if ":" in address else address
-        parts = httpx.URL(url)
-        pinned = parts.copy_with(host=pinned_host.strip("[]"))
-        host_header = checked.host if parts.port is None else f"{checked.host}:{parts.port}"
-        return self.http.post(pinned, content=body.encode(), headers={**headers, "Host": host_header},
-                              timeout=self.settings.webhook_timeout_s,
-                              extensions={"sni_hostname": checked.host} if checked.scheme == "https" else {})
-
-    def deliver(self, message: WebhookMessage) -> str:
-        """One delivery attempt; returns the job's webhook status after it."""
+    def _signed(self, message: WebhookMessage) -> tuple[str, dict[str, str]]:
         body = json.dumps(message.event, separators=(",", ":"))
         msg_id = webhook_id(message.job_id)
         sent_at = dt.datetime.now(dt.UTC)
-        headers = {
+        return body, {
             "content-type": "application/json",
             "user-agent": f"inferstack-webhooks/{__version__}",
             "webhook-id": msg_id,
             "webhook-timestamp": str(math.floor(sent_at.timestamp())),
             "webhook-signature": self.signer().sign(msg_id, sent_at, body),
         }
-        attempt: dict[str, Any] = {"at": now_iso(), "attempt": message.attempt}
-        retry_after: float | None = None
-        final = False
+
+    def _check(self, url: str) -> CheckedUrl:
+        return check_webhook_url(url, allow_loopback=self.settings.allow_loopback_webhooks, resolve=self.resolve)
+
+    async def _post(self, client: httpx.AsyncClient, url: str, body: str, headers: dict[str, str]) -> PostOutcome:
+        deadline = self.settings.webhook_timeout_s
         try:
-            response = self._post(message.url, body, headers)
-            attempt["status_code"] = response.status_code
-            if 200 <= response.status_code < 300:
-                status = "delivered"
-                final = True
-            elif response.status_code == 410:
+            async with asyncio.timeout(deadline):
+                # The host is resolved and checked again now (DNS rebinding), off the loop, in a pool whose
+                # threads no one waits for: a resolver slower than the deadline holds up nothing.
+                checked = await asyncio.wrap_future(RESOLVERS.submit(self._check, url))
+                address = checked.addresses[0]
+                parts = httpx.URL(url)
+                pinned = parts.copy_with(host=address)  # the address just checked, not a second lookup
+                host_header = checked.host if parts.port is None else f"{checked.host}:{parts.port}"
+                extensions = {"sni_hostname": checked.host} if checked.scheme == "https" else {}
+                async with client.stream("POST", pinned, content=body.encode(), timeout=deadline,
+                                         headers={**headers, "Host": host_header}, extensions=extensions) as response:
+                    return PostOutcome(response.status_code, response.headers.get("retry-after"))
+        except UnsafeWebhookUrlError as exc:
+            return PostOutcome(refused=str(exc))
+        except TimeoutError:
+            return PostOutcome(error=f"no answer (status line and headers) within the {deadline:g} s deadline")
+        except httpx.HTTPError as exc:
+            return PostOutcome(error=f"{type(exc).__name__}: {exc}"[:500])
+
+    async def _post_all(self, posts: list[tuple[str, str, dict[str, str]]]) -> list[PostOutcome]:
+        async with httpx.AsyncClient(follow_redirects=False, trust_env=False, transport=self.transport) as client:
+            return list(await asyncio.gather(*(self._post(client, *post) for post in posts)))
+
+    def deliver_many(self, messages: list[WebhookMessage]) -> list[str | Exception]:
+        """One delivery attempt per message, all at once; each message's webhook status after it (or the
+        exception recording it raised: that message alone is retried)."""
+        signed = [self._signed(m) for m in messages]
+        outcomes = asyncio.run(self._post_all([(m.url, body, headers) for m, (body, headers)
+                                               in zip(messages, signed, strict=True)]))
+        results: list[str | Exception] = []
+        for message, outcome in zip(messages, outcomes, strict=True):
+            try:
+                results.append(self._record(message, outcome))
+            except Exception as exc:
+                results.append(exc)
+        return results
+
+    def deliver(self, message: WebhookMessage) -> str:
+        """One delivery attempt; returns the job's webhook status after it."""
+        (result,) = self.deliver_many([message])
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+    def _record(self, message: WebhookMessage, outcome: PostOutcome) -> str:
+        """Record an attempt on the job, and send the next one on its way (with its backoff) if one follows."""
+        attempt: dict[str, Any] = {"at": now_iso(), "attempt": message.attempt}
+        final = False
+        code = outcome.status_code
+        if outcome.refused is not None:
+            status, final = "failed", True
+            attempt["error"] = f"refused at send time: {outcome.refused}"
+        elif code is None:
+            status = "pending"
+            attempt["error"] = outcome.error
+        else:
+            attempt["status_code"] = code
+            if 200 <= code < 300:
+                status, final = "delivered", True
+            elif code == 410:
                 status, final = "gone", True
                 attempt["error"] = "receiver answered 410 Gone: delivery stopped"
             else:
                 status = "pending"
-                attempt["error"] = f"receiver answered {response.status_code}"
-                if 300 <= response.status_code < 400:
-                    attempt["error"] += " (redirects are not followed)"
-                retry_after = parse_retry_after(response.headers.get("retry-after"))
-        except UnsafeWebhookUrlError as exc:
-            status, final = "failed", True
-            attempt["error"] = f"refused at send time: {exc}"
-        except httpx.HTTPError as exc:
-            status = "pending"
-            attempt["error"] = f"{type(exc).__name__}: {exc}"[:500]
+                attempt["error"] = f"receiver answered {code}" + (
+                    " (redirects are not followed)" if 300 <= code < 400 else "")
         if not final:
             if message.attempt >= self.settings.webhook_max_attempts:
                 status = "failed"
             else:
+                retry_after = parse_retry_after(outcome.retry_after) if code is not None else None
                 delay = backoff_s(message.attempt, self.settings.webhook_backoff_s, retry_after, self.rand)
                 attempt["next_in_s"] = delay
                 self.enqueue(message.model_copy(update={"attempt": message.attempt + 1}), delay)
@@ -183,16 +242,28 @@ def _measure(message: WebhookMessage, status: str) -> None:
 
 
 class WebhookHandler:
-    """The webhook function: one delivery attempt per message."""
+    """The webhook function: one delivery attempt per message, the batch's messages at once."""
 
     def __init__(self, sender: WebhookSender) -> None:
         self.sender = sender
 
-    def record(self, record: SQSRecord) -> None:
-        self.sender.deliver(WebhookMessage.model_validate_json(record.body))
-
     def handle(self, event: dict[str, Any], context: Any = None) -> dict[str, Any]:
+        records = [SQSRecord(r) for r in event.get("Records", [])]
+        messages: dict[str, WebhookMessage] = {}
+        for record in records:
+            try:
+                messages[record.message_id] = WebhookMessage.model_validate_json(record.body)
+            except ValueError:
+                logger.error("dropping a malformed webhook message", extra={"message_id": record.message_id})
+        results = dict(zip(messages, self.sender.deliver_many(list(messages.values())), strict=True)) \
+            if messages else {}
+
+        def record_handler(record: SQSRecord) -> None:
+            result = results.get(record.message_id)
+            if isinstance(result, Exception):
+                raise result
+
         try:
-            return partial_batch_response(event, self.record, context)
+            return partial_batch_response(event, record_handler, context)
         finally:
             registry.flush()

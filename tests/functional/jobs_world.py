@@ -89,7 +89,7 @@ def make_world(iris: Path, *, resolve: Resolver = system_resolver, allow_loopbac
     settings = JobsSettings(
         table=aws.table, bucket=aws.bucket, queues={"iris": aws.queue_urls["jobs-iris"]},
         webhook_queue=aws.queue_urls["webhooks"], secret_id=aws.secret_id, allow_loopback_webhooks=allow_loopback,
-        webhook_backoff_s=0, webhook_max_attempts=4, webhook_timeout_s=5, **(settings_overrides or {}))
+        **{"webhook_backoff_s": 0, "webhook_max_attempts": 4, "webhook_timeout_s": 5, **(settings_overrides or {})})
     clients = AwsClients(endpoint_url=aws.endpoint, region_name=REGION, aws_access_key_id="testing",
                          aws_secret_access_key="testing")
     store = JobStore(clients, table=settings.table, bucket=settings.bucket, ttl_days=7)

@@ -56,7 +56,7 @@ def test_queue_per_model_with_dlq_sse_and_visibility_six_times_the_worker_timeou
 
 def test_event_sources_report_batch_item_failures(example: Synthesized) -> None:
     mappings = list(by_type(example, "AWS::Lambda::EventSourceMapping").values())
-    assert len(mappings) == 5  # two workers, webhooks, deadletter on each model's DLQ
+    assert len(mappings) == 6  # two workers, webhooks, deadletter on each model's DLQ and on the webhooks DLQ
     for m in mappings:
         assert m["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
     workers = [m for m in mappings if "ScalingConfig" in m["Properties"]]
@@ -64,6 +64,16 @@ def test_event_sources_report_batch_item_failures(example: Synthesized) -> None:
     for worker in workers:
         assert worker["Properties"]["BatchSize"] == 10
         assert worker["Properties"]["ScalingConfig"] == {"MaximumConcurrency": 20}
+
+
+def test_the_webhooks_dlq_is_consumed_by_the_dead_letter_function(example: Synthesized) -> None:
+    (dlq_id,) = [k for k in by_type(example, "AWS::SQS::Queue") if k.startswith("JobsWebhooksDlq")]
+    (mapping,) = [m for m in by_type(example, "AWS::Lambda::EventSourceMapping").values()
+                  if m["Properties"]["EventSourceArn"] == {"Fn::GetAtt": [dlq_id, "Arn"]}]
+    alias_id = str(mapping["Properties"]["FunctionName"]).split("'Ref': '")[1].split("'")[0]
+    function = by_type(example, "AWS::Lambda::Alias")[alias_id]["Properties"]["FunctionName"]["Ref"]
+    handler = by_type(example, "AWS::Lambda::Function")[function]["Properties"]["Handler"]
+    assert handler == "inferstack.functions.deadletter.handler.handler"
 
 
 def test_worker_function_timeout_and_environment(example: Synthesized) -> None:
