@@ -155,6 +155,16 @@ def uses_cache_table(manifest: Manifest) -> bool:
     return any(s.shared_cache for s in functions(manifest))
 
 
+def rollout_application(manifest: Manifest) -> str:
+    """The CodeDeploy application holding the light models' deployment groups."""
+    return f"{manifest.name}-models"
+
+
+def rollout_group(manifest: Manifest, model: str, function: Literal["predict", "worker"]) -> str:
+    """The CodeDeploy deployment group that shifts a light model's predict (or worker) alias."""
+    return f"{manifest.name}-{model}-{function}"
+
+
 def worker_function_key(model: str) -> str:
     return f"worker-{model}"
 

@@ -9,6 +9,7 @@
     inferstack load [--concurrency N | --rate R] [--duration S] [--jobs FRACTION] [--out load.png]
     inferstack doctor [--manifest FILE]
     inferstack cost|advise [--manifest FILE] [--rps [MODEL=]N ...] [--hours ...] [--json] ...
+    inferstack rollout status [--url URL | --aws [--manifest FILE] [--region R]] [--json]
 """
 
 from __future__ import annotations
@@ -17,11 +18,11 @@ import argparse
 import sys
 from pathlib import Path
 
-from inferstack_infra.cli import calls, cdk, cost, dev, doctor, load, project
+from inferstack_infra.cli import calls, cdk, cost, dev, doctor, load, project, rollout
 from inferstack_infra.cli.extras import missing_extra
 
 #: Command groups, in the order `inferstack --help` lists them. A new group is a module with `register`.
-GROUPS = (project, dev, calls, load, doctor, cost, cdk)
+GROUPS = (project, dev, calls, load, doctor, cost, cdk, rollout)
 
 
 def build_parser() -> argparse.ArgumentParser:

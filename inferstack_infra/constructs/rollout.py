@@ -19,6 +19,8 @@ local twin (`inferstack_infra/local/rollout.py`) does.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from aws_cdk import Acknowledgment, Duration, Validations
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_codedeploy as codedeploy
@@ -28,7 +30,7 @@ from constructs import Construct
 from inferstack.manifest import Manifest, Model, resource_id
 from inferstack.observability.emf import LATENCY, NAMESPACE, REQUESTS, SERVICE, STATUS_5XX
 from inferstack.rollout.config import ALARM_PERIOD_S, Rollout
-from inferstack.topology import predict_function_key, worker_function_key
+from inferstack.topology import predict_function_key, rollout_application, rollout_group, worker_function_key
 from inferstack_infra.constructs.function import ALIAS, InferenceFunction
 
 #: Seconds SageMaker keeps the old fleet after a blue/green deployment completes (a last chance to roll back by
@@ -94,14 +96,6 @@ def version_alarms(scope: Construct, model: Model, version: str, *,
     return alarms
 
 
-def deployment_group_name(manifest: Manifest, model: str, role: str) -> str:
-    return f"{manifest.name}-{model}-{role}"
-
-
-def application_name(manifest: Manifest) -> str:
-    return f"{manifest.name}-models"
-
-
 class LightRollout(Construct):
     """A light model's predict and worker aliases, each a CodeDeploy deployment group with the same alarms."""
 
@@ -117,12 +111,14 @@ class LightRollout(Construct):
         self.alarms = version_alarms(self, model, version, crashes=crashes)
         config = lambda_deployment_config(self, model.rollout)
         self.groups: dict[str, codedeploy.LambdaDeploymentGroup] = {}
-        for role, function in (("predict", predict), ("worker", worker)):
+        roles: tuple[tuple[Literal["predict", "worker"], InferenceFunction | None], ...] = (
+            ("predict", predict), ("worker", worker))
+        for role, function in roles:
             if function is None:
                 continue
             group = codedeploy.LambdaDeploymentGroup(
                 self, role.capitalize(), application=application, alias=function.alias, deployment_config=config,
-                deployment_group_name=deployment_group_name(manifest, model.name, role), alarms=self.alarms,
+                deployment_group_name=rollout_group(manifest, model.name, role), alarms=self.alarms,
                 auto_rollback=codedeploy.AutoRollbackConfig(deployment_in_alarm=True, failed_deployment=True,
                                                             stopped_deployment=True))
             Validations.of(group.role).acknowledge(Acknowledgment(
@@ -176,7 +172,7 @@ class Rollouts(Construct):
         self.heavy_alarms: dict[str, list[cloudwatch.Alarm]] = {}
         if manifest.light_models:
             self.application = codedeploy.LambdaApplication(self, "Application",
-                                                            application_name=application_name(manifest))
+                                                            application_name=rollout_application(manifest))
         for m in manifest.light_models:
             self.light[m.name] = LightRollout(
                 self, resource_id(m.name), manifest=manifest, model=m, version=versions[m.name],
