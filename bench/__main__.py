@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from bench import calls, cost, heavy, light, local, minilm, optimize, plots, protocol, sizes, worker
+from bench import calls, cascade, cost, heavy, light, local, minilm, optimize, plots, protocol, sizes, worker
 
 RESULTS = Path(__file__).with_name("results.json")
 
@@ -38,6 +38,7 @@ def main() -> None:
     rows += optimize.run(seconds=3 if quick else 8, runs=3 if quick else 5)
     rows += local.run(seconds=3 if quick else 8)
     rows += protocol.run(seconds=3 if quick else 8)
+    rows += cascade.run(requests=500 if quick else 2000)
     rows += sizes.run()
     rows += cost.run()
     print(table(rows))

@@ -87,6 +87,10 @@ def _serving_environment(spec: FunctionSpec, manifest: Manifest) -> dict[str, st
                          component=inference_component_name(manifest, m.name)) for m in stages]).to_env()
         if c.cache:
             out[env.CACHE] = c.cache.to_env(heavy=True)
+    elif spec.model and spec.kind == "worker":
+        m = manifest.model(spec.model)
+        if m.cache and m.tier == "heavy":
+            out[env.CACHE] = m.cache.to_env(heavy=True)
     elif spec.model and spec.kind == "predict":
         m = manifest.model(spec.model)
         if m.cache:
@@ -206,7 +210,8 @@ def functions(manifest: Manifest) -> list[FunctionSpec]:
                                 f"inferstack job worker for {m.name}", memory_mb=512 if heavy else m.memory_mb,
                                 timeout_s=jobs.worker_timeout_s, model=m.name, inference=not heavy, jobs=True,
                                 endpoint=endpoint_name(manifest, m.name) if heavy else None,
-                                inference_component=inference_component_name(manifest, m.name), kind="worker"))
+                                inference_component=inference_component_name(manifest, m.name), kind="worker",
+                                shared_cache=bool(heavy and m.cache and m.cache.uses_table(heavy=True))))
     out.append(FunctionSpec(WEBHOOKS_FUNCTION, "inferstack.functions.webhooks.handler.handler",
                             "inferstack webhook delivery",
                             memory_mb=256, timeout_s=int(jobs.webhook.timeout_s) + 15, jobs=True, kind="webhooks"))

@@ -10,7 +10,7 @@ circuit = { failures = 5, window_s = 30, cool_down_s = 15, slow_call_ms = 1000 }
 [[cascades]]
 name = "digits"
 stages = ["digits-light", "digits-heavy"]
-accept = { output = "probabilities", min_confidence = 0.9 }
+accept = { output = "probabilities", min_confidence = 0.8 }
 budget_ms = 2000
 cache = { ttl_s = 600 }
 ```

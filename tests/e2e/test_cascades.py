@@ -55,7 +55,7 @@ cache = {{ ttl_s = 60 }}
 [[cascades]]
 name = "digits"
 stages = ["digits-light", "digits-heavy"]
-accept = {{ output = "probabilities", min_confidence = 0.9 }}
+accept = {{ output = "probabilities", min_confidence = 0.8 }}
 budget_ms = 2000
 cache = {{ ttl_s = 60 }}
 """)
@@ -103,6 +103,25 @@ def test_a_repeated_request_is_a_hit_with_the_same_body_and_etag_and_if_none_mat
         assert other.status_code == 200
 
 
+def test_a_heavy_job_whose_inputs_were_answered_completes_from_the_cache(
+        stack: RunningStack, heldout: dict[str, Any]) -> None:
+    # GIVEN a heavy answer in the cache and the heavy container stopped (it cannot answer anything)
+    client = stack.client()
+    rows = {"pixels": heldout["pixels"][530:534]}
+    predicted = client.post("/v1/models/digits-heavy/predict", json={"inputs": rows})
+    assert predicted.status_code == 200 and "x-degraded" not in predicted.headers
+    pid = heavy_pid(stack)
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        # WHEN a job with the same inputs is submitted THEN it completes, with the cached outputs
+        job_id = client.post("/v1/jobs", json={"model": "digits-heavy", "inputs": rows}).json()["job_id"]
+        job = eventually(lambda: (j := client.get(f"/v1/jobs/{job_id}").json())["status"] in ("succeeded", "failed")
+                         and j, 30)
+        assert job["status"] == "succeeded" and job["result"] == predicted.json()["outputs"]
+    finally:
+        os.kill(pid, signal.SIGCONT)
+
+
 def test_bad_input_is_never_cached(stack: RunningStack) -> None:
     client = stack.client()
     for _ in range(2):
@@ -119,7 +138,7 @@ def test_the_cascade_escalates_only_the_rows_the_light_model_is_unsure_of(
     body = answer.json()
     light = client.post("/v1/models/digits-light/predict", json={"inputs": rows}).json()["outputs"]
     heavy = client.post("/v1/models/digits-heavy/predict", json={"inputs": rows}).json()["outputs"]
-    unsure = np.max(np.array(light["probabilities"]), axis=1) < 0.9
+    unsure = np.max(np.array(light["probabilities"]), axis=1) < 0.8
     assert 0 < unsure.sum() < len(rows)
     assert body["stage"] == ["digits-heavy" if u else "digits-light" for u in unsure]
     assert body["escalated"] == int(unsure.sum()) and "degraded" not in body and "x-degraded" not in answer.headers

@@ -45,9 +45,9 @@ def test_only_the_functions_that_share_a_cache_may_read_and_write_it_and_nothing
             if table_id in json.dumps(statement["Resource"]):
                 actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
                 grants.setdefault(policy_id.split("Role")[0], set()).update(actions)
-    # the heavy model's proxy and the cascade share their caches; the light model's cache stays in memory
-    assert grants == {"PredictDigitsHeavy": {"dynamodb:GetItem", "dynamodb:PutItem"},
-                      "CascadeDigits": {"dynamodb:GetItem", "dynamodb:PutItem"}}
+    # the heavy model's proxy and worker and the cascade share their caches; the light model's stays in memory
+    both = {"dynamodb:GetItem", "dynamodb:PutItem"}
+    assert grants == {"PredictDigitsHeavy": both, "WorkerDigitsHeavy": both, "CascadeDigits": both}
 
 
 def test_a_deployment_without_shared_caches_has_no_cache_table(example: Synthesized) -> None:
@@ -59,7 +59,7 @@ def test_the_cascade_function_runs_its_light_stage_and_may_invoke_its_heavy_stag
     variables = cascade["Environment"]["Variables"]
     config = json.loads(variables["INFERSTACK_CASCADE"])
     assert [s["model"] for s in config["stages"]] == ["digits-light", "digits-heavy"]
-    assert config["stages"][1]["endpoint"] == "digits-digits-heavy" and config["accept"]["min_confidence"] == 0.9
+    assert config["stages"][1]["endpoint"] == "digits-digits-heavy" and config["accept"]["min_confidence"] == 0.8
     assert variables["INFERSTACK_MODEL"] == "digits-light" and "INFERSTACK_CACHE_TABLE" in variables
     assert len(cascade["Layers"]) == 2  # base + inference (onnxruntime for the light stage)
     invokers = {k.split("Role")[0] for k, p in of_type(digits, "AWS::IAM::Policy").items()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 
 from inferstack import env
+from inferstack.cache.wiring import cache_from_env
 from inferstack.catalog import load_catalog
 from inferstack.jobs.context import JobsContext
 from inferstack.jobs.worker import BatchWorker, EndpointRunner, InProcessRunner, Runner
@@ -26,6 +27,12 @@ if entry.tier == "heavy":
     runner = EndpointRunner(EndpointPredictor(
         entry, os.environ[env.ENDPOINT_NAME], client=jobs.aws.sagemaker_runtime,
         component=os.environ.get(env.INFERENCE_COMPONENT) or None))
+    cache = cache_from_env(entry.name)
+    if cache is not None:  # jobs whose inputs match a cached answer complete from the cache
+        from inferstack.cache.jobs import CachingRunner
+
+        runner = CachingRunner(runner, cache, model=entry.name, version=entry.version,
+                               input_names=[i.name for i in entry.inputs])
 else:
     from inferstack.inference.session import Predictor
 
