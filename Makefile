@@ -21,7 +21,7 @@ DEV_MODELS := models/iris.onnx models/minilm/model.onnx
 DIGITS     := models/digits-light.onnx models/digits-heavy.onnx models/digits-heldout.json
 MODELS     := $(DEV_MODELS) models/mlp.onnx $(DIGITS)
 
-.PHONY: setup dev test lint unit synth doctor bench bench-peers clean models fresh-check
+.PHONY: setup dev test lint unit synth doctor bench bench-peers clean models fresh-check browser
 
 setup: $(TEST_STAMP) node_modules/.stamp models $(KSERVE_VENV)/.stamp
 
@@ -49,6 +49,17 @@ $(KSERVE_VENV)/.stamp: tests/clients/requirements-kserve.txt
 	test -x $(KSERVE_VENV)/bin/python || $(PYTHON) -m venv $(KSERVE_VENV)
 	$(KSERVE_VENV)/bin/pip install --quiet -r tests/clients/requirements-kserve.txt
 	touch $@
+
+# The distribution's Chromium and its WebDriver, for the local dashboard's browser test (tests/e2e/test_dashboard.py,
+# driven by selenium from [test]): installed with apt-get when missing, as root or through `sudo -n`.
+browser:
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ]; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; \
+	elif sudo -n true 2>/dev/null; then \
+	  sudo -n apt-get update -qq && sudo -n env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; \
+	else echo "make browser: cannot install chromium and chromium-driver (not root, no sudo -n): the dashboard's" \
+	  "browser test will skip; install them with your package manager"; fi
 
 node_modules/.stamp: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
@@ -79,7 +90,7 @@ lint: $(TEST_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
-test: $(TEST_STAMP) models $(KSERVE_VENV)/.stamp $(VENV)/.setup-took lint
+test: $(TEST_STAMP) models $(KSERVE_VENV)/.stamp $(VENV)/.setup-took lint browser
 	$(BIN)/pytest -n 2 --dist loadfile
 
 unit: $(TEST_STAMP) models

@@ -31,3 +31,11 @@ def instance() -> str | None:
     """The problem+json `instance` of an error answered now: the URN of the request's trace, if traced."""
     tid = trace_id()
     return INSTANCE_PREFIX + tid if tid else None
+
+
+def new_trace_header(now: float | None = None) -> str:
+    """A new X-Ray trace header (`Root=1-<epoch hex>-<96 random bits>;Sampled=1`), as API Gateway starts one."""
+    import secrets
+    import time
+
+    return f"Root=1-{int(now if now is not None else time.time()):08x}-{secrets.token_hex(12)};Sampled=1"

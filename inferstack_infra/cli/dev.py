@@ -65,6 +65,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
 inferstack dev: {loaded.name} is up at {stack.url}/v1  (Ctrl-C stops everything)
   API keys:  {', '.join(f'{k} (plan {p})' for k, p in keys.items())}
   docs:      {stack.url}/v1/docs
+  dashboard: {stack.dashboard_url}  (live: requests, latency, errors, queues, batches)
   models:    {', '.join(f'{m.name} ({m.tier})' for m in loaded.models)}
   webhooks:  signed with {stack.aws.signing_secret}
              loopback receivers {'allowed (--allow-loopback-webhooks)' if args.allow_loopback_webhooks else

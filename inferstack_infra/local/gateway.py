@@ -34,6 +34,7 @@ import jsonschema
 from inferstack.api.jsonbody import PARSE_RATIO, PARSE_SLACK_BYTES, parse_cost
 from inferstack.api.problems import PROBLEM_JSON, RETRY_AFTER_S, gateway_response
 from inferstack.manifest import Manifest, Quota, Throttle, UsagePlan
+from inferstack.observability.tracing import new_trace_header
 from inferstack.protocol.compression import compress, decompress, response_coding
 from inferstack.protocol.events import BINARY_MEDIA_TYPES, MIN_COMPRESSION_BYTES
 from inferstack.protocol.exceptions import DecodedTooLargeError, ProtocolError
@@ -44,6 +45,8 @@ MAX_PAYLOAD_BYTES = 10 * 1024 * 1024
 INTEGRATION_TIMEOUT_S = 29.0
 
 Scope = dict[str, Any]
+#: What `handle` notes in the scope for the observer: the matched route's path, and the path without the stage.
+ROUTE, PATH = "inferstack.route", "inferstack.path"
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
@@ -244,10 +247,21 @@ def build_event(*, route: Route, params: Mapping[str, str], method: str, path: s
     }
 
 
+#: What the gateway tells an observer of each answer: method, the route's path (None when no route matched), the
+#: path asked (without the stage), status, milliseconds.
+Observer = Callable[[str, str | None, str, int, float], None]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+LOCAL_PREFIX = "/_local/"
+
+
 class Gateway:
     def __init__(self, manifest: Manifest, routes: list[Route], invoker: Invoker,
                  api_keys: Mapping[str, str], *, log: Callable[[str], None] = print,
-                 integration_timeout_s: float = INTEGRATION_TIMEOUT_S) -> None:
+                 integration_timeout_s: float = INTEGRATION_TIMEOUT_S, observe: Observer | None = None,
+                 local: ASGIApp | None = None) -> None:
+        """`observe` hears of every answer (the local metrics); `local` serves `/_local/...` (the local dashboard,
+        which only `inferstack dev` has)."""
+        self.observe, self.local = observe, local
         plans = {p.name: p for p in manifest.api.plans}
         self.keys = {value: ApiKey(value, plans[plan]) for value, plan in api_keys.items()}
         self.table = compile_routes(routes)
@@ -266,6 +280,9 @@ class Gateway:
                 await send({"type": "lifespan.startup.complete"})
             await send({"type": "lifespan.shutdown.complete"})
             return
+        if self.local is not None and scope["path"].startswith(LOCAL_PREFIX):
+            await self.local(scope, receive, send)
+            return
         started = time.perf_counter()
         status, headers, payload = await self.handle(scope, receive)
         status, headers, payload = self._encode(scope, status, headers, payload)
@@ -275,6 +292,8 @@ class Gateway:
         await send({"type": "http.response.body", "body": payload})
         ms = (time.perf_counter() - started) * 1000
         self.log(printable(f"{scope['method']} {scope['path']} {status} {ms:.1f}ms"))
+        if self.observe is not None:
+            self.observe(scope["method"], scope.get(ROUTE), str(scope.get(PATH, scope["path"])), status, ms)
 
     @staticmethod
     def _encode(scope: Scope, status: int, headers: list[tuple[str, str]], payload: bytes
@@ -329,10 +348,12 @@ class Gateway:
             except ProtocolError as exc:
                 return self._gateway_error("UNSUPPORTED_MEDIA_TYPE", str(exc))
 
+        scope[PATH] = path
         matched = match_route(self.table, method, raw_path)
         if matched is None:
             return self._gateway_error("MISSING_AUTHENTICATION_TOKEN")
         route, params = matched
+        scope[ROUTE] = route.path
 
         key: ApiKey | None = None
         if route.api_key_required:
@@ -364,6 +385,8 @@ class Gateway:
                 return self._gateway_error("BAD_REQUEST_BODY", f"Invalid request body: [{error.message}]")
 
         request_id = str(uuid.uuid4())
+        if "x-amzn-trace-id" not in header:  # tracing is on: API Gateway starts the request's trace
+            raw_headers.append(("X-Amzn-Trace-Id", new_trace_header()))
         client = scope.get("client") or ("127.0.0.1", 0)
         event = build_event(route=route, params=params, method=method, path=path,
                             query=scope.get("query_string", b"").decode(), headers=raw_headers, body=bytes(body),

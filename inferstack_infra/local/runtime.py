@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import sys
 import time
 import traceback
@@ -20,6 +21,7 @@ import uuid
 from http.server import HTTPServer
 from typing import Any
 
+from inferstack.observability.tracing import TRACE_ENV, new_trace_header
 from inferstack_infra.local.http import QuietHandler
 from inferstack_infra.local.lifeline import watch_parent_from_env
 
@@ -61,6 +63,10 @@ def main(argv: list[str] | None = None) -> None:
             event = json.loads(self.read_body())
             request_id = self.headers.get("X-Amz-Request-Id") or str(uuid.uuid4())
             context = LocalContext(args.name, args.memory_mb, args.timeout_s, request_id)
+            # Lambda names the invocation's trace in the environment: the one API Gateway started, else a new one
+            headers_in = event.get("headers") if isinstance(event, dict) else None
+            os.environ[TRACE_ENV] = next((v for k, v in (headers_in or {}).items() if k.lower() == "x-amzn-trace-id"),
+                                         None) or new_trace_header()
             headers = {"Content-Type": "application/json"}
             try:
                 result: Any = handler(event, context)

@@ -26,6 +26,7 @@ from inferstack_infra.local import lifeline
 from inferstack_infra.local.aws import REGION, LocalAws
 from inferstack_infra.local.functions import LocalFunctions
 from inferstack_infra.local.gateway import Gateway, printable
+from inferstack_infra.local.monitoring import DASHBOARD_PATH, DashboardApp, MetricsStore, QueueSampler
 from inferstack_infra.local.poller import QueuePoller
 from inferstack_infra.local.rollout import (
     Candidate,
@@ -60,12 +61,16 @@ def bind_port(host: str, port: int) -> socket.socket:
 
 
 class LogStream:
-    """Every part's log lines in one stream, each prefixed with the part's name."""
+    """Every part's log lines in one stream, each prefixed with the part's name. A line a `tap` takes (the
+    metric documents, which go to the local dashboard as CloudWatch Logs turns them into metrics) is left out."""
 
     def __init__(self, out: TextIO = sys.stdout) -> None:
         self.out, self.lock = out, threading.Lock()
+        self.taps: list[Callable[[str], bool]] = []
 
     def __call__(self, part: str, line: str) -> None:
+        if any(tap(line) for tap in self.taps):
+            return
         with self.lock:
             self.out.write(f"{part:>16} | {printable(line)}\n")
             self.out.flush()
@@ -98,10 +103,17 @@ class DevStack:
         self.candidates, self.time_scale = candidates or [], time_scale
         self.rollouts: dict[str, LocalRollout] = {}
         self.invoker: RolloutInvoker | None = None
+        self.metrics = MetricsStore((m.name, m.tier) for m in manifest.models)
+        self.log.taps.append(self.metrics.ingest_line)
+        self.sampler: QueueSampler | None = None
 
     @property
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
+
+    @property
+    def dashboard_url(self) -> str:
+        return self.url + DASHBOARD_PATH
 
     def _environment(self, catalog_path: Path) -> Callable[[FunctionSpec], dict[str, str]]:
         jobs_env = jobs_environment(
@@ -165,8 +177,11 @@ class DevStack:
                                      invoke=self._invoke, log=self.log.part(f"esm {spec.key}"))
                 poller.start()
                 self.pollers.append(poller)
+        self.sampler = QueueSampler(self.metrics, sqs, self.aws.queue_urls)
+        self.sampler.start()
         return Gateway(self.manifest, routes(self.manifest), self.invoker or self.functions, self.api_keys,
-                       log=self.log.part("gateway"))
+                       log=self.log.part("gateway"), observe=self.metrics.request,
+                       local=DashboardApp(self.metrics, self.manifest.name))
 
     def _candidate_catalog(self, catalog: Catalog) -> Catalog:
         """The catalog of the deployment with every candidate in place (its own versions and signatures)."""
@@ -222,6 +237,8 @@ class DevStack:
         stopped at once (SIGTERM, a short grace, SIGKILL: `local.lifeline`), then the emulator. Another
         Ctrl-C meanwhile does not cut this short."""
         with _interrupts_deferred():
+            if self.sampler:
+                self.sampler.stopping.set()
             for poller in self.pollers:
                 poller.stopping.set()
             procs = []
@@ -241,6 +258,9 @@ class DevStack:
             if self.sagemaker:
                 self.sagemaker.stop()
                 self.sagemaker = None
+            if self.sampler:
+                self.sampler.stop()
+                self.sampler = None
             self.aws.stop()
             if self.sock:
                 self.sock.close()
