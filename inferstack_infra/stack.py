@@ -81,5 +81,7 @@ class InferenceStack(Stack):
 
         self.api = RestApiTier(self, "Rest", manifest=manifest, routes=routes(manifest),
                                targets={key: f.alias for key, f in self.functions.items()})
-        self.monitoring = Monitoring(self, "Monitoring", manifest=manifest, api=self.api, functions=self.functions,
-                                     jobs=self.jobs, heavy=self.heavy)
+        self.monitoring = Monitoring(
+            self, "Monitoring", manifest=manifest, api=self.api, functions=self.functions, jobs=self.jobs,
+            heavy=self.heavy, model_alarms={**{m: r.alarms for m, r in self.rollouts.light.items()},
+                                            **self.rollouts.heavy_alarms})

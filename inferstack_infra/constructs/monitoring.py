@@ -13,7 +13,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import jsii
 from aws_cdk import Aspects, Aws, CfnOutput, IAspect, Stack
@@ -59,7 +59,9 @@ class NotifyTopic:
 
 class Monitoring(Construct):
     def __init__(self, scope: Construct, id: str, *, manifest: Manifest, api: RestApiTier,
-                 functions: Mapping[str, InferenceFunction], jobs: JobTier, heavy: HeavyTier) -> None:
+                 functions: Mapping[str, InferenceFunction], jobs: JobTier, heavy: HeavyTier,
+                 model_alarms: Mapping[str, Sequence[cw.IAlarm]] | None = None) -> None:
+        """`model_alarms`: more alarms of each model (e.g. its rollouts'), to page through its composite."""
         super().__init__(scope, id)
         stack = Stack.of(self)
         key = kms.Key(self, "AlarmsKey", enable_key_rotation=True,
@@ -89,6 +91,7 @@ class Monitoring(Construct):
             endpoint = heavy.models.get(m.name)
             if endpoint is not None:
                 members.extend(endpoint.alarms)
+            members.extend((model_alarms or {}).get(m.name, ()))
             self.composites[m.name] = self._composite(manifest, m.name, members,
                                                       f"model {m.name}: its function, worker, job queues"
                                                       + (" or endpoint" if endpoint else "") + " need attention")
