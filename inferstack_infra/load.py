@@ -28,6 +28,8 @@ class Sample:
     latency_s: float
     status: int  # 0: no answer (connection error or timeout)
     kind: str  # "predict" or "job"
+    cache: str | None = None  # the answer's x-cache (hit, miss), where the model caches
+    degraded: str | None = None  # the answer's x-degraded (budget, circuit-open, unavailable)
 
 
 def is_ok(s: Sample) -> bool:
@@ -72,6 +74,9 @@ class LoadResult:
             "errors": self.count(is_error),
             "predict": self.count(lambda s: s.kind == "predict"),
             "jobs": self.count(lambda s: s.kind == "job"),
+            "cache_hits": self.count(lambda s: s.cache == "hit"),
+            "cache_misses": self.count(lambda s: s.cache == "miss"),
+            "degraded": self.count(lambda s: s.degraded is not None),
         }
 
 
@@ -116,12 +121,15 @@ class LoadRun:
         path = "/v1/jobs" if is_job else f"/v1/models/{self.model}/predict"
         body = {"model": self.model, "inputs": self.inputs} if is_job else {"inputs": self.inputs}
         start = time.perf_counter()
+        cache = degraded = None
         try:
-            status = (await client.post(self.url + path, json=body, headers=self.headers)).status_code
+            response = await client.post(self.url + path, json=body, headers=self.headers)
+            status, cache, degraded = response.status_code, response.headers.get("x-cache"), \
+                response.headers.get("x-degraded")
         except httpx.HTTPError:
             status = 0
         result.samples.append(Sample(start - began, time.perf_counter() - start, status,
-                                     "job" if is_job else "predict"))
+                                     "job" if is_job else "predict", cache, degraded))
 
     async def run(self, duration_s: float, *, concurrency: int | None = None, rate: float | None = None,
                   progress: bool = True) -> LoadResult:
