@@ -1,6 +1,7 @@
 """The CDK app: `npx cdk synth` (cdk.json runs `python -m inferstack_infra.app`).
 
-The manifest is `inferstack.toml` unless `-c manifest=FILE` says otherwise. cdk-nag's AwsSolutions pack
+The manifest is `inferstack.toml` unless `-c manifest=FILE` says otherwise; `-c stage=NAME` deploys it as
+`<name>-<stage>` (inferstack_infra/stages.py). cdk-nag's AwsSolutions pack
 checks every resource; each acknowledgement in the constructs carries its reason.
 """
 
@@ -14,11 +15,13 @@ from cdk_nag import AwsSolutionsChecks
 
 from inferstack.manifest import ManifestError, load_manifest
 from inferstack_infra.stack import InferenceStack
+from inferstack_infra.stages import with_stage
 
 
 def build_app(manifest_path: str | Path = "inferstack.toml", *, app: App | None = None) -> tuple[App, InferenceStack]:
     app = app or App()
-    manifest = load_manifest(app.node.try_get_context("manifest") or manifest_path)
+    manifest = with_stage(load_manifest(app.node.try_get_context("manifest") or manifest_path),
+                          app.node.try_get_context("stage"))
     stack = InferenceStack(app, manifest.name, manifest=manifest, env=Environment(
         account=app.node.try_get_context("account"), region=app.node.try_get_context("region")))
     Validations.of(app).add_plugins(AwsSolutionsChecks(app))

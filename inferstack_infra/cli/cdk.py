@@ -17,9 +17,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from inferstack.manifest import ManifestError
 from inferstack_infra.cli.common import fail, manifest
 from inferstack_infra.cli.extras import require
 from inferstack_infra.paths import MANIFEST_NAME
+from inferstack_infra.stages import with_stage
 
 #: The AWS CDK CLI this release runs (this repository's package.json pins the same one).
 CDK_CLI_VERSION = "2.1148.1"
@@ -71,6 +73,8 @@ def cdk_command(args: argparse.Namespace, action: str) -> list[str]:
     cmd = [npx(), "--yes", f"aws-cdk@{CDK_CLI_VERSION}", action,
            "--app", f"{shlex.quote(sys.executable)} -m inferstack_infra.app",
            "--context", f"manifest={manifest_file}"]
+    if args.stage:
+        cmd += ["--context", f"stage={args.stage}"]
     if args.region:
         cmd += ["--context", f"region={args.region}"]
     if args.profile:
@@ -89,7 +93,11 @@ def run_cdk(args: argparse.Namespace, action: str) -> int:
     if missing:
         fail(f"`inferstack {action}` runs inferstack's CDK app, which needs {', '.join(missing)}: "
              "pip install \"inferstack[cdk]\"", 2)
-    loaded = manifest(args.manifest)  # a bad manifest is reported here, before Node starts
+    loaded = manifest(args.manifest)  # a bad manifest (or stage) is reported here, before Node starts
+    try:
+        loaded = with_stage(loaded, args.stage)
+    except ManifestError as exc:
+        fail(str(exc), 2)
     project = loaded.root.resolve()
     cmd = cdk_command(args, action)
     print(f"inferstack {action}: {loaded.name} in {project} (AWS CDK CLI {CDK_CLI_VERSION})", flush=True)
@@ -132,6 +140,8 @@ def register(sub: Any) -> None:
                            description=f"{help_text}: runs `npx aws-cdk@{CDK_CLI_VERSION} {action}` in the "
                            "manifest's directory. Arguments after `--` go to the CDK CLI.")
         p.add_argument("--manifest", default=MANIFEST_NAME)
+        p.add_argument("--stage", help="deploy the project once more, as <name>-<stage> (stack and resource "
+                       "names): e.g. dev, prod")
         p.add_argument("--region", help="the AWS region (default: the profile's or $AWS_REGION)")
         p.add_argument("--profile", help="the AWS CLI profile")
         if action in ("deploy", "destroy"):

@@ -77,11 +77,11 @@ def test_cdk_command_runs_the_pinned_cli_with_this_interpreter(tmp_path: Path, m
     monkeypatch.setattr(shutil, "which", lambda name: f"/opt/node/bin/{name}")
     monkeypatch.setattr(subprocess, "run", lambda *a, **k: type("Done", (), {"stdout": "v22.1.0\n"})())
     args = build_parser().parse_args(["deploy", "--manifest", str(tmp_path / "inferstack.toml"), "--region",
-                                      "eu-west-1", "--yes", "--", "--hotswap"])
+                                      "eu-west-1", "--stage", "dev", "--yes", "--", "--hotswap"])
     cmd = cdk.cdk_command(cdk._strip(args), "deploy")
     assert cmd[:3] == ["/opt/node/bin/npx", "--yes", f"aws-cdk@{cdk.CDK_CLI_VERSION}"] and cmd[3] == "deploy"
     assert cmd[cmd.index("--app") + 1] == f"{sys.executable} -m inferstack_infra.app"
-    assert f"manifest={tmp_path / 'inferstack.toml'}" in cmd and "region=eu-west-1" in cmd
+    assert f"manifest={tmp_path / 'inferstack.toml'}" in cmd and "region=eu-west-1" in cmd and "stage=dev" in cmd
     assert cmd[-1] == "--hotswap" and "--" not in cmd and "never" in cmd
 
 
@@ -159,3 +159,13 @@ def test_the_extras_named_in_errors_are_the_distributions() -> None:
 
     declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
     assert set(EXTRA_MODULES) <= set(declared)
+
+
+def test_a_bad_stage_is_refused_before_node_starts(tmp_path: Path, iris_model: Path, monkeypatch: pytest.MonkeyPatch,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "inferstack.toml").write_text(f'name = "shop"\n[[models]]\nname = "iris"\npath = "{iris_model}"\n'
+                                              'tier = "light"\n')
+    monkeypatch.setattr(shutil, "which", lambda name: pytest.fail("Node looked for"))
+    with pytest.raises(SystemExit) as done:
+        main(["deploy", "--manifest", str(tmp_path / "inferstack.toml"), "--stage", "Prod"])
+    assert done.value.code == 2 and "stage: 'Prod': expected 1-20 lowercase letters" in capsys.readouterr().err
