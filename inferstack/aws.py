@@ -49,3 +49,8 @@ class AwsClients:
     @cached_property
     def sagemaker_runtime(self) -> SageMakerRuntimeClient:
         return self._session.client("sagemaker-runtime", **{**self._kwargs, "config": _ENDPOINT_CONFIG})
+
+    @cached_property
+    def stepfunctions(self) -> Any:
+        """Step Functions (untyped: boto3-stubs' stepfunctions extra is not installed)."""
+        return self._session.client("stepfunctions", **self._kwargs)

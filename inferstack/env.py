@@ -51,3 +51,13 @@ CACHE_TABLE = "INFERSTACK_CACHE_TABLE"
 CASCADE = "INFERSTACK_CASCADE"
 #: JSON: a heavy model's latency budget, circuit breaker and fallback (`inferstack.cascade.config.Guard`).
 GUARD = "INFERSTACK_GUARD"
+# bulk scoring (batches)
+#: The stack's batch bucket (uploads, chunk plans, the Map's result files; default output location).
+BATCH_BUCKET = "INFERSTACK_BATCH_BUCKET"
+#: JSON object: model name -> the ARN of its batch state machine.
+BATCH_STATE_MACHINES = "INFERSTACK_BATCH_STATE_MACHINES"
+#: JSON lists of the buckets batches may read from / write to (the batch bucket is always both).
+BATCH_INPUT_BUCKETS = "INFERSTACK_BATCH_INPUT_BUCKETS"
+BATCH_OUTPUT_BUCKETS = "INFERSTACK_BATCH_OUTPUT_BUCKETS"
+#: Default rows per chunk.
+BATCH_ROWS_PER_CHUNK = "INFERSTACK_BATCH_ROWS_PER_CHUNK"

@@ -199,6 +199,29 @@ class JobsConfig(_Strict):
         return self.visibility_timeout_s or 6 * self.worker_timeout_s
 
 
+class BatchesConfig(_Strict):
+    """Bulk scoring (`POST /v1/batches`): a Step Functions Distributed Map per model over files in S3."""
+
+    #: Rows each chunk (one child of the Distributed Map, one invocation of the model's batch function) scores;
+    #: a request may ask for fewer or more. Peak memory of a chunk grows with it, not with the file.
+    rows_per_chunk: Annotated[int, Field(ge=1, le=1_000_000)] = 10_000
+    #: Chunks scored at once (the Map's MaxConcurrency and the batch function's reserved concurrency); never
+    #: more than a light model's own reserved_concurrency, so bulk work cannot starve real-time traffic.
+    max_concurrency: Annotated[int, Field(ge=1, le=1000)] = 10
+    #: Percentage of chunks that may fail (after their retries) without failing the batch.
+    tolerated_failure_percentage: Annotated[float, Field(ge=0, le=100)] = 0
+    #: Attempts per chunk: a crashed or throttled chunk is retried with exponential backoff and jitter.
+    max_attempts: Annotated[int, Field(ge=1, le=10)] = 3
+    #: The batch function's timeout: one chunk must be scored within it.
+    chunk_timeout_s: Annotated[int, Field(ge=10, le=900)] = 300
+    #: Buckets besides the stack's own batch bucket that batches may read their input from / write output to
+    #: (the functions are granted exactly these; any other is refused at submit).
+    input_buckets: list[Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")]] = Field(
+        default_factory=list)
+    output_buckets: list[Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")]] = Field(
+        default_factory=list)
+
+
 class Model(_Strict):
     name: Annotated[str, Field(pattern=MODEL_NAME_PATTERN)]
     #: The model file; left out when `variants` name the files.
@@ -291,6 +314,7 @@ class Manifest(_Strict):
     api: ApiConfig = ApiConfig()
     jobs: JobsConfig = JobsConfig()
     alerts: Alerts = Alerts()
+    batches: BatchesConfig = BatchesConfig()
     models: list[Model]
     cascades: list[Cascade] = Field(default_factory=list)
     #: Directory the relative model paths are resolved against (the manifest's own directory).
@@ -337,6 +361,17 @@ class Manifest(_Strict):
     @property
     def light_models(self) -> list[Model]:
         return [m for m in self.models if m.tier == "light"]
+
+    def batch_concurrency(self, model: Model) -> int:
+        """Chunks of one batch scored at once: the manifest's `batches.max_concurrency`, bounded by a light
+        model's reserved concurrency (what real-time traffic is promised) and a heavy model's instance count
+        times its batch size (more would only queue on the endpoint)."""
+        limit = self.batches.max_concurrency
+        if model.tier == "light" and model.reserved_concurrency is not None:
+            limit = min(limit, model.reserved_concurrency)
+        if model.tier == "heavy":
+            limit = min(limit, model.instances.max * 2)
+        return max(1, limit)
 
     @property
     def heavy_models(self) -> list[Model]:

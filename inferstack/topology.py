@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from inferstack import env
-from inferstack.api.schemas import JOB_BODY_SCHEMA, PREDICT_BODY_SCHEMA
+from inferstack.api.schemas import BATCH_BODY_SCHEMA, JOB_BODY_SCHEMA, PREDICT_BODY_SCHEMA
 from inferstack.cascade.config import CascadeRuntime, GuardRuntime, StageRuntime
 from inferstack.manifest import Manifest, Throttle
 
@@ -19,7 +19,7 @@ API_FUNCTION = "api"
 API_STAGE = "prod"
 
 
-FunctionKind = Literal["api", "predict", "worker", "webhooks", "deadletter", "cascade"]
+FunctionKind = Literal["api", "predict", "worker", "webhooks", "deadletter", "cascade", "batch"]
 
 
 @dataclass(frozen=True)
@@ -177,6 +177,16 @@ def job_queue_key(model: str) -> str:
     return f"jobs-{model}"
 
 
+def batch_function_key(model: str) -> str:
+    return f"batch-{model}"
+
+
+def batch_models(manifest: Manifest) -> list[str]:
+    """The models that score batches (`POST /v1/batches`): the light ones, each with a batch function and a
+    state machine. (A heavy model's bulk work belongs on SageMaker Batch Transform: see the README.)"""
+    return [m.name for m in manifest.light_models]
+
+
 def functions(manifest: Manifest) -> list[FunctionSpec]:
     out = [FunctionSpec(API_FUNCTION, "inferstack.functions.api.handler.handler",
                         "inferstack API: health, model catalog, OpenAPI document, jobs", memory_mb=512, timeout_s=10,
@@ -212,6 +222,12 @@ def functions(manifest: Manifest) -> list[FunctionSpec]:
                                 endpoint=endpoint_name(manifest, m.name) if heavy else None,
                                 inference_component=inference_component_name(manifest, m.name), kind="worker",
                                 shared_cache=bool(heavy and m.cache and m.cache.uses_table(heavy=True))))
+    for name in batch_models(manifest):
+        m = manifest.model(name)
+        out.append(FunctionSpec(batch_function_key(name), "inferstack.functions.batch.handler.handler",
+                                f"inferstack bulk scoring for {name}: plans, scores one chunk, finishes a batch",
+                                memory_mb=m.memory_mb, timeout_s=manifest.batches.chunk_timeout_s, model=name,
+                                inference=True, jobs=True, kind="batch"))
     out.append(FunctionSpec(WEBHOOKS_FUNCTION, "inferstack.functions.webhooks.handler.handler",
                             "inferstack webhook delivery",
                             memory_mb=256, timeout_s=int(jobs.webhook.timeout_s) + 15, jobs=True, kind="webhooks"))
@@ -252,6 +268,16 @@ def jobs_environment(manifest: Manifest, *, table: str, bucket: str, queue_urls:
     }
 
 
+def batches_environment(manifest: Manifest, *, bucket: str, state_machines: dict[str, str]) -> dict[str, str]:
+    """What the API function and the batch functions are told about bulk scoring; values may be CDK tokens."""
+    b = manifest.batches
+    return {
+        env.BATCH_BUCKET: bucket, env.BATCH_STATE_MACHINES: json.dumps(state_machines),
+        env.BATCH_INPUT_BUCKETS: json.dumps(b.input_buckets), env.BATCH_OUTPUT_BUCKETS: json.dumps(b.output_buckets),
+        env.BATCH_ROWS_PER_CHUNK: str(b.rows_per_chunk),
+    }
+
+
 def routes(manifest: Manifest) -> list[Route]:
     """Every route of the REST API. Static paths win over `{name}` (as in API Gateway), so each model
     gets its own `/v1/models/<name>` resources routed to its function; unknown names reach the API function,
@@ -266,6 +292,11 @@ def routes(manifest: Manifest) -> list[Route]:
               params=("name",)),
         Route("POST", "/v1/jobs", API_FUNCTION, body_schema=JOB_BODY_SCHEMA),
         Route("GET", "/v1/jobs/{job_id}", API_FUNCTION, params=("job_id",)),
+        Route("POST", "/v1/batches", API_FUNCTION, body_schema=BATCH_BODY_SCHEMA),
+        Route("POST", "/v1/batches/uploads", API_FUNCTION),
+        Route("GET", "/v1/batches/{batch_id}", API_FUNCTION, params=("batch_id",)),
+        Route("GET", "/v1/batches/{batch_id}/results", API_FUNCTION, params=("batch_id",)),
+        Route("DELETE", "/v1/batches/{batch_id}", API_FUNCTION, params=("batch_id",)),
         *v2_routes(),
     ]
     for m in manifest.models:

@@ -9,9 +9,10 @@ from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
 from inferstack.manifest import Manifest, resource_id
-from inferstack.topology import functions, routes, uses_cache_table
+from inferstack.topology import API_FUNCTION, functions, routes, uses_cache_table
 from inferstack_infra.catalog import build_catalog
 from inferstack_infra.constructs.api import RestApiTier
+from inferstack_infra.constructs.batches import BatchTier
 from inferstack_infra.constructs.cache import CacheTable
 from inferstack_infra.constructs.function import RUNTIME, InferenceFunction
 from inferstack_infra.constructs.heavy import HeavyTier
@@ -53,6 +54,7 @@ class InferenceStack(Stack):
 
         self.jobs = JobTier(self, "Jobs", manifest=manifest)
         self.cache = CacheTable(self, "Cache") if uses_cache_table(manifest) else None
+        self.batches = BatchTier(self, "Batches", manifest=manifest)
         self.functions: dict[str, InferenceFunction] = {}
         for spec in functions(manifest):
             model = manifest.model(spec.model) if spec.model else None
@@ -62,11 +64,14 @@ class InferenceStack(Stack):
                 environment.update(self.jobs.environment)
             if spec.shared_cache and self.cache:
                 environment.update(self.cache.environment)
+            if spec.kind == "batch":
+                environment.update(self.batches.environment)
             self.functions[spec.key] = InferenceFunction(
                 self, resource_id(spec.key), spec=spec, code_dir=stage_function(spec, manifest, catalog),
                 layers=[layer(n) for n in function_layers(spec, manifest)], environment=environment,
                 cold_start=model.cold_start if model and serves_api else None,
-                reserved_concurrency=model.reserved_concurrency if model and serves_api else None)
+                reserved_concurrency=model.reserved_concurrency if model and serves_api else
+                manifest.batch_concurrency(model) if model and spec.kind == "batch" else None)
         for f in self.functions.values():
             if f.spec.endpoint and f.spec.model:
                 self.heavy.models[f.spec.model].grant_invoke(f.role)
@@ -78,6 +83,10 @@ class InferenceStack(Stack):
         self.rollouts = Rollouts(self, "Rollouts", manifest=manifest,
                                  versions={e.name: e.version for e in catalog.models}, functions=self.functions,
                                  endpoints=dict(self.heavy.models))
+        for f in self.functions.values():
+            if f.spec.kind == "batch" and f.spec.model:
+                self.batches.add_model(f.spec.model, f)
+        self.batches.connect_api(self.functions[API_FUNCTION])
 
         self.api = RestApiTier(self, "Rest", manifest=manifest, routes=routes(manifest),
                                targets={key: f.alias for key, f in self.functions.items()})

@@ -21,17 +21,20 @@ from inferstack.api.errors import Problem, to_problem
 from inferstack.api.instrument import PROBLEM_KIND, ModelMetricsMiddleware
 from inferstack.api.openapi import document_bodies
 from inferstack.api.problems import PROBLEM_JSON, ProblemType
+from inferstack.api.routes.batches import batches_router
 from inferstack.api.routes.cascades import cascades_router
 from inferstack.api.routes.jobs import jobs_router
 from inferstack.api.routes.models import AnswersPredictions, ModelDirectory, ServesPredictions, models_router
 from inferstack.api.routes.v2 import v2_router
 from inferstack.api.schemas import PredictRequest
 from inferstack.api.schemas import Problem as ProblemModel
+from inferstack.batches.schemas import BatchRequest
 from inferstack.catalog import Catalog
 from inferstack.jobs.schemas import JobRequest
 from inferstack.protocol.schemas import InferRequestBody
 
 if TYPE_CHECKING:
+    from inferstack.batches.service import BatchService
     from inferstack.jobs.service import JobService
 
 __all__ = ["ServesPredictions", "create_app", "install_problem_handlers", "problem_response"]
@@ -90,9 +93,9 @@ class _App(FastAPI):
 
 
 def create_app(catalog: Catalog, predictors: Mapping[str, ServesPredictions] | None = None, *,
-               jobs: JobService | None = None, max_body: int | None = None,
-               routers: Sequence[APIRouter] = (), answerers: Mapping[str, AnswersPredictions] | None = None
-               ) -> FastAPI:
+               jobs: JobService | None = None, batches: BatchService | None = None,
+               max_body: int | None = None, routers: Sequence[APIRouter] = (),
+               answerers: Mapping[str, AnswersPredictions] | None = None) -> FastAPI:
     """The app for a catalog. `routers`: further capabilities' routes, composed after the built-in ones."""
     body_limit = max_body or max_body_bytes()
     app = _App(
@@ -114,9 +117,11 @@ def create_app(catalog: Catalog, predictors: Mapping[str, ServesPredictions] | N
     directory = ModelDirectory([m.public() for m in catalog.models])
     app.include_router(models_router(directory, predictors or {}, body_limit, answerers))
     app.include_router(jobs_router(directory, jobs, body_limit))
+    app.include_router(batches_router(directory, batches, body_limit))
     app.include_router(v2_router(directory, predictors or {}, body_limit))
     app.include_router(cascades_router(catalog.cascades))
     for router in routers:
         app.include_router(router)
-    document_bodies(app, list(directory.infos.values()), [PredictRequest, JobRequest, InferRequestBody])
+    document_bodies(app, list(directory.infos.values()), [PredictRequest, JobRequest, BatchRequest,
+                                                                   InferRequestBody])
     return app

@@ -16,6 +16,12 @@ from typing import Any
 
 from inferstack.api import problems
 from inferstack.api.problems import PROBLEM_JSON, ProblemError, ProblemType
+from inferstack.batches.exceptions import (
+    BatchFinishedError,
+    BatchNotFinishedError,
+    BatchNotFoundError,
+    BatchRequestError,
+)
 from inferstack.heavy.exceptions import EndpointError
 from inferstack.inference.exceptions import InputValidationError
 from inferstack.jobs.exceptions import (
@@ -103,6 +109,15 @@ def to_problem(exc: BaseException, *, context: dict[str, Any] | None = None) -> 
         return Problem(problems.QUEUE_FULL, str(exc), headers={"Retry-After": str(QUEUE_FULL_RETRY_AFTER_S)})
     if isinstance(exc, JobNotFoundError):
         return Problem(problems.JOB_NOT_FOUND, f"No job {exc.job_id!r} for this API key", {"job_id": exc.job_id})
+    if isinstance(exc, BatchRequestError):
+        return Problem(problems.INVALID_REQUEST, str(exc), {"errors": [{"input": exc.field, "detail": exc.detail}]})
+    if isinstance(exc, BatchNotFoundError):
+        return Problem(problems.BATCH_NOT_FOUND, f"No batch {exc.batch_id!r} for this API key",
+                       {"batch_id": exc.batch_id})
+    if isinstance(exc, BatchNotFinishedError):
+        return Problem(problems.BATCH_NOT_FINISHED, str(exc), {"batch_id": exc.batch_id, "status": exc.status})
+    if isinstance(exc, BatchFinishedError):
+        return Problem(problems.BATCH_FINISHED, str(exc), {"batch_id": exc.batch_id, "status": exc.status})
     if _is_aws_failure(exc):
         logger.warning("an AWS dependency failed", extra={**(context or {}), "error": f"{type(exc).__name__}: {exc}"})
         return Problem(problems.UNAVAILABLE, "A dependency of this service is unavailable; retry shortly",

@@ -62,6 +62,22 @@ PREDICT_BODY_SCHEMA: dict[str, Any] = {
 }
 
 #: The body every job submission must match before it reaches the API function.
+BATCH_BODY_SCHEMA: dict[str, Any] = {
+    "$schema": "http://json-schema.org/draft-04/schema#",
+    "title": "BatchRequest",
+    "type": "object",
+    "required": ["model", "input"],
+    "properties": {
+        "model": {"type": "string"},
+        "input": {"type": "string"},
+        "format": {"type": "string"},
+        "output": {"type": "string"},
+        "rows_per_chunk": {"type": "integer"},
+        "columns": {"type": "object"},
+        "webhook": {"type": "object"},
+        "metadata": {"type": "object"},
+    },
+}
 JOB_BODY_SCHEMA: dict[str, Any] = {
     "$schema": "http://json-schema.org/draft-04/schema#",
     "title": "JobRequest",

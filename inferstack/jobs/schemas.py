@@ -113,3 +113,5 @@ class WebhookMessage(BaseModel):
     url: str
     event: dict[str, Any]
     attempt: int = 1
+    #: Whose webhook: a job's, or a batch's (`job_id` is then the batch's ID).
+    record: Literal["job", "batch"] = "job"

@@ -291,9 +291,11 @@ class JobStore:
             TableName=self.table, Key=_item({"pk": f"job#{job_id}"}), UpdateExpression="SET last_error = :m",
             ConditionExpression="attribute_exists(pk)", ExpressionAttributeValues=_item({":m": message[:1000]}))
 
-    def record_webhook_attempt(self, job_id: str, attempt: dict[str, Any], status: str) -> None:
+    def record_webhook_attempt(self, job_id: str, attempt: dict[str, Any], status: str, *,
+                               record: str = "job") -> None:
+        """`record`: whose webhook it is, a job's or (`batch`) a batch's."""
         self.aws.dynamodb.update_item(
-            TableName=self.table, Key=_item({"pk": f"job#{job_id}"}),
+            TableName=self.table, Key=_item({"pk": f"{record}#{job_id}"}),
             UpdateExpression="SET webhook_attempts = list_append(if_not_exists(webhook_attempts, :empty), :a), "
                              "webhook_status = :s, updated_at = :now",
             ConditionExpression="attribute_exists(pk)",

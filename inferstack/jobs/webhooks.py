@@ -225,7 +225,7 @@ class WebhookSender:
                 delay = backoff_s(message.attempt, self.settings.webhook_backoff_s, retry_after, self.rand)
                 attempt["next_in_s"] = delay
                 self.enqueue(message.model_copy(update={"attempt": message.attempt + 1}), delay)
-        self.store.record_webhook_attempt(message.job_id, attempt, status)
+        self.store.record_webhook_attempt(message.job_id, attempt, status, record=message.record)
         _measure(message, status)
         return status
 

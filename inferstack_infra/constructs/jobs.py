@@ -148,7 +148,7 @@ class JobTier(Construct):
             elif kind == "webhooks":
                 webhook_queue.grant_send_messages(role)  # retries go back with a delay
                 self.secret.grant_read(role)
-            elif kind == "deadletter":
+            elif kind in ("deadletter", "batch"):  # a batch's webhook, when it ends
                 webhook_queue.grant_send_messages(role)
             else:  # a model's worker (its claims are conditional UpdateItems; a transient failure hands its
                 # message back with ChangeMessageVisibility, which the event source's consume grant includes)

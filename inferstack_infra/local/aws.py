@@ -48,6 +48,8 @@ class LocalAws:
     #: The shared result cache's table (as the CDK app's `CacheTable`).
     cache_table: str = ""
     bucket: str = ""
+    #: Bulk scoring's bucket: uploads, chunk plans, the Map's result files, default outputs.
+    batch_bucket: str = ""
     secret_id: str = ""
     signing_secret: str = ""
 
@@ -90,7 +92,10 @@ class LocalAws:
                              KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}])
             ddb.update_time_to_live(TableName=self.cache_table, TimeToLiveSpecification={
                 "Enabled": True, "AttributeName": "expires_at"})
-        self.client("s3").create_bucket(Bucket=self.bucket)
+        self.batch_bucket = f"{name.lower()}-batches"
+        for bucket in (self.bucket, self.batch_bucket, *self.manifest.batches.input_buckets,
+                       *self.manifest.batches.output_buckets):
+            self.client("s3").create_bucket(Bucket=bucket)
         sqs = self.client("sqs")
         specs = queues(self.manifest)
         for spec in sorted(specs, key=lambda q: q.dlq is not None):  # DLQs first

@@ -20,10 +20,19 @@ import uvicorn
 from inferstack import env
 from inferstack.catalog import Catalog
 from inferstack.manifest import Manifest
-from inferstack.topology import FunctionSpec, functions, jobs_environment, queues, routes
+from inferstack.topology import (
+    FunctionSpec,
+    batch_models,
+    batches_environment,
+    functions,
+    jobs_environment,
+    queues,
+    routes,
+)
 from inferstack_infra.catalog import build_catalog
 from inferstack_infra.local import lifeline
 from inferstack_infra.local.aws import REGION, LocalAws
+from inferstack_infra.local.batches import LocalStepFunctions, state_machine_arn
 from inferstack_infra.local.functions import LocalFunctions
 from inferstack_infra.local.gateway import Gateway, printable
 from inferstack_infra.local.monitoring import DASHBOARD_PATH, DashboardApp, MetricsStore, QueueSampler
@@ -94,6 +103,7 @@ class DevStack:
         self.workdir = workdir or BUILD_DIR / "dev"
         self.aws = LocalAws(manifest)
         self.sagemaker: LocalSageMaker | None = None
+        self.states: LocalStepFunctions | None = None
         self.catalog: Catalog | None = None
         self.functions: LocalFunctions | None = None
         self.pollers: list[QueuePoller] = []
@@ -122,12 +132,18 @@ class DevStack:
             webhook_queue=self.aws.queue_urls["webhooks"], secret_id=self.aws.secret_id)
         if self.allow_loopback_webhooks:
             jobs_env[env.ALLOW_LOOPBACK_WEBHOOKS] = "1"
+        batch_env = batches_environment(self.manifest, bucket=self.aws.batch_bucket, state_machines={
+            m: state_machine_arn(self.manifest, m) for m in batch_models(self.manifest)})
 
         def environment(spec: FunctionSpec) -> dict[str, str]:
             out = spec.environment(str(catalog_path), self.manifest)
             if spec.jobs:
                 out.update(jobs_env)
                 out.update(self.aws.environment())
+            if spec.kind in ("api", "batch"):
+                out.update(batch_env)
+            if spec.kind == "api" and self.states:
+                out.update(self.states.environment())
             if (spec.endpoint or spec.invokes) and self.sagemaker:
                 out.update(self.aws.environment())
                 out.update(self.sagemaker.environment())
@@ -147,6 +163,9 @@ class DevStack:
         self.aws.start()
         self.log("aws", f"moto server at {self.aws.endpoint}: table {self.aws.table}, bucket {self.aws.bucket}, "
                         f"{len(self.aws.queue_urls)} queues")
+        self.states = LocalStepFunctions(self.manifest, invoke=self._invoke, s3=self.aws.client("s3"),
+                                         bucket=self.aws.batch_bucket, log=self.log.part("stepfunctions"))
+        self.states.start()
         self.sagemaker = LocalSageMaker(self.manifest, catalog, self.workdir, self.log,
                                         scale_in_after_s=self.scale_in_after_s)
         self.sagemaker.start()
@@ -255,6 +274,9 @@ class DevStack:
             if self.functions:
                 self.functions.stop()
                 self.functions = None
+            if self.states:
+                self.states.stop()
+                self.states = None
             if self.sagemaker:
                 self.sagemaker.stop()
                 self.sagemaker = None

@@ -27,7 +27,7 @@ def test_jobs_table_on_demand_with_pitr_and_ttl(example: Synthesized) -> None:
 
 
 def test_payload_bucket_private_encrypted_tls_only_with_expiry(example: Synthesized) -> None:
-    (bucket,) = by_type(example, "AWS::S3::Bucket").values()
+    (bucket,) = [b for k, b in by_type(example, "AWS::S3::Bucket").items() if k.startswith("JobsPayloads")]
     props = bucket["Properties"]
     assert props["PublicAccessBlockConfiguration"] == {"BlockPublicAcls": True, "BlockPublicPolicy": True,
                                                        "IgnorePublicAcls": True, "RestrictPublicBuckets": True}
@@ -36,7 +36,7 @@ def test_payload_bucket_private_encrypted_tls_only_with_expiry(example: Synthesi
     rules = {r["Id"]: r for r in props["LifecycleConfiguration"]["Rules"]}
     assert rules["expire-results"]["ExpirationInDays"] == 8  # result_ttl_days + 1
     assert rules["expire-inputs"]["Prefix"] == "inputs/"
-    (policy,) = by_type(example, "AWS::S3::BucketPolicy").values()
+    (policy,) = [p for k, p in by_type(example, "AWS::S3::BucketPolicy").items() if k.startswith("JobsPayloads")]
     deny = policy["Properties"]["PolicyDocument"]["Statement"][0]
     assert deny["Effect"] == "Deny" and deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
 

@@ -33,7 +33,7 @@ def predict_function(s: Synthesized, model: str = "iris") -> dict[str, Any]:
 def test_functions_are_arm64_python314_with_manifest_memory(example: Synthesized) -> None:
     fns = resources(example, "AWS::Lambda::Function")
     handlers = sorted(f["Properties"]["Handler"].split(".")[2] for f in fns.values())
-    assert handlers == ["api", "deadletter", "heavy", "predict", "webhooks", "worker", "worker"]
+    assert handlers == ["api", "batch", "deadletter", "heavy", "predict", "webhooks", "worker", "worker"]
     for fn in fns.values():
         assert fn["Properties"]["Architectures"] == ["arm64"]
         assert fn["Properties"]["Runtime"] == "python3.14"
@@ -113,9 +113,11 @@ def test_predict_routes_validate_the_body(example: Synthesized) -> None:
         "Schema": Match.object_like({"type": "object", "required": ["inputs"]})})
     paths = {rid: r["Properties"]["PathPart"] for rid, r in resources(example, "AWS::ApiGateway::Resource").items()}
     posts = [m for m in resources(example, "AWS::ApiGateway::Method").values()
-             if m["Properties"]["HttpMethod"] == "POST" and paths[m["Properties"]["ResourceId"]["Ref"]] != "infer"]
-    # /v1/models/{name}/predict, .../iris/predict, .../minilm/predict, /v1/jobs, /v1/cascades/{name}/predict
-    assert len(posts) == 5
+             if m["Properties"]["HttpMethod"] == "POST"
+             and paths[m["Properties"]["ResourceId"]["Ref"]] not in ("infer", "uploads")]
+    # /v1/models/{name}/predict, .../iris/predict, .../minilm/predict, /v1/jobs, /v1/cascades/{name}/predict,
+    # /v1/batches
+    assert len(posts) == 6
     for m in posts:
         assert "RequestValidatorId" in m["Properties"]
         assert "application/json" in m["Properties"]["RequestModels"]
@@ -172,7 +174,12 @@ def test_one_role_per_function_and_no_wildcard_actions(example: Synthesized) -> 
             assert all("*" not in a for a in actions), actions
             if statement["Resource"] == "*":  # only actions that have no resource-level permissions
                 assert set(actions) <= {"xray:PutTraceSegments", "xray:PutTelemetryRecords",
-                                        "ecr:GetAuthorizationToken", "cloudwatch:PutMetricData"}, actions
+                                        "ecr:GetAuthorizationToken", "cloudwatch:PutMetricData",
+                                        # a state machine's tracing and log delivery (CloudWatch Logs vended logs)
+                                        "xray:GetSamplingRules", "xray:GetSamplingTargets", "logs:CreateLogDelivery",
+                                        "logs:GetLogDelivery", "logs:UpdateLogDelivery", "logs:DeleteLogDelivery",
+                                        "logs:ListLogDeliveries", "logs:PutResourcePolicy",
+                                        "logs:DescribeResourcePolicies", "logs:DescribeLogGroups"}, actions
 
 
 def test_cfn_lint_is_clean(example: Synthesized, snapstart: Synthesized) -> None:
