@@ -26,7 +26,7 @@ from aws_cdk import aws_sns_subscriptions as subs
 from constructs import Construct, IConstruct
 
 from inferstack.manifest import Manifest
-from inferstack.topology import job_queue_key, predict_function_key, worker_function_key
+from inferstack.topology import batch_function_key, job_queue_key, predict_function_key, worker_function_key
 from inferstack_infra.constructs.api import RestApiTier
 from inferstack_infra.constructs.dashboard import ModelParts, api_row, model_rows
 from inferstack_infra.constructs.function import InferenceFunction
@@ -87,7 +87,7 @@ class Monitoring(Construct):
         for m in manifest.models:
             queue_key = job_queue_key(m.name)
             members = alarms_of(predict_function_key(m.name), worker_function_key(m.name), queue_key,
-                                f"{queue_key}-dlq")
+                                f"{queue_key}-dlq", batch_function_key(m.name))
             endpoint = heavy.models.get(m.name)
             if endpoint is not None:
                 members.extend(endpoint.alarms)
