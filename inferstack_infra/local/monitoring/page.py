@@ -4,6 +4,7 @@ the queues' depths."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 from collections.abc import Awaitable, Callable, Mapping
@@ -41,7 +42,9 @@ class DashboardApp:
             except ValueError:
                 await self._answer(send, 400, "application/json", b'{"error": "window: a number of seconds"}')
                 return
-            await self._answer(send, 200, "application/json", json.dumps(self.store.snapshot(window)).encode())
+            # off the event loop: the gateway's requests go on meanwhile
+            body = await asyncio.to_thread(lambda: json.dumps(self.store.snapshot(window)).encode())
+            await self._answer(send, 200, "application/json", body)
         elif path.startswith(f"{PREFIX}/static/") and "/" not in path[len(PREFIX) + 8:]:
             file = STATIC / path[len(PREFIX) + 8:]
             if file.suffix in _TYPES and file.is_file():

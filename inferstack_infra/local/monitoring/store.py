@@ -30,6 +30,7 @@ MAX_SAMPLES = 2000
 PERCENTILE_WINDOW_S = 5
 _MODEL_PATH = re.compile(r"^/v[12]/models/([^/]+)(?:/versions/[^/]+)?/(?:predict|infer)$")
 STATUS_CLASSES = ("2xx", "4xx", "429", "5xx")
+QUANTILES = (50, 95, 99)
 
 
 def status_class(status: int) -> str:
@@ -48,10 +49,13 @@ class _Bucket:
 
 
 class Series:
-    """One-second buckets of one subject (a route, a model, a queue), the newest last."""
+    """One-second buckets of one subject (a route, a model, a queue). A second is complete once the clock has left
+    it (values are filed on arrival), so what is computed of it is kept: each poll of the dashboard computes only
+    the newest second."""
 
     def __init__(self) -> None:
         self.buckets: dict[int, _Bucket] = {}
+        self._computed: dict[tuple[str, str, int], Any] = {}
 
     def bucket(self, second: int) -> _Bucket:
         found = self.buckets.get(second)
@@ -59,6 +63,8 @@ class Series:
             found = self.buckets[second] = _Bucket()
             for old in [s for s in self.buckets if s < second - RETAIN_S]:
                 del self.buckets[old]
+            for key in [k for k in self._computed if k[2] < second - RETAIN_S]:
+                del self._computed[key]
         return found
 
     def add(self, second: int, name: str, value: float = 1.0) -> None:
@@ -85,20 +91,34 @@ class Series:
             out.append(last)
         return out
 
-    def stats(self, name: str, seconds: list[int], how: Callable[[np.ndarray], float],
-              window: int = 1) -> list[float | None]:
-        out: list[float | None] = []
+    def _values(self, name: str, second: int, window: int) -> list[float]:
+        return [v for w in range(second - window + 1, second + 1) if w in self.buckets
+                for v in self.buckets[w].samples.get(name, ())]
+
+    def _each(self, name: str, kind: str, seconds: list[int], compute: Callable[[list[float]], Any]) -> list[Any]:
+        """`compute` of each (complete) second's values, computed once."""
+        out = []
         for s in seconds:
-            values = [v for w in range(s - window + 1, s + 1) if w in self.buckets
-                      for v in self.buckets[w].samples.get(name, ())]
-            out.append(round(float(how(np.asarray(values))), 3) if values else None)
+            key = (name, kind, s)
+            if key not in self._computed:
+                self._computed[key] = compute(self._values(name, s, PERCENTILE_WINDOW_S if kind == "p" else 1))
+            out.append(self._computed[key])
         return out
 
-    def percentiles(self, name: str, seconds: list[int]) -> dict[str, list[float | None]]:
-        def at(q: int) -> Callable[[np.ndarray], float]:
-            return lambda a: float(np.percentile(a, q))
+    def stats(self, name: str, seconds: list[int], how: str) -> list[float | None]:
+        """Each second's mean or max."""
+        def compute(values: list[float]) -> float | None:
+            return round(float(np.mean(values) if how == "mean" else max(values)), 3) if values else None
+        return self._each(name, how, seconds, compute)
 
-        return {f"p{q}": self.stats(name, seconds, at(q), PERCENTILE_WINDOW_S) for q in (50, 95, 99)}
+    def percentiles(self, name: str, seconds: list[int]) -> dict[str, list[float | None]]:
+        """p50, p95 and p99 of each second, over the `PERCENTILE_WINDOW_S` seconds up to it."""
+        def compute(values: list[float]) -> tuple[float | None, ...]:
+            if not values:
+                return (None, None, None)
+            return tuple(round(float(v), 3) for v in np.percentile(values, QUANTILES))
+        rows = self._each(name, "p", seconds, compute)
+        return {f"p{q}": [r[i] for r in rows] for i, q in enumerate(QUANTILES)}
 
 
 class MetricsStore:
@@ -199,8 +219,8 @@ class MetricsStore:
             **{k: s.counts(k, seconds) for k in STATUS_CLASSES},
             "latency": s.percentiles("latency", seconds),
             "inference": s.percentiles("InferenceLatency", seconds),
-            "batch": {"mean": s.stats("BatchSize", seconds, np.mean), "max": s.stats("BatchSize", seconds, np.max),
-                      "queue_depth": s.stats("QueueDepth", seconds, np.max)},
+            "batch": {"mean": s.stats("BatchSize", seconds, "mean"), "max": s.stats("BatchSize", seconds, "max"),
+                      "queue_depth": s.stats("QueueDepth", seconds, "max")},
             "jobs": {"queued": queue.gauges("visible", seconds) if queue else [None] * len(seconds),
                      "running": queue.gauges("in_flight", seconds) if queue else [None] * len(seconds),
                      "succeeded": s.counts("JobsSucceeded", seconds), "failed": s.counts("JobsFailed", seconds),
