@@ -1,0 +1,60 @@
+"""The jobs tier's metrics: what the worker and the webhook function print as EMF after each batch."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from inferstack.jobs.schemas import JobRequest
+from inferstack.jobs.webhooks import signing_secret
+from inferstack.observability import emf
+from inferstack_infra.local.webhook_receiver import WebhookReceiver
+from tests.emf import check_emf, emf_documents, metric_values
+from tests.functional.jobs_world import World, make_world
+
+
+@pytest.fixture
+def world(iris_model: Path) -> Iterator[World]:
+    w = make_world(iris_model)
+    yield w
+    w.aws.stop()
+
+
+@pytest.fixture
+def receiver(world: World) -> Iterator[WebhookReceiver]:
+    secret = world.aws.client("secretsmanager").get_secret_value(SecretId=world.settings.secret_id)["SecretString"]
+    r = WebhookReceiver(signing_secret(secret)).start()
+    yield r
+    r.stop()
+
+
+def test_jobs_and_webhook_attempts_are_counted_per_model(world: World, receiver: WebhookReceiver,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    # GIVEN a good job whose receiver fails once, and a job with bad input
+    receiver.script = [500, 200]
+    for rows, url in (([[5.1, 3.5, 1.4, 0.2]], receiver.url), ([[1.0, 2.0]], None)):
+        body = JobRequest.model_validate({"model": "iris", "inputs": {"features": rows},
+                                          **({"webhook": {"url": url}} if url else {})})
+        world.service.submit(body, owner="key-owner")
+    capsys.readouterr()
+    # WHEN the worker runs them (one batch) and the webhook function delivers, then retries
+    messages = world.receive("jobs-iris")
+    assert len(messages) == 2
+    world.ack("jobs-iris", messages, world.worker().handle(world.event("jobs-iris", messages)))
+    world.deliver_webhooks()
+    world.deliver_webhooks()
+    # THEN valid EMF documents say, for iris: one job succeeded, one failed, their wait and the batch's run time
+    docs = emf_documents(capsys.readouterr().out)
+    for doc in docs:
+        check_emf(doc)
+        assert doc["model"] == "iris"
+    assert metric_values(docs, emf.JOBS_SUCCEEDED) == [1.0] and metric_values(docs, emf.JOBS_FAILED) == [1.0]
+    assert metric_values(docs, emf.JOB_BATCH_SIZE) == [2.0]
+    waits, runs = metric_values(docs, emf.JOB_QUEUE_WAIT), metric_values(docs, emf.JOB_RUN_TIME)
+    assert len(waits) == 2 and all(0 <= w < 60_000 for w in waits) and len(runs) == 2 and runs[0] > 0
+    # AND the webhook's two attempts by outcome: retried once, then delivered
+    assert sum(metric_values(docs, emf.WEBHOOK_ATTEMPTS)) == 2
+    assert sum(metric_values(docs, emf.WEBHOOK_RETRIED)) == 1 and sum(metric_values(docs, emf.WEBHOOK_DELIVERED)) == 1
+    assert metric_values(docs, emf.WEBHOOK_GAVE_UP) == []
