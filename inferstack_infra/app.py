@@ -1,4 +1,5 @@
-"""The CDK app: `npx cdk synth` (cdk.json runs `python -m inferstack_infra.app`).
+"""The CDK app: `inferstack synth|deploy` run it (`npx cdk ...` too: a project's cdk.json runs
+`python3 -m inferstack_infra.app`), in the project's directory.
 
 The manifest is `inferstack.toml` unless `-c manifest=FILE` says otherwise; `-c stage=NAME` deploys it as
 `<name>-<stage>` (inferstack_infra/stages.py). cdk-nag's AwsSolutions pack
