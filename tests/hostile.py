@@ -58,7 +58,7 @@ def attacks(width: int) -> list[Attack]:
         Attack("integer of 400 digits", b'{"inputs": [[' + b"9" * 400 + b"," + b",".join([b"1"] * (width - 1))
                + b"]]}", 422, "invalid-input"),
         Attack("1e999 (infinite)", b'{"inputs": [[1e999' + b",1" * (width - 1) + b"]]}", 422, "invalid-input"),
-        Attack("100,000 unknown inputs", json.dumps({"inputs": {f"x{i}": [[1.5]] for i in range(100_000)}}).encode(),
+        Attack("50,000 unknown inputs", json.dumps({"inputs": {f"x{i}": [[1.5]] for i in range(50_000)}}).encode(),
                422, "invalid-input"),
         Attack("100,000 unknown fields", json.dumps({"inputs": [[1.5] * width],
                                                      **{f"f{i}": 1 for i in range(100_000)}}).encode(),

@@ -27,8 +27,9 @@ from inferstack.api.problems import ProblemError
 #: Deepest nesting of arrays and objects a body may have (numpy takes at most 64 dimensions; no input needs
 #: more than a few levels around them).
 MAX_JSON_DEPTH = 64
-#: A body may cost at most this many times its size, plus the slack, in parsed objects.
-PARSE_RATIO = 10
+#: A body may cost at most this many times its size, plus the slack, in parsed objects: the process that parses it
+#: holds some 4 more copies of it (the event, its base64 text, the bytes, the text), 10x in all.
+PARSE_RATIO = 6
 PARSE_SLACK_BYTES = 16 * 1024 * 1024
 #: Python refuses to convert integers with more digits than this (`sys.get_int_max_str_digits`).
 INT_MAX_DIGITS = 4300
@@ -58,10 +59,11 @@ class CostlyJsonError(JsonBodyError):
 
 def parse_cost(document: bytes) -> int:
     """Roughly the bytes of Python objects `json.loads` builds from `document`, from C-speed counts: an array
-    takes some 72 bytes however short (`[]` is 2), an object some 240, a string some 60, a number up to 32.
+    takes some 72 bytes however short (`[]` is 2), an object some 240 and 48 a member, a string some 60, a number
+    up to 32.
     Numbers alone stay under 10x their text; empty arrays and objects, or many tiny strings, go far past it."""
     return (72 * document.count(b"[") + 240 * document.count(b"{") + 30 * document.count(b'"')
-            + 24 * document.count(b","))
+            + 24 * document.count(b",") + 48 * document.count(b":"))
 
 
 def check_cost(document: bytes, *, what: str = "The body") -> None:

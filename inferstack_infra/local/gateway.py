@@ -317,10 +317,10 @@ class Gateway:
 
     async def handle(self, scope: Scope, receive: Receive) -> tuple[int, list[tuple[str, str]], bytes]:
         method = scope["method"]
-        # Routing uses the raw path (decoded segment by segment in `match_route`); the event's `path`, the path
-        # decoded once. A client's path is never decoded twice.
-        raw_path = (scope.get("raw_path") or scope["path"].encode()).decode("latin-1").split("?", 1)[0]
-        path = unquote(raw_path)
+        # Routing uses the raw path, decoded segment by segment in `match_route`; the event's `path` is the raw
+        # path too, as API Gateway sends it (Mangum decodes it once), and its `pathParameters` are decoded once.
+        # A client's path is never decoded twice.
+        path = (scope.get("raw_path") or scope["path"].encode()).decode("latin-1").split("?", 1)[0]
         raw_headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]]
         header = {k.lower(): v for k, v in raw_headers}
 
@@ -336,9 +336,8 @@ class Gateway:
             if not message.get("more_body"):
                 break
 
-        if raw_path == f"/{API_STAGE}" or raw_path.startswith(f"/{API_STAGE}/"):
-            raw_path = raw_path[len(API_STAGE) + 1:] or "/"  # the invoke URL's stage
-            path = unquote(raw_path)
+        if path == f"/{API_STAGE}" or path.startswith(f"/{API_STAGE}/"):
+            path = path[len(API_STAGE) + 1:] or "/"  # the invoke URL's stage
         encoding = header.get("content-encoding")
         if body and encoding:
             try:
@@ -348,8 +347,8 @@ class Gateway:
             except ProtocolError as exc:
                 return self._gateway_error("UNSUPPORTED_MEDIA_TYPE", str(exc))
 
-        scope[PATH] = path
-        matched = match_route(self.table, method, raw_path)
+        scope[PATH] = unquote(path)
+        matched = match_route(self.table, method, path)
         if matched is None:
             return self._gateway_error("MISSING_AUTHENTICATION_TOKEN")
         route, params = matched

@@ -55,6 +55,7 @@ async def test_paths_are_decoded_once(gateway: tuple[Gateway, Recorder, list[str
     assert response.status_code == 200
     ((called, event),) = recorder.calls
     assert called == function
+    assert event["path"] == url  # raw, as API Gateway sends it (Mangum decodes it once)
     if name is not None:
         assert event["pathParameters"] == {"name": name}
 
@@ -70,3 +71,12 @@ async def test_control_characters_in_a_path_are_escaped_in_the_log(gateway: tupl
 
 def test_printable_escapes_every_control_character() -> None:
     assert printable("a\r\nb\x1b[31m\x00\x7f\x85é") == "a\\r\\nb\\x1b[31m\\x00\\x7f\\x85é"
+
+
+@pytest.mark.anyio
+async def test_encoded_slashes_stay_in_a_job_id(gateway: tuple[Gateway, Recorder, list[str]]) -> None:
+    gw, recorder, _ = gateway
+    response = await _send(gw, "GET", "/v1/jobs/..%2F..%2Fetc%2Fpasswd")
+    assert response.status_code == 200
+    ((function, event),) = recorder.calls
+    assert function == "api" and event["pathParameters"] == {"job_id": "../../etc/passwd"}
