@@ -18,11 +18,11 @@ import argparse
 import sys
 from pathlib import Path
 
-from inferstack_infra.cli import calls, cdk, cost, dev, doctor, load, project, rollout
+from inferstack_infra.cli import batch, calls, cdk, cost, dev, doctor, load, project, rollout
 from inferstack_infra.cli.extras import missing_extra
 
 #: Command groups, in the order `inferstack --help` lists them. A new group is a module with `register`.
-GROUPS = (project, dev, calls, load, doctor, cost, cdk, rollout)
+GROUPS = (project, dev, calls, batch, load, doctor, cost, cdk, rollout)
 
 
 def build_parser() -> argparse.ArgumentParser:

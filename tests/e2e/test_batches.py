@@ -7,6 +7,8 @@ import json
 import os
 import re
 import signal
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +17,7 @@ import httpx
 import pytest
 
 from inferstack_infra.local.webhook_receiver import WebhookReceiver
+from tests.conftest import ROOT
 from tests.e2e.conftest import PRO_KEY, RunningStack, child_processes, eventually, start_dev, stop_dev
 
 pytestmark = pytest.mark.e2e
@@ -177,3 +180,27 @@ def test_a_crashed_chunk_is_retried_without_duplicates(batch_stack: tuple[Runnin
     lines = [o["line"] for o in outputs]
     assert len(lines) == len(set(lines)) == 30_000
     assert re.search(r"ScoreChunk: Runtime.ExitError; retry 1", stack.log.read_text())
+
+
+def test_the_cli_uploads_waits_with_progress_and_downloads(batch_stack: tuple[RunningStack, str],
+                                                           tmp_path: Path) -> None:
+    stack, _ = batch_stack
+    source = tmp_path / "rows.jsonl"
+    source.write_bytes(rows_file(1200, {7: "not json"}))
+    remote = ["--url", stack.url, "--api-key", PRO_KEY]
+    cli = [sys.executable, "-m", "inferstack_infra.cli", "batch"]
+    submitted = subprocess.run([*cli, "submit", "iris", str(source), "--rows-per-chunk", "300", "--wait", *remote],
+                               capture_output=True, text=True, timeout=BATCH_S, cwd=ROOT, check=False)
+    assert submitted.returncode == 0, submitted.stderr
+    view = json.loads(submitted.stdout)
+    assert view["status"] == "succeeded" and view["rows"] == {"total": 1200, "succeeded": 1199, "failed": 1}
+    assert re.search(r"1,200/1,200 rows \(100\.0%\), 1 failed, chunk 4/4, [\d,]+ rows/s", submitted.stderr)
+    out = tmp_path / "out"
+    downloaded = subprocess.run([*cli, "download", view["batch_id"], str(out), *remote], capture_output=True,
+                                text=True, timeout=60, cwd=ROOT, check=False)
+    assert downloaded.returncode == 0, downloaded.stderr
+    lines = [json.loads(line) for f in sorted(out.glob("part-*.jsonl")) for line in f.read_text().splitlines()]
+    assert [o["line"] for o in lines] == [n for n in range(1, 1201) if n != 7]
+    (error,) = [json.loads(line) for line in (out / "errors.jsonl").read_text().splitlines()]
+    assert error["line"] == 7 and error["error"]["type"] == "malformed-line"
+    assert json.loads((out / "_manifest.json").read_text())["status"] == "succeeded"
