@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any, cast
 
@@ -24,6 +25,7 @@ def lambda_handler(app: FastAPI) -> LambdaHandler:
 
     @logger.inject_lambda_context
     def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+        _ensure_event_loop()
         try:
             result: dict[str, Any] = asgi(event, cast(Any, context))
         finally:
@@ -31,3 +33,12 @@ def lambda_handler(app: FastAPI) -> LambdaHandler:
         return result
 
     return handler
+
+
+def _ensure_event_loop() -> None:
+    """Mangum runs each call on `asyncio.get_event_loop()`, which raises once anything in the process ended an
+    `asyncio.run` (it leaves no current loop behind): give the thread a fresh loop in that case."""
+    try:
+        asyncio.get_event_loop()
+    except RuntimeError:
+        asyncio.set_event_loop(asyncio.new_event_loop())
