@@ -34,6 +34,15 @@ class ModelInfo(BaseModel):
         default=None, description="JSON schema of the predict response's `outputs`, for a model with a handler")
 
 
+class VariantEntry(BaseModel):
+    """One arm of an A/B test: its share of the traffic (percent), its version and its model file."""
+
+    name: str
+    weight: int
+    version: str
+    artifact: str
+
+
 class CatalogEntry(ModelInfo):
     #: The model file, relative to the catalog's model root.
     artifact: str
@@ -42,6 +51,8 @@ class CatalogEntry(ModelInfo):
     handler: str | None = None
     #: The onnxruntime optimization level the artifact was saved at (`optimize.graph` in the manifest).
     graph_optimized: Literal["none", "basic", "extended"] = "none"
+    #: A/B variants (`variants` in the manifest): each request goes to one, by weight; `artifact` is the first's.
+    variants: list[VariantEntry] | None = None
 
     def public(self) -> ModelInfo:
         return ModelInfo.model_validate(self.model_dump(include=set(ModelInfo.model_fields)))

@@ -5,9 +5,10 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from inferstack.catalog import CascadeInfo, Catalog, CatalogEntry
+from inferstack.catalog import CascadeInfo, Catalog, CatalogEntry, VariantEntry
 from inferstack.inference.handlers import load_handler
 from inferstack.inference.session import create_session, read_signature
+from inferstack.inference.spec import TensorSpec
 from inferstack.manifest import Manifest, ManifestError, Model
 from inferstack_infra.optimize import artifact
 
@@ -40,8 +41,6 @@ def build_catalog(manifest: Manifest, *, bundled: bool = True) -> Catalog:
     A model's handler is imported here, for its request and response schemas."""
     entries = []
     for m in manifest.models:
-        if m.variants:
-            raise ValueError(f"model {m.name}: serving A/B variants is not built yet; give it one path")
         path = artifact(manifest, m)  # the optimized model where the manifest asks for one
         inputs, outputs = read_signature(create_session(path, threads=1))
         handler_file = manifest.handler_file(m)
@@ -55,8 +54,33 @@ def build_catalog(manifest: Manifest, *, bundled: bool = True) -> Catalog:
             allow_non_finite=m.allow_non_finite,
             handler=handler_path, graph_optimized=m.optimize.graph if m.optimize else "none",
             request_schema=handler.request_schema() if handler else None,
-            response_schema=handler.response_schema() if handler else None))
+            response_schema=handler.response_schema() if handler else None,
+            variants=variant_entries(manifest, m, inputs, bundled=bundled)))
+        if m.variants:  # the model's version: that of the whole A/B test
+            entries[-1].version = m.version or hashlib.sha256(
+                "".join(v.version for v in entries[-1].variants or []).encode()).hexdigest()[:12]
     return Catalog(models=entries, cascades=cascade_infos(manifest, {e.name: e for e in entries}))
+
+
+def bundled_variant(name: str, variant: str) -> str:
+    return f"models/{name}--{variant}.onnx"
+
+
+def variant_entries(manifest: Manifest, model: Model, inputs: list[TensorSpec], *, bundled: bool
+                    ) -> list[VariantEntry] | None:
+    """Each A/B variant's version and file; every variant must take the inputs the first one takes."""
+    if not model.variants:
+        return None
+    out = []
+    for v in model.variants:
+        path = manifest.resolve(v.path)
+        if read_signature(create_session(path, threads=1))[0] != inputs:
+            raise ValueError(f"model {model.name}: variant {v.name} ({path}) takes other inputs than "
+                             f"{model.variants[0].name}; every variant must take the same inputs")
+        version = v.version or file_version(path)
+        out.append(VariantEntry(name=v.name, weight=v.weight, version=version,
+                                artifact=bundled_variant(model.name, v.name) if bundled else str(path.resolve())))
+    return out
 
 
 def _signature(entry: CatalogEntry) -> str:

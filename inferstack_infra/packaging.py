@@ -200,6 +200,8 @@ def _write_function(out: Path, spec: FunctionSpec, manifest: Manifest, catalog: 
         assert entry is not None
         (out / entry.artifact).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(optimize.artifact(manifest, model), out / entry.artifact)
+        for variant, source in zip(entry.variants or [], model.variants or [], strict=True):  # A/B: every file
+            shutil.copy2(manifest.resolve(source.path), out / variant.artifact)
         if entry.handler:
             copy_handler(manifest, model, (out / entry.handler).parent)
     catalog.dump(out / "catalog.json")

@@ -40,6 +40,8 @@ class ModelEntry:
     handler: str | None = None
     #: The onnxruntime optimization level the artifact was saved at ("none", "basic", "extended").
     graph_optimized: str = "none"
+    #: A/B variants: (name, weight in percent, version, artifact) each.
+    variants: tuple[tuple[str, int, str, str], ...] = ()
 
 
 def load_model_entry(name: str | None = None, path: str | None = None) -> tuple[ModelEntry, Path]:
@@ -50,6 +52,8 @@ def load_model_entry(name: str | None = None, path: str | None = None) -> tuple[
         if raw["name"] == name:
             entry = ModelEntry(name=raw["name"], tier=raw["tier"], version=raw["version"], artifact=raw["artifact"],
                                allow_non_finite=bool(raw.get("allow_non_finite", False)),
-                               handler=raw.get("handler"), graph_optimized=raw.get("graph_optimized", "none"))
+                               handler=raw.get("handler"), graph_optimized=raw.get("graph_optimized", "none"),
+                               variants=tuple((v["name"], int(v["weight"]), v["version"], v["artifact"])
+                                              for v in raw.get("variants") or []))
             return entry, Path(os.environ.get(env.MODEL_ROOT) or where.parent)
     raise LookupError(f"model {name!r} is not in the catalog {where}")

@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from inferstack.heavy.endpoint import EndpointPredictor
     from inferstack.heavy.exceptions import EndpointError
     from inferstack.inference.session import Predictor, Prepared
+    from inferstack.rollout.variants import Variants
 
 
 @dataclass(frozen=True)
@@ -197,6 +198,27 @@ class InProcessRunner:
             return Errored(f"{type(exc).__name__}: {exc}")
 
 
+class VariantsRunner(InProcessRunner):
+    """A light model with A/B variants: each call (a batch of jobs) runs on one variant, picked by weight;
+    `predictor` is the one that ran the last call."""
+
+    def __init__(self, variants: Variants) -> None:
+        self.variants = variants
+        self.runners = [InProcessRunner(a.predictor) for a in variants.arms]
+        super().__init__(variants.arms[0].predictor)
+
+    def _pick(self) -> InProcessRunner:
+        runner = self.runners[self.variants.pick_index()]
+        self.predictor = runner.predictor
+        return runner
+
+    def run(self, inputs: Sequence[Any]) -> list[Outcome]:
+        return self._pick().run(inputs)
+
+    def run_v2(self, requests: Sequence[Any]) -> list[Outcome]:
+        return self._pick().run_v2(requests)
+
+
 class EndpointRunner:
     """A heavy model's jobs: one invocation per job, concurrently, so that the endpoint's dynamic batcher
     stacks them. The container validates; its 4xx answers fail the job, anything else retries."""
@@ -231,8 +253,6 @@ class BatchWorker:
     def __init__(self, store: JobStore, webhooks: WebhookSender, runner: Runner) -> None:
         self.store, self.webhooks, self.runner = store, webhooks, runner
         self.deferrer = Deferrer(store, webhooks.aws, webhooks.settings.queues)
-        #: The model version that runs this worker's jobs, recorded on each (`model_version`).
-        self._version: str | None = getattr(getattr(runner, "predictor", None), "version", None)
         self.retry = RetryDelay(webhooks.aws, webhooks.settings.queues.values())
 
     def _inputs(self, message: JobMessage) -> Any:
@@ -330,7 +350,7 @@ class BatchWorker:
                 self._note(message.job_id, exc)
                 continue
             job = Job(job_id=message.job_id, owner="", model=message.model, status="running", created_at="",
-                      metadata=message.metadata, webhook_url=message.webhook_url, model_version=self._version)
+                      metadata=message.metadata, webhook_url=message.webhook_url)
             claimed.append((record, message, job, inputs))
 
         outcomes: list[Outcome] = [Errored("not run")] * len(claimed)
@@ -340,8 +360,10 @@ class BatchWorker:
             if members:
                 run = self.runner.run if protocol == "v1" else self.runner.run_v2
                 results = self._run_isolated(run, [claimed[i][3] for i in members])
+                version = self._version()  # who ran them (an A/B variant is picked per call)
                 for i, outcome in zip(members, results, strict=True):
                     outcomes[i] = outcome
+                    claimed[i][2].model_version = version
         self._measure(claimed, outcomes, emf.elapsed_ms(started))
         for (record, message, job, _), outcome in zip(claimed, outcomes, strict=True):
             try:
@@ -353,10 +375,10 @@ class BatchWorker:
                     raise TransientJobError(outcome.message)
                 if isinstance(outcome, Invalid):
                     error = {"type": "invalid-input", "detail": str(outcome.error)}
-                    if self.store.finish(job.job_id, error=error, version=self._version):
+                    if self.store.finish(job.job_id, error=error, version=job.model_version):
                         job.status, job.error = "failed", error
                         self._finished(record, job, None, pending_webhooks)
-                elif self.store.finish(job.job_id, result=outcome.outputs, version=self._version):
+                elif self.store.finish(job.job_id, result=outcome.outputs, version=job.model_version):
                     job.status = "succeeded"
                     self._finished(record, job, outcome.outputs, pending_webhooks)
             except Exception as exc:
@@ -381,6 +403,10 @@ class BatchWorker:
             metrics.add(emf.JOB_RUN_TIME, run_ms)
         for model in {message.model for _, message, _, _ in claimed}:
             registry.model(model).add(emf.JOB_BATCH_SIZE, sum(1 for _, m, _, _ in claimed if m.model == model))
+
+    def _version(self) -> str | None:
+        """The model version of the runner's last call, recorded on each job it ran (`model_version`)."""
+        return getattr(getattr(self.runner, "predictor", None), "version", None)
 
     def _note(self, job_id: str, exc: Exception) -> None:
         try:

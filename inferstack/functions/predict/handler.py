@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import os
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from inferstack import env
@@ -25,13 +26,14 @@ from inferstack.api.predict import predict_body, predict_inputs
 from inferstack.cache.http import Answer, header, serve
 from inferstack.cache.key import CacheKey, digest_arrays, digest_json
 from inferstack.cache.wiring import cache_from_env
-from inferstack.inference.session import Predictor
 from inferstack.inference.spec import load_model_entry
 from inferstack.observability import emf as m
 from inferstack.observability import registry
+from inferstack.observability.emf import ModelMetrics
 from inferstack.protocol import inference as v2
 from inferstack.protocol.events import check_version, event_body, infer_request, proxy_result
-from inferstack.rollout import MODEL_VERSION_HEADER
+from inferstack.rollout import MODEL_VARIANT_HEADER, MODEL_VERSION_HEADER
+from inferstack.rollout.variants import Arm, Variants
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -40,13 +42,14 @@ if TYPE_CHECKING:
 
 catalog_path = os.environ.get(env.CATALOG_PATH)
 entry, model_root = load_model_entry(path=catalog_path)
-predictor = Predictor.load(entry, model_root)
+#: The model, or its A/B variants, each loaded here (`inferstack.rollout.variants`); each request picks one.
+variants = Variants.load(entry, model_root)
+predictor = variants.arms[0].predictor
 body_limit = int(os.environ.get(env.MAX_BODY_BYTES) or 5 * 1024 * 1024)
 #: The model's result cache (None unless the manifest gives it one): an LRU in this execution environment.
 cache = cache_from_env(entry.name)
 predict_path = f"/v1/models/{entry.name}/predict"
 infer_paths = (f"/v2/models/{entry.name}/infer", f"/v2/models/{entry.name}/versions/")
-model_metrics = registry.model(entry.name, entry.version)
 
 
 def _response(status: int, headers: dict[str, str], body: bytes) -> dict[str, Any]:
@@ -54,8 +57,22 @@ def _response(status: int, headers: dict[str, str], body: bytes) -> dict[str, An
             "multiValueHeaders": {}, "body": body.decode(), "isBase64Encoded": False}
 
 
-_JSON = {"content-type": "application/json", MODEL_VERSION_HEADER: entry.version}
-_VERSION = {MODEL_VERSION_HEADER: entry.version}
+@dataclass(frozen=True)
+class Served:
+    """What an answer of one arm carries, built once: its predictor, headers and metrics."""
+
+    arm: Arm
+    version: dict[str, str]
+    json: dict[str, str]
+    metrics: ModelMetrics
+
+    @classmethod
+    def of(cls, arm: Arm) -> Served:
+        names = {MODEL_VERSION_HEADER: arm.version, **({MODEL_VARIANT_HEADER: arm.name} if arm.name else {})}
+        return cls(arm, names, {"content-type": "application/json", **names}, registry.model(entry.name, arm.version))
+
+
+served = [Served.of(a) for a in variants.arms]
 
 
 def _context(event: dict[str, Any], context: LambdaContext | None) -> dict[str, Any]:
@@ -65,6 +82,8 @@ def _context(event: dict[str, Any], context: LambdaContext | None) -> dict[str, 
 
 def predict(event: dict[str, Any], context: LambdaContext | None = None) -> dict[str, Any]:
     started = time.perf_counter()
+    chosen = served[variants.pick_index()]
+    predictor, model_metrics = chosen.arm.predictor, chosen.metrics
     try:
         raw = predict_inputs(event_body(event, body_limit), body_limit)
         prepared = predictor.prepare(raw)
@@ -75,15 +94,16 @@ def predict(event: dict[str, Any], context: LambdaContext | None = None) -> dict
             outputs = predictor.run(prepared.arrays)
             timing["responding"] = time.perf_counter()
             result = predictor.respond(prepared, outputs)
-            return Answer(200, predict_body(entry.name, entry.version, result), dict(_JSON))
+            return Answer(200, predict_body(entry.name, chosen.arm.version, result), dict(chosen.json))
 
         answer = compute() if cache is None else \
-            serve(cache, _key(raw, prepared.arrays), header(event.get("headers"), "if-none-match"), compute)
+            serve(cache, _key(chosen.arm, raw, prepared.arrays), header(event.get("headers"), "if-none-match"),
+                  compute)
     except Exception as exc:
         problem = to_problem(exc, context=_context(event, context))
         model_metrics.request(problem.status, m.elapsed_ms(started), kind=problem.type.slug)
-        return _response(problem.status, {**problem.response_headers(), **_VERSION}, problem.body())
-    response = _response(answer.status, {**answer.headers, **_VERSION}, answer.body)
+        return _response(problem.status, {**problem.response_headers(), **chosen.version}, problem.body())
+    response = _response(answer.status, {**answer.headers, **chosen.version}, answer.body)
     if cache is not None:
         model_metrics.add(m.CACHE_MISSES if "ran" in timing else m.CACHE_HITS)
     if "ran" not in timing:  # answered from the cache
@@ -96,25 +116,27 @@ def predict(event: dict[str, Any], context: LambdaContext | None = None) -> dict
     return response
 
 
-def _key(raw: Any, arrays: dict[str, Any]) -> CacheKey:
-    """The key hashes the validated tensors (through a handler: the request's canonical JSON)."""
-    digest = digest_arrays(arrays) if predictor.handler is None else \
-        digest_json(raw, [i.name for i in predictor.inputs])
-    return CacheKey(entry.name, entry.version, digest)
+def _key(arm: Arm, raw: Any, arrays: dict[str, Any]) -> CacheKey:
+    """The key hashes the validated tensors (through a handler: the request's canonical JSON), per version (an
+    A/B variant's answers are its own)."""
+    digest = digest_arrays(arrays) if arm.predictor.handler is None else \
+        digest_json(raw, [i.name for i in arm.predictor.inputs])
+    return CacheKey(entry.name, arm.version, digest)
 
 
 def infer(event: dict[str, Any], context: LambdaContext | None = None) -> dict[str, Any]:
     """The Open Inference Protocol's infer, JSON or binary tensors, straight from the event."""
     started = time.perf_counter()
+    chosen = served[variants.pick_index()]
     try:
         check_version(event.get("path") or "", entry.name, entry.version)
-        body, headers = v2.infer(predictor, infer_request(event, body_limit))
+        body, headers = v2.infer(chosen.arm.predictor, infer_request(event, body_limit))
     except Exception as exc:
         problem = to_problem(exc, context=_context(event, context))
-        model_metrics.request(problem.status, m.elapsed_ms(started), kind=problem.type.slug)
-        return proxy_result(problem.status, {**problem.error_headers(), **_VERSION}, problem.error_body())
-    model_metrics.request(200, m.elapsed_ms(started))
-    return proxy_result(200, {**headers, **_VERSION}, body)
+        chosen.metrics.request(problem.status, m.elapsed_ms(started), kind=problem.type.slug)
+        return proxy_result(problem.status, {**problem.error_headers(), **chosen.version}, problem.error_body())
+    chosen.metrics.request(200, m.elapsed_ms(started))
+    return proxy_result(200, {**headers, **chosen.version}, body)
 
 
 @functools.cache
@@ -143,5 +165,6 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
 
 def _flushed(result: dict[str, Any]) -> dict[str, Any]:
     """The invocation's metrics go out before it returns (the environment may be frozen after)."""
-    model_metrics.flush()
+    for arm in served:
+        arm.metrics.flush()
     return result

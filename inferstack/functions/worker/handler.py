@@ -12,7 +12,7 @@ from inferstack import env
 from inferstack.cache.wiring import cache_from_env
 from inferstack.catalog import load_catalog
 from inferstack.jobs.context import JobsContext
-from inferstack.jobs.worker import BatchWorker, EndpointRunner, InProcessRunner, Runner
+from inferstack.jobs.worker import BatchWorker, EndpointRunner, InProcessRunner, Runner, VariantsRunner
 from inferstack.observability import logger
 
 catalog, model_root = load_catalog()
@@ -34,8 +34,9 @@ if entry.tier == "heavy":
         runner = CachingRunner(runner, cache, model=entry.name, version=entry.version,
                                input_names=[i.name for i in entry.inputs])
 else:
-    from inferstack.inference.session import Predictor
+    from inferstack.rollout.variants import Variants
 
-    runner = InProcessRunner(Predictor.load(entry, model_root))
+    variants = Variants.load(entry, model_root)  # A/B variants: each batch of jobs runs on one, by weight
+    runner = VariantsRunner(variants) if entry.variants else InProcessRunner(variants.arms[0].predictor)
 worker = BatchWorker(jobs.store, jobs.webhook_sender(), runner)
 handler = logger.inject_lambda_context(worker.handle)
