@@ -84,3 +84,16 @@ def test_variants_are_for_the_light_tier(iris_model: Path) -> None:
     ((where, says),) = problems({"name": "big", "tier": "heavy", "instance_type": "ml.g5.xlarge",
                                  "variants": variants(50, 50)})
     assert where == "models[0] (big)" and "tier = 'light'" in says
+
+
+def test_the_readme_snippets_are_valid_manifests() -> None:
+    import re
+    import tomllib
+
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## Shipping a new model version"):]
+    section = section[:section.index("\n## ", 1)]
+    blocks = re.findall(r"```toml\n(.*?)```", section, re.S)
+    assert len(blocks) == 2
+    for block in blocks:
+        parse_manifest(tomllib.loads(block), root=ROOT, check_files=False)
