@@ -136,6 +136,8 @@ def create_app(config: ServerConfig) -> Starlette:
                                            "max_delay_ms": config.max_delay_ms})
         predictor.warm_up()
         metrics = registry.model(entry.name, entry.version)
+        # SageMaker's log is not EMF-extracted: the deployment's metric filters read these sums instead
+        metrics.summaries = frozenset({emf.BATCH_SIZE, emf.QUEUE_DEPTH})
 
         def on_batch(rows: int, waiting: int, run_ms: float) -> None:
             metrics.add(emf.BATCH_SIZE, rows)

@@ -94,6 +94,9 @@ class ModelMetrics:
         self._lock = threading.Lock()
         self._pending = _Pending({}, {})
         self._cold = True
+        #: Distributions also summed up in each document as plain members (`<name>Sum`, `<name>Count`,
+        #: `<name>Max`): where no EMF extraction happens (a SageMaker container's log), metric filters read those.
+        self.summaries: frozenset[str] = frozenset()
 
     def add(self, name: str, value: float = 1.0) -> None:
         with self._lock:
@@ -136,6 +139,10 @@ class ModelMetrics:
             for name, values in pending.values.items():
                 for value in values:
                     m.add_metric(name=name, unit=UNITS.get(name, MetricUnit.Count), value=value)
+                if name in self.summaries:
+                    m.add_metadata(key=f"{name}Sum", value=sum(values))
+                    m.add_metadata(key=f"{name}Count", value=len(values))
+                    m.add_metadata(key=f"{name}Max", value=max(values))
             doc = cast(dict[str, Any], m.serialize_metric_set())
             if self.version is not None:  # the roll-up across versions, beside [service, model, version]
                 doc["_aws"]["CloudWatchMetrics"][0]["Dimensions"].append(["service", "model"])

@@ -30,6 +30,13 @@ from inferstack.topology import API_STAGE
 from inferstack_infra.constructs.function import InferenceFunction
 
 PERIOD = Duration.minutes(1)
+#: What the metric filters on a heavy model's container log make of its metric lines' sums
+#: (`ModelMetrics.summaries`): SageMaker does not extract EMF from a container's log.
+CONTAINER_BATCH_ROWS, CONTAINER_BATCHES = "ContainerBatchRows", "ContainerBatches"
+CONTAINER_BATCH_SIZE_MAX, CONTAINER_QUEUE_DEPTH_MAX = "ContainerBatchSizeMax", "ContainerQueueDepthMax"
+CONTAINER_FILTERS = {  # metric name: the member of the container's metric line it reads
+    CONTAINER_BATCH_ROWS: f"$.{emf.BATCH_SIZE}Sum", CONTAINER_BATCHES: f"$.{emf.BATCH_SIZE}Count",
+    CONTAINER_BATCH_SIZE_MAX: f"$.{emf.BATCH_SIZE}Max", CONTAINER_QUEUE_DEPTH_MAX: f"$.{emf.QUEUE_DEPTH}Max"}
 WIDTH, HEIGHT = 6, 6
 PERCENTILES = ("p50", "p95", "p99")
 
@@ -163,8 +170,12 @@ def heavy_row(manifest: Manifest, api_name: str, parts: ModelParts) -> list[cw.I
               + [sm("OverheadLatency", "p99", "overhead p99")], unit="µs"),
         graph(f"{name}: instances and GPU utilisation", copies, capacity, unit="instances", right_unit="%"),
         graph(f"{name}: batch sizes and queue depth (container)",
-              [emf_metric(manifest, name, emf.BATCH_SIZE, s, label=f"batch rows {s}") for s in ("Average", "Maximum")],
-              [emf_metric(manifest, name, emf.QUEUE_DEPTH, "Maximum", label="waiting requests")],
+              [cw.MathExpression(expression="rows / IF(batches > 0, batches, 1)", label="batch rows mean",
+                                 using_metrics={"rows": emf_metric(manifest, name, CONTAINER_BATCH_ROWS),
+                                                "batches": emf_metric(manifest, name, CONTAINER_BATCHES)},
+                                 period=PERIOD),
+               emf_metric(manifest, name, CONTAINER_BATCH_SIZE_MAX, "Maximum", label="batch rows max")],
+              [emf_metric(manifest, name, CONTAINER_QUEUE_DEPTH_MAX, "Maximum", label="waiting requests")],
               unit="rows", right_unit="requests"),
     ]
 

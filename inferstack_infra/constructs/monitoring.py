@@ -21,16 +21,19 @@ from aws_cdk import aws_cloudwatch as cw
 from aws_cdk import aws_cloudwatch_actions as cw_actions
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
+from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subs
 from constructs import Construct, IConstruct
 
-from inferstack.manifest import Manifest
+from inferstack.manifest import Manifest, resource_id
+from inferstack.observability import emf
 from inferstack.topology import batch_function_key, job_queue_key, predict_function_key, worker_function_key
 from inferstack_infra.constructs.api import RestApiTier
-from inferstack_infra.constructs.dashboard import ModelParts, api_row, model_rows
+from inferstack_infra.constructs.dashboard import CONTAINER_FILTERS, ModelParts, api_row, model_rows
 from inferstack_infra.constructs.function import InferenceFunction
-from inferstack_infra.constructs.heavy import HeavyTier
+from inferstack_infra.constructs.heavy import HeavyModel, HeavyTier
+from inferstack_infra.constructs.heavy_zero import ScaleToZeroHeavyModel
 from inferstack_infra.constructs.jobs import JobTier
 
 #: Composite alarms that page are named `<stack>-page-<model>` (and `<stack>-page-platform`).
@@ -95,6 +98,8 @@ class Monitoring(Construct):
             self.composites[m.name] = self._composite(manifest, m.name, members,
                                                       f"model {m.name}: its function, worker, job queues"
                                                       + (" or endpoint" if endpoint else "") + " need attention")
+            if endpoint is not None:
+                self._container_filters(manifest, m.name, endpoint)
             model_parts.append(ModelParts(
                 model=m, predict=functions.get(predict_function_key(m.name)),
                 worker=functions.get(worker_function_key(m.name)), queue=jobs.queues[queue_key],
@@ -126,6 +131,22 @@ class Monitoring(Construct):
                         f"#dashboards/dashboard/{manifest.name}")
         CfnOutput(self, "AlarmTopicArn", value=self.topic.topic_arn,
                   description="Every alarm notifies this SNS topic (subscribe more receivers to it)")
+
+    def _container_filters(self, manifest: Manifest, model: str, endpoint: HeavyModel | ScaleToZeroHeavyModel) -> None:
+        """Metrics from the heavy container's log (its batch sizes and queue depth), by metric filters: SageMaker
+        creates the log group when the container starts, so each filter waits for the endpoint (or component)."""
+        component = getattr(endpoint, "component_name", None)
+        group = logs.LogGroup.from_log_group_name(
+            self, f"{resource_id(model)}ContainerLog",
+            f"/aws/sagemaker/InferenceComponents/{component}" if component
+            else f"/aws/sagemaker/Endpoints/{endpoint.endpoint_name}")
+        ready = getattr(endpoint, "component", None) or endpoint.endpoint
+        for metric, member in CONTAINER_FILTERS.items():
+            f = logs.MetricFilter(
+                self, f"{resource_id(model)}{metric}", log_group=group, metric_namespace=emf.NAMESPACE,
+                metric_name=metric, metric_value=member, filter_pattern=logs.FilterPattern.exists(member),
+                dimensions={"service": "$.service", "model": "$.model"})
+            f.node.add_dependency(ready)
 
     def _composite(self, manifest: Manifest, part: str, members: list[cw.IAlarm], why: str) -> cw.CompositeAlarm:
         return cw.CompositeAlarm(

@@ -126,6 +126,10 @@ def test_the_container_logs_its_metrics_as_emf(server: ModelServer) -> None:
     # every row ran, and some batches held several requests
     assert sum(sizes) == 3 + sum(1 + i % 3 for i in range(64)) and max(sizes) > 3
     assert len(metric_values(docs, emf.QUEUE_DEPTH)) == len(sizes)
+    # AND the sums the deployment's metric filters read (SageMaker's log is not EMF-extracted) agree
+    summed = [d for d in docs if "BatchSizeSum" in d]
+    assert sum(d["BatchSizeSum"] for d in summed) == sum(sizes) and sum(d["BatchSizeCount"] for d in summed) == len(
+        sizes) and max(d["BatchSizeMax"] for d in summed) == max(sizes)
     assert len(metric_values(docs, emf.INFERENCE_LATENCY)) == len(sizes)
     kinds = {d["kind"]: sum(d[emf.VALIDATION_FAILURES]) for d in docs if "kind" in d}
     assert kinds == {"malformed-json": 1, "invalid-input": 2, "invalid-request": 1}

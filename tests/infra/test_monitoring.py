@@ -142,3 +142,22 @@ def test_tracing_is_on_for_the_stage_and_every_function(example: Synthesized) ->
     for fn in resources(example, "AWS::Lambda::Function").values():
         assert fn["Properties"]["TracingConfig"] == {"Mode": "Active"}
         assert fn["Properties"]["Environment"]["Variables"]["POWERTOOLS_SERVICE_NAME"] == "inferstack-example"
+
+
+def test_the_heavy_containers_batches_come_from_metric_filters_on_its_log(example: Synthesized) -> None:
+    filters = {f["Properties"]["MetricTransformations"][0]["MetricName"]: (k, f)
+               for k, f in resources(example, "AWS::Logs::MetricFilter").items()}
+    assert set(filters) == {"ContainerBatchRows", "ContainerBatches", "ContainerBatchSizeMax", "ContainerQueueDepthMax"}
+    (endpoint,) = resources(example, "AWS::SageMaker::Endpoint")
+    for name, member in (("ContainerBatchRows", "$.BatchSizeSum"), ("ContainerQueueDepthMax", "$.QueueDepthMax")):
+        _, f = filters[name]
+        props = f["Properties"]
+        assert props["LogGroupName"] == "/aws/sagemaker/Endpoints/inferstack-example-minilm"
+        transform = props["MetricTransformations"][0]
+        assert transform["MetricNamespace"] == "inferstack" and transform["MetricValue"] == member
+        assert {d["Key"]: d["Value"] for d in transform["Dimensions"]} == {"service": "$.service", "model": "$.model"}
+        assert member in props["FilterPattern"]
+        assert endpoint in f["DependsOn"]  # SageMaker makes the log group when the container starts
+    widgets = {w["properties"].get("title"): w["properties"] for w in dashboard(example)["widgets"]}
+    batches = json.dumps(widgets["minilm: batch sizes and queue depth (container)"]["metrics"])
+    assert "ContainerBatchRows" in batches and "ContainerBatchSizeMax" in batches
