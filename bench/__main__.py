@@ -36,7 +36,7 @@ def main() -> None:
     rows += heavy.run(seconds=3 if quick else 8)
     rows += minilm.run(seconds=3 if quick else 8)
     rows += optimize.run(seconds=3 if quick else 8, runs=3 if quick else 5)
-    rows += local.run(seconds=3 if quick else 8)
+    rows += local.run(seconds=3 if quick else 8, soak_jobs=300 if quick else 2000)
     rows += protocol.run(seconds=3 if quick else 8)
     rows += cascade.run(requests=500 if quick else 2000)
     rows += sizes.run()

@@ -1,6 +1,10 @@
 """Local throughput: predict requests per second through `inferstack dev` (gateway, proxy event, the
 function's runtime process) at 16 concurrent clients, against the same model served by a plain uvicorn +
-FastAPI app (bench/naive_app.py) on this machine. Both are measured with the same lean load generator."""
+FastAPI app (bench/naive_app.py) on this machine. Both are measured with the same lean load generator.
+
+Then, on the same stack, a soak of the jobs tier (`inferstack load --jobs-only`: SOAK_JOBS jobs of 4 rows from
+SOAK_CLIENTS clients, then the drain): jobs per second end to end beside the light tier's predict throughput,
+and the p99 of the last 200 submissions against the first 200 (flat as the table and queue grow: ≤ 1.5x)."""
 
 from __future__ import annotations
 
@@ -19,6 +23,7 @@ from inferstack_infra.local.aws import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 CLIENTS = 16
+SOAK_CLIENTS = 32
 KEY = "bench-key-0001"
 BODY = b'{"inputs": {"features": [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]}}'
 
@@ -43,7 +48,21 @@ def _serve(cmd: list[str], health: str, env: dict[str, str]) -> subprocess.Popen
     return proc
 
 
-def run(seconds: float = 8) -> list[dict[str, Any]]:
+def soak(url: str, jobs: int) -> dict[str, Any]:
+    import asyncio
+
+    from inferstack_infra.soak import JobsSoak
+
+    result = asyncio.run(JobsSoak(url, KEY, "iris", {"features": [[5.1, 3.5, 1.4, 0.2]] * 4}).run(
+        count=jobs, concurrency=SOAK_CLIENTS, drain_timeout_s=300, progress=False))
+    summary = result.summary()
+    print(f"jobs soak ({jobs} jobs, {SOAK_CLIENTS} clients): {summary}")
+    if not summary["ok"]:
+        raise RuntimeError(f"the jobs soak had errors: {summary['errors']}")
+    return summary
+
+
+def run(seconds: float = 8, soak_jobs: int = 2000) -> list[dict[str, Any]]:
     results: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
         manifest = Path(tmp) / "inferstack.toml"
@@ -70,8 +89,9 @@ tier = "light"
                                                seconds=seconds, headers={"x-api-key": KEY})
             if set(statuses) != {200}:
                 raise RuntimeError(f"inferstack dev answered {statuses}")
+            jobs = soak(url, soak_jobs)
         finally:
-            dev.terminate()
+            dev.terminate()  # SIGTERM: the stack stops every process it started
             dev.wait(30)
     port = free_port()
     plain = _serve([sys.executable, "-m", "uvicorn", "bench.naive_app:app", "--port", str(port), "--log-level",
@@ -87,5 +107,13 @@ tier = "light"
     finally:
         plain.terminate()
         plain.wait(30)
+    first, last = jobs["submit_p99_first_200_ms"], jobs["submit_p99_last_200_ms"]
     return [{"figure": f"local predict req/s, {CLIENTS} clients", "value": results["dev"],
-             "baselines": {"uvicorn app": results["uvicorn"]}, "targets": {}, "better": "higher"}]
+             "baselines": {"uvicorn app": results["uvicorn"]}, "targets": {}, "better": "higher"},
+            {"figure": f"local jobs/s end to end, {soak_jobs} jobs", "value": jobs["jobs_per_s"],
+             "baselines": {"predict req/s": results["dev"], "target 50/s": 50.0}, "targets": {"target 50/s": 1.0},
+             "better": "higher"},
+            {"figure": "jobs submit p99, last 200 (ms)", "value": last,
+             "baselines": {"first 200": first}, "targets": {"first 200": 1.5}, "better": "lower"},
+            {"figure": "jobs time to result p99 (s)", "value": jobs["result_p99_s"], "baselines": {},
+             "targets": {}}]
