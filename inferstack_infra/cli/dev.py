@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -78,6 +79,12 @@ inferstack dev: {loaded.name} is up at {stack.url}/v1  (Ctrl-C stops everything)
         stack.serve(on_ready=banner)
     except KeyboardInterrupt:  # uvicorn re-raises Ctrl-C once it has shut down; every part is stopped by now
         print("inferstack dev: stopped", file=sys.stderr)
+        state.clear()
+        # Every part is stopped: exit now. The interpreter's own teardown (joining idle executor threads,
+        # collecting moto's, boto3's and FastAPI's modules) took seconds more, under load tens of seconds.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
     except PortBusyError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -11,7 +11,10 @@ import json
 import logging
 import os
 import secrets
+import signal
 import socket
+import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,7 +23,9 @@ import boto3
 
 from inferstack.manifest import Manifest
 from inferstack.topology import QueueSpec, queues
+from inferstack_infra.local import lifeline
 from inferstack_infra.local.emulator import LocalMotoServer, patch_sqs
+from inferstack_infra.paths import python_path
 
 REGION = "us-east-1"
 #: Credentials for the emulator; never real ones.
@@ -42,6 +47,10 @@ class LocalAws:
     manifest: Manifest
     port: int = 0
     server: LocalMotoServer | None = None
+    #: Run the emulator as a process of its own (`inferstack dev`: its requests then use another core than
+    #: the gateway's), not as threads of this one (tests, benchmarks).
+    separate_process: bool = False
+    proc: subprocess.Popen[bytes] | None = None
     queue_urls: dict[str, str] = field(default_factory=dict)
     queue_arns: dict[str, str] = field(default_factory=dict)
     table: str = ""
@@ -69,11 +78,28 @@ class LocalAws:
         self.port = self.port or free_port()
         for key, value in CREDENTIALS.items():
             os.environ.setdefault(key, value)
-        logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's per-request access log
-        patch_sqs()
-        self.server = LocalMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
-        self.server.start()
+        if self.separate_process:
+            extra = lifeline.popen_kwargs()  # its own process group; it ends if this process dies
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "inferstack_infra.local.emulator", "--port", str(self.port)],
+                env={**os.environ, **python_path(), "PYTHONUNBUFFERED": "1", **extra.pop("env")}, **extra)
+            self._wait_listening()
+        else:
+            logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's per-request access log
+            patch_sqs()
+            self.server = LocalMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
+            self.server.start()
         self.create()
+
+    def _wait_listening(self, timeout_s: float = 60) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise RuntimeError("the AWS emulator exited during start (see its log above)")
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                return
+            time.sleep(0.1)
+        raise RuntimeError(f"the AWS emulator did not listen on port {self.port} in {timeout_s:.0f} s")
 
     def create(self) -> None:
         """Create (or re-create, after a restart of the emulator) every resource."""
@@ -121,6 +147,12 @@ class LocalAws:
         """Stop the emulator's HTTP server and start a new one on the same port. Its state lives in this
         process's memory (moto's backends), so nothing is lost; meanwhile every client sees the AWS endpoint
         refuse connections, as in an outage."""
+        if self.proc is not None:  # a process of its own: it pauses serving, keeping its state
+            self.proc.send_signal(signal.SIGUSR1)
+            time.sleep(down_for_s)
+            self.proc.send_signal(signal.SIGUSR2)
+            self._wait_listening()
+            return
         if self.server:
             self.server.stop()
         time.sleep(down_for_s)
@@ -129,6 +161,9 @@ class LocalAws:
         self.create()  # a no-op for what survived
 
     def stop(self) -> None:
+        if self.proc is not None:
+            lifeline.stop_all([self.proc])
+            self.proc = None
         if self.server:
             self.server.stop()
             self.server = None

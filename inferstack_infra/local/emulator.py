@@ -20,6 +20,7 @@ things break, and this module contains both without changing what any call answe
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -51,11 +52,30 @@ class SerializedApp:
                 _local.holds = False
 
 
+class CachedDispatcher(DomainDispatcherApplication):
+    """moto's dispatcher, remembering which backend serves which host: moto 5.x scans every moto module's
+    name and URL pattern for each request (a sixth of a DynamoDB call's time); the answer for a host never
+    changes."""
+
+    def __init__(self, create_app: Any) -> None:
+        super().__init__(create_app)
+        self._backends: dict[str | None, Any] = {}
+
+    def get_backend_for_host(self, host: str | None) -> Any:
+        try:
+            return self._backends[host]
+        except KeyError:
+            if len(self._backends) > 1000:  # virtual-hosted S3 names, say: bounded all the same
+                self._backends.clear()
+            backend = self._backends[host] = super().get_backend_for_host(host)
+            return backend
+
+
 class LocalMotoServer(ThreadedMotoServer):
     """moto's threaded server with every request serialized, whose stop does not wait for long polls."""
 
     def _server_entry(self) -> None:
-        app = SerializedApp(DomainDispatcherApplication(create_backend_app))
+        app = SerializedApp(CachedDispatcher(create_backend_app))
         self._server = make_server(self._ip_address, self._port, app, True,
                                    request_handler=MotoRequestHandler)
         self._server.daemon_threads = True  # type: ignore[attr-defined]
@@ -148,3 +168,50 @@ def patch_sqs() -> None:
     models.Queue.attributes = property(_LazyAttributes)  # type: ignore[method-assign,assignment]
     models.Queue.wait_for_messages = _wait_for_messages  # type: ignore[method-assign]
     models.SQSBackend.is_message_valid_based_on_retention_period = _retention_ok  # type: ignore[method-assign]
+
+
+def main(argv: list[str] | None = None) -> None:
+    """The emulator as a process of its own (`inferstack dev` runs it so, beside the gateway rather than
+    sharing its interpreter): `python -m inferstack_infra.local.emulator --port N`. SIGUSR1 stops serving and
+    SIGUSR2 serves again on the same port with the state intact (the fault drill of an AWS outage); SIGTERM
+    ends it; so does its parent's death (`lifeline`)."""
+    import argparse
+    import logging
+    import signal
+
+    from inferstack_infra.local.lifeline import watch_parent_from_env
+
+    parser = argparse.ArgumentParser(description="the embedded AWS emulator")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    args = parser.parse_args(argv)
+    watch_parent_from_env()
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's per-request access log
+    patch_sqs()
+    servers: list[LocalMotoServer] = []
+    guard = threading.Lock()
+
+    def serve() -> None:
+        with guard:
+            if not servers:
+                server = LocalMotoServer(ip_address=args.host, port=args.port, verbose=False)
+                server.start()
+                servers.append(server)
+
+    def pause() -> None:
+        with guard:
+            while servers:
+                servers.pop().stop()
+
+    signal.signal(signal.SIGUSR1, lambda *_: threading.Thread(target=pause, daemon=True).start())
+    signal.signal(signal.SIGUSR2, lambda *_: threading.Thread(target=serve, daemon=True).start())
+    signal.signal(signal.SIGTERM, lambda *_: os._exit(0))  # its state lives in memory: nothing to save
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the stack stops it, in its turn
+    serve()
+    print(f"emulator listening on {args.host}:{args.port}", flush=True)
+    while True:
+        signal.pause()
+
+
+if __name__ == "__main__":
+    main()

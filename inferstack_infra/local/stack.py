@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import signal
 import socket
+import subprocess
 import sys
 import threading
 from collections.abc import Callable, Iterator
@@ -101,7 +102,7 @@ class DevStack:
         self.scale_in_after_s = scale_in_after_s
         self.log = log or LogStream()
         self.workdir = workdir or BUILD_DIR / "dev"
-        self.aws = LocalAws(manifest)
+        self.aws = LocalAws(manifest, separate_process=True)
         self.sagemaker: LocalSageMaker | None = None
         self.states: LocalStepFunctions | None = None
         self.catalog: Catalog | None = None
@@ -260,7 +261,7 @@ class DevStack:
                 self.sampler.stopping.set()
             for poller in self.pollers:
                 poller.stopping.set()
-            procs = []
+            procs: list[subprocess.Popen[Any] | None] = []
             if self.functions:
                 self.functions.stopping.set()  # environments killed now are not replaced
                 procs += [p.proc for p in self.functions.procs.values()]
