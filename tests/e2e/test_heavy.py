@@ -24,6 +24,7 @@ def test_heavy_predict_embeds_texts(dev_stack: RunningStack) -> None:
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["model"] == "minilm" and len(body["version"]) == 12
+    assert response.headers["x-model-version"] == body["version"]  # the container said so through SageMaker
     vectors = np.array(body["outputs"]["embeddings"])
     assert vectors.shape == (3, 384)
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
@@ -35,6 +36,7 @@ def test_heavy_bad_input_is_the_containers_422(dev_stack: RunningStack) -> None:
     response = dev_stack.client().post("/v1/models/minilm/predict", json={"inputs": {"text": ["ok", 7]}})
     assert response.status_code == 422
     assert response.headers["content-type"] == "application/problem+json"
+    assert len(response.headers["x-model-version"]) == 12
     (error,) = response.json()["errors"]
     assert error["input"] == "inputs.text[1]" and "string" in error["detail"]
 
@@ -66,6 +68,7 @@ def test_heavy_job_runs_through_the_endpoint(dev_stack: RunningStack) -> None:
         time.sleep(0.3)
     assert [jobs[i]["status"] for i in ids] == ["succeeded"] * 3
     assert [len(jobs[i]["result"]["embeddings"]) for i in ids] == [1, 2, 3]
+    assert {jobs[i]["model_version"] for i in ids} == {client.get("/v1/models/minilm").json()["version"]}
     assert jobs[bad]["status"] == "failed" and jobs[bad]["error"]["type"] == "invalid-input"
     assert "inputs.text" in jobs[bad]["error"]["detail"]
     assert jobs[bad]["attempts"] == 1  # the container's 422 is not retried
