@@ -25,7 +25,7 @@ from inferstack.jobs.schemas import (
     WebhookState,
 )
 from inferstack.jobs.settings import JobsSettings
-from inferstack.jobs.ssrf import Resolver, check_webhook_url, system_resolver
+from inferstack.jobs.ssrf import Resolver, bounded, check_webhook_url, system_resolver
 from inferstack.jobs.store import Job, JobStore, now_iso
 from inferstack.observability import logger
 
@@ -34,6 +34,8 @@ from inferstack.observability import logger
 IN_FLIGHT_S = 30
 #: The error type of a job that was stored but never enqueued (its key is free again).
 NOT_ENQUEUED = "not-enqueued"
+#: Seconds the submit-time lookup of a webhook host may take (the API function answers within 10 s).
+DNS_BUDGET_S = 2.0
 #: What job IDs look like (`uuid4().hex`).
 JOB_ID = re.compile(r"[0-9a-f]{32}")
 #: How long a queue depth reading is reused (one GetQueueAttributes call per model per interval).
@@ -53,7 +55,8 @@ class JobService:
         self.aws = aws or AwsClients()
         self.store = JobStore(self.aws, table=settings.table, bucket=settings.bucket,
                               ttl_days=settings.result_ttl_days)
-        self.resolve, self.clock, self.wall_clock = resolve, clock, wall_clock
+        self.resolve = bounded(resolve, DNS_BUDGET_S)
+        self.clock, self.wall_clock = clock, wall_clock
         self._depth: dict[str, tuple[float, int]] = {}
 
     def queue_depth(self, model: str) -> int:

@@ -12,6 +12,8 @@ from __future__ import annotations
 import ipaddress
 import socket
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -31,6 +33,23 @@ def system_resolver(host: str, port: int) -> list[str]:
     except socket.gaierror as exc:
         raise UnsafeWebhookUrlError(f"webhook host {host!r} does not resolve: {exc.strerror}") from None
     return sorted({str(info[4][0]) for info in infos})
+
+
+#: Looks webhook hosts up on behalf of callers that cannot wait long; a lookup past its budget is abandoned here
+#: (the thread finishes in its own time; nobody waits for it).
+_LOOKUPS = ThreadPoolExecutor(max_workers=8, thread_name_prefix="webhook-dns")
+
+
+def bounded(resolve: Resolver, budget_s: float) -> Resolver:
+    """`resolve`, given at most `budget_s` seconds: a slow DNS server makes the URL refused (`UnsafeWebhookUrlError`)
+    instead of holding its caller (the API function) to its own timeout."""
+    def within_budget(host: str, port: int) -> list[str]:
+        future = _LOOKUPS.submit(resolve, host, port)
+        try:
+            return future.result(timeout=budget_s)
+        except FutureTimeout:
+            raise UnsafeWebhookUrlError(f"webhook host {host!r} did not resolve within {budget_s:g} s") from None
+    return within_budget
 
 
 def _unwrap(ip: IPAddress) -> IPAddress:

@@ -17,11 +17,11 @@ served under its stage (`/prod/v1/...`), as a deployed invoke URL is.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import datetime as dt
 import hashlib
 import json
-import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
@@ -32,17 +32,20 @@ from urllib.parse import parse_qsl, unquote
 import jsonschema
 
 from inferstack.api.jsonbody import PARSE_RATIO, PARSE_SLACK_BYTES, parse_cost
-from inferstack.api.problems import PROBLEM_JSON, RETRY_AFTER_S, gateway_response
+from inferstack.api.problems import PROBLEM_JSON, REQUEST_TIMEOUT, RETRY_AFTER_S, gateway_response
 from inferstack.manifest import Manifest, Quota, Throttle, UsagePlan
 from inferstack.observability.tracing import new_trace_header
 from inferstack.protocol.compression import compress, decompress, response_coding
 from inferstack.protocol.events import BINARY_MEDIA_TYPES, MIN_COMPRESSION_BYTES
 from inferstack.protocol.exceptions import DecodedTooLargeError, ProtocolError
 from inferstack.topology import API_STAGE, Route
+from inferstack_infra.local.paths import compile_routes, match_route, printable
 
 #: API Gateway's fixed limits for REST APIs.
 MAX_PAYLOAD_BYTES = 10 * 1024 * 1024
 INTEGRATION_TIMEOUT_S = 29.0
+#: Seconds a client has to send a request's body (its headers: `slowloris.HEADER_TIMEOUT_S`).
+BODY_TIMEOUT_S = 30.0
 
 Scope = dict[str, Any]
 #: What `handle` notes in the scope for the observer: the matched route's path, and the path without the stage.
@@ -113,61 +116,6 @@ class ApiKey:
     @property
     def id(self) -> str:
         return "key-" + hashlib.sha256(self.value.encode()).hexdigest()[:10]
-
-
-@dataclass(frozen=True)
-class CompiledRoute:
-    route: Route
-    #: The path's segments: a literal, or `{param}`.
-    segments: tuple[str, ...]
-    params: tuple[str, ...]
-    static_segments: int
-
-    def match(self, decoded: list[str]) -> dict[str, str] | None:
-        if len(decoded) != len(self.segments):
-            return None
-        params = {}
-        for want, got in zip(self.segments, decoded, strict=True):
-            if want.startswith("{"):
-                if not got:
-                    return None
-                params[want[1:-1]] = got
-            elif want != got:
-                return None
-        return params
-
-
-def compile_routes(routes: list[Route]) -> list[CompiledRoute]:
-    out = []
-    for r in routes:
-        segments = tuple(r.path.split("/"))
-        params = tuple(re.findall(r"{(\w+)}", r.path))
-        static = sum(1 for s in segments if s and not s.startswith("{"))
-        out.append(CompiledRoute(r, segments, params, static))
-    # API Gateway prefers static path parts over {params}: most static segments first.
-    return sorted(out, key=lambda c: -c.static_segments)
-
-
-def match_route(table: list[CompiledRoute], method: str, path: str) -> tuple[Route, dict[str, str]] | None:
-    """The route of a request's *raw* (still percent-encoded) path, each segment decoded once, as API Gateway
-    does: `%2569ris` is the name `%69ris`, never `iris`; `%69ris` is `iris`; `%2F` stays inside its segment."""
-    decoded = [unquote(segment) for segment in path.split("/")]
-    for compiled in table:
-        if compiled.match(decoded) is not None:
-            # The most specific resource matched; a method it lacks is a 403, as on API Gateway.
-            for same in table:
-                if same.route.path == compiled.route.path and same.route.method == method:
-                    return same.route, compiled.match(decoded) or {}
-            return None
-    return None
-
-
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-
-
-def printable(text: str) -> str:
-    """`text` with its control characters escaped (`\\r`, `\\x1b`): what a client sent cannot forge log lines."""
-    return _CONTROL.sub(lambda m: repr(m.group())[1:-1], text)
 
 
 def _multi(pairs: list[tuple[str, str]]) -> tuple[dict[str, str] | None, dict[str, list[str]] | None]:
@@ -258,6 +206,7 @@ class Gateway:
     def __init__(self, manifest: Manifest, routes: list[Route], invoker: Invoker,
                  api_keys: Mapping[str, str], *, log: Callable[[str], None] = print,
                  integration_timeout_s: float = INTEGRATION_TIMEOUT_S, observe: Observer | None = None,
+                 body_timeout_s: float = BODY_TIMEOUT_S,
                  local: ASGIApp | None = None) -> None:
         """`observe` hears of every answer (the local metrics); `local` serves `/_local/...` (the local dashboard,
         which only `inferstack dev` has)."""
@@ -273,6 +222,7 @@ class Gateway:
                            for r in routes if r.body_schema is not None}
         self.log = log
         self.integration_timeout_s = integration_timeout_s
+        self.body_timeout_s = body_timeout_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -328,13 +278,18 @@ class Gateway:
         declared = int(header.get("content-length") or 0)
         if declared > MAX_PAYLOAD_BYTES:
             return self._gateway_error("REQUEST_TOO_LARGE")
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if len(body) > MAX_PAYLOAD_BYTES:
-                return self._gateway_error("REQUEST_TOO_LARGE")
-            if not message.get("more_body"):
-                break
+        try:
+            async with asyncio.timeout(self.body_timeout_s):  # a body dripped slowly holds nothing for long
+                while True:
+                    message = await receive()
+                    body += message.get("body", b"")
+                    if len(body) > MAX_PAYLOAD_BYTES:
+                        return self._gateway_error("REQUEST_TOO_LARGE")
+                    if not message.get("more_body"):
+                        break
+        except TimeoutError:
+            return 408, [("Content-Type", PROBLEM_JSON), ("Connection", "close")], REQUEST_TIMEOUT.encode(
+                f"The request body did not arrive within {self.body_timeout_s:g} s")
 
         if path == f"/{API_STAGE}" or path.startswith(f"/{API_STAGE}/"):
             path = path[len(API_STAGE) + 1:] or "/"  # the invoke URL's stage

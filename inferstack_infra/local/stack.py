@@ -31,12 +31,13 @@ from inferstack.topology import (
     routes,
 )
 from inferstack_infra.catalog import build_catalog
-from inferstack_infra.local import lifeline
+from inferstack_infra.local import lifeline, slowloris
 from inferstack_infra.local.aws import REGION, LocalAws
 from inferstack_infra.local.batches import LocalStepFunctions, state_machine_arn
 from inferstack_infra.local.functions import LocalFunctions
-from inferstack_infra.local.gateway import Gateway, printable
+from inferstack_infra.local.gateway import Gateway
 from inferstack_infra.local.monitoring import DASHBOARD_PATH, DashboardApp, MetricsStore, QueueSampler
+from inferstack_infra.local.paths import printable
 from inferstack_infra.local.poller import QueuePoller
 from inferstack_infra.local.rollout import (
     Candidate,
@@ -245,7 +246,7 @@ class DevStack:
             gateway = self.start()
             # in-flight requests get a second to finish: the functions they wait for are stopped next
             config = uvicorn.Config(self.app(gateway), host=self.host, port=self.port, log_level="warning",
-                                    lifespan="off", timeout_graceful_shutdown=1)
+                                    lifespan="off", timeout_graceful_shutdown=1, http=slowloris.protocol())
             self.server = uvicorn.Server(config)
             on_ready()
             self.server.run(sockets=[self.sock] if self.sock else None)

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from inferstack.jobs.dead_letter import DeadLetterHandler
+from inferstack.jobs.exceptions import UnsafeWebhookUrlError
 from inferstack.jobs.schemas import JobRequest, WebhookMessage
 from inferstack.jobs.webhooks import WebhookHandler, signing_secret
 from inferstack_infra.local.webhook_receiver import WebhookReceiver
@@ -153,3 +154,24 @@ def test_a_dead_lettered_webhook_ends_failed(world: World) -> None:
     delivered = WebhookMessage.model_validate_json(message["Body"])
     world.store.record_webhook_attempt(delivered.job_id, {"at": "now", "status_code": 200}, "delivered")
     assert not world.store.fail_webhook(delivered.job_id, {"at": "now"})
+
+
+def test_a_slow_dns_server_does_not_hold_a_submission(iris_model: Path) -> None:
+    # GIVEN a DNS server that takes 30 s to answer
+    answered = threading.Event()
+
+    def slow(host: str, port: int) -> list[str]:
+        answered.wait(30)
+        return ["93.184.216.34"]
+
+    world = make_world(iris_model, resolve=slow, allow_loopback=False)
+    try:
+        # WHEN a job names a webhook on it THEN the submission is refused once the lookup's budget is spent
+        body = JobRequest.model_validate({"model": "iris", "inputs": {"features": ROWS},
+                                          "webhook": {"url": "https://slow.example.com/hook"}})
+        with pytest.raises(UnsafeWebhookUrlError, match="did not resolve within 2 s"):
+            world.service.submit(body, owner="key-a")
+        assert world.receive("jobs-iris") == []
+    finally:
+        answered.set()
+        world.aws.stop()

@@ -5,7 +5,8 @@ import datetime as dt
 
 from inferstack.manifest import Quota, Throttle
 from inferstack.topology import Route
-from inferstack_infra.local.gateway import QuotaCounter, TokenBucket, build_event, compile_routes, match_route
+from inferstack_infra.local.gateway import QuotaCounter, TokenBucket, build_event
+from inferstack_infra.local.paths import compile_routes, match_route
 
 ROUTES = compile_routes([
     Route("GET", "/v1/models/{name}", "api", params=("name",)),

@@ -10,7 +10,8 @@ import pytest
 
 from inferstack.manifest import load_manifest
 from inferstack.topology import routes
-from inferstack_infra.local.gateway import Gateway, printable
+from inferstack_infra.local.gateway import Gateway
+from inferstack_infra.local.paths import printable
 from tests.conftest import EXAMPLE_MANIFEST
 
 KEY = "unit-test-key"
@@ -25,6 +26,11 @@ class Recorder:
     async def invoke(self, function: str, event: dict[str, Any], timeout_s: float) -> tuple[Any, bool]:
         self.calls.append((function, event))
         return {"statusCode": 200, "headers": {"content-type": "application/json"}, "body": "{}"}, False
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"  # as uvicorn serves the gateway
 
 
 @pytest.fixture
