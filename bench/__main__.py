@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from bench import calls, cascade, cost, heavy, light, local, minilm, optimize, plots, protocol, sizes, worker
+from bench import batches, calls, cascade, cost, heavy, light, local, minilm, optimize, plots, protocol, sizes, worker
 
 RESULTS = Path(__file__).with_name("results.json")
 
@@ -39,6 +39,7 @@ def main() -> None:
     rows += local.run(seconds=3 if quick else 8, soak_jobs=300 if quick else 2000)
     rows += protocol.run(seconds=3 if quick else 8)
     rows += cascade.run(requests=500 if quick else 2000)
+    rows += batches.run(rows=100_000 if quick else 1_000_000)
     rows += sizes.run()
     rows += cost.run()
     print(table(rows))

@@ -15,15 +15,21 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from inferstack.batches.schemas import BatchContext
 from inferstack.inference.spec import TensorSpec
-from inferstack.jobs.worker import Errored, Invalid, Runner, Succeeded
+from inferstack.inference.validation import to_jsonable
+from inferstack.jobs.worker import Errored, InProcessRunner, Invalid, Runner, Succeeded
 
 _dumps = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
 
 
 @dataclass
 class Row:
+    """One row: its line number, its value (input name -> that row's value, or a handler's request body) and
+    its "id"."""
+
     line: int
     inputs: Any
     id: Any = None
@@ -51,9 +57,9 @@ def _error(line: int, row_id: Any, kind: str, detail: str) -> str:
     return _dumps(out)
 
 
-def _lines(data: bytes) -> list[bytes]:
-    lines = data.split(b"\n")
-    if lines and lines[-1] == b"":
+def _lines(data: Any) -> Any:
+    lines = data.split(b"\n" if isinstance(data, bytes) else "\n")
+    if lines and not lines[-1]:
         lines.pop()  # the chunk's last newline
     return lines
 
@@ -69,7 +75,11 @@ class ChunkRows:
         if ctx.format == "csv":
             return self._parse_csv(data, first_line, ctx, scored)
         rows: list[Row] = []
-        for n, raw in enumerate(_lines(data), start=first_line):
+        try:
+            lines: list[Any] = _lines(data.decode("utf-8"))  # one decode, not one per line
+        except UnicodeDecodeError:
+            lines = _lines(data)  # json.loads pins the bad bytes on their line
+        for n, raw in enumerate(lines, start=first_line):
             if not raw.strip():
                 scored.errors.append(_error(n, None, "malformed-line", "empty line: expected a JSON object"))
                 continue
@@ -83,7 +93,7 @@ class ChunkRows:
                                             f"value, got {type(value).__name__}"))
                 continue
             row_id = value.pop("id", None)
-            rows.append(Row(n, value if self.handler else {k: [v] for k, v in value.items()}, row_id))
+            rows.append(Row(n, value, row_id))
         return rows
 
     def columns(self, ctx: BatchContext) -> dict[str, list[int]]:
@@ -120,7 +130,7 @@ class ChunkRows:
             try:
                 for name, at in positions.items():
                     values = [cells[i] for i in at]
-                    inputs[name] = [values if self.specs[name].dtype == "str" else [_number(v) for v in values]]
+                    inputs[name] = values if self.specs[name].dtype == "str" else [_number(v) for v in values]
             except ValueError as exc:
                 scored.errors.append(_error(n, row_id, "invalid-input", str(exc)))
                 continue
@@ -149,11 +159,16 @@ def _finite(value: Any) -> Any:
 
 
 def score(runner: Runner, rows: list[Row], scored: Scored, *, handler: bool) -> None:
-    """Run the rows (stacked where their tensors stack: `InProcessRunner` validates the chunk as one call and
-    falls back to `inference.stacking` groups when a row is at fault) and add their lines."""
+    """Run the rows and add their lines. A model without a handler runs the chunk as one stacked call when
+    every row is well-formed (`_score_stacked`); otherwise each row is one request to the runner, which
+    validates them one by one and stacks those that fit (`inference.stacking`), so each problem stays its row's."""
     if not rows:
         return
-    outcomes = runner.run([r.inputs for r in rows])
+    if not handler and isinstance(runner, InProcessRunner) and _score_stacked(runner, rows, scored):
+        return
+    requests = [r.inputs if handler or type(r.inputs) is not dict else {k: [v] for k, v in r.inputs.items()}
+                for r in rows]
+    outcomes = runner.run(requests)
     for row, outcome in zip(rows, outcomes, strict=True):
         if isinstance(outcome, Succeeded):
             outputs = outcome.outputs if handler else {k: v[0] for k, v in outcome.outputs.items()}
@@ -172,3 +187,44 @@ def score(runner: Runner, rows: list[Row], scored: Scored, *, handler: bool) -> 
             scored.errors.append(_error(row.line, row.id, "inference-error", outcome.message))
         else:
             raise RuntimeError(f"row {row.line}: the model cannot run now ({outcome})")
+
+
+def _encode_rows(array: Any) -> list[str]:
+    """Each row of an output as JSON, as `json.dumps` writes it (floats by their repr), a column at a time:
+    plain numbers and rows of finite floats without an encoder call each."""
+    kind = array.dtype.kind
+    if array.ndim == 1 and kind in "iu":
+        return list(map(str, array.tolist()))
+    if kind == "f" and array.ndim in (1, 2) and np.isfinite(array).all():
+        if array.ndim == 1:
+            return list(map(repr, array.tolist()))
+        return ["[" + ",".join(map(repr, row)) + "]" for row in array.tolist()]
+    return [_dumps(v) for v in to_jsonable(array)]
+
+
+def _score_stacked(runner: InProcessRunner, rows: list[Row], scored: Scored) -> bool:
+    """The whole chunk as one validated array per input and one inference call, its outputs encoded a column
+    at a time. False (nothing added) when any row needs to be looked at on its own."""
+    names = [s.name for s in runner.predictor.inputs]
+    wanted = set(names)
+    stacked: dict[str, list[Any]] = {n: [] for n in names}
+    for row in rows:
+        value = row.inputs
+        if type(value) is not dict or value.keys() != wanted:
+            return False
+        for n in names:
+            stacked[n].append(value[n])
+    try:
+        arrays = runner.predictor.validate(stacked)
+        outputs = runner._run(arrays)
+    except Exception:
+        return False
+    encoded = []
+    for name, array in outputs.items():
+        if array.ndim == 0 or len(array) != len(rows):
+            return False
+        encoded.append((_dumps(name), _encode_rows(array)))
+    for i, row in enumerate(rows):
+        head = f'{{"line":{row.line},' + (f'"id":{_dumps(row.id)},' if row.id is not None else "")
+        scored.outputs.append(head + '"outputs":{' + ",".join(f"{k}:{col[i]}" for k, col in encoded) + "}}")
+    return True
