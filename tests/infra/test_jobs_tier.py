@@ -133,3 +133,12 @@ def test_job_routes(example: Synthesized) -> None:
     assert methods[("jobs", "POST")]["ApiKeyRequired"] is True
     assert methods[("{job_id}", "GET")]["ApiKeyRequired"] is True
     assert "RequestValidatorId" in methods[("jobs", "POST")]
+
+
+def test_the_worker_may_shorten_a_failed_jobs_retry_on_its_own_queue_only(example: Synthesized) -> None:
+    # a transiently failed job's message gets a short visibility (inferstack.jobs.backoff) before the worker
+    # reports it: ChangeMessageVisibility on the worker's own job queue, and on no other queue
+    worker = _statements(example, "WorkerIrisRole")
+    changes = [json.dumps(st["Resource"]) for st in worker if "sqs:ChangeMessageVisibility" in st["Action"]]
+    assert changes and all("JobsJobsIris" in c and "Dlq" not in c for c in changes), changes
+    assert "sqs:ChangeMessageVisibility" not in _actions(_statements(example, "ApiRole"))
