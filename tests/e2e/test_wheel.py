@@ -128,6 +128,14 @@ def test_init_then_doctor(project: Installed) -> None:
     assert "MB to spare" in done.stdout and "TOO LARGE" not in done.stdout  # every function sized, all fit
     # built in the project, never in the installed package
     assert (project.project / "build" / "layers").is_dir()
+    # the heavy tier's image context, staged from the installed package (what `cdk deploy` hands to Docker)
+    staged = subprocess.run([str(project.venv / "bin" / "python"), "-c", "from inferstack_infra.packaging import "
+                             "stage_container; print(stage_container())"], cwd=project.project, env=project.env,
+                            capture_output=True, text=True, check=True)
+    context = Path(staged.stdout.strip())
+    assert context.is_relative_to(project.project / "build" / "container")
+    assert sorted(p.name for p in context.iterdir()) == ["Dockerfile", "inferstack", "requirements.txt", "serve"]
+    assert (context / "inferstack" / "heavy" / "server.py").is_file()
     assert not list((project.venv / "lib").rglob("build/layers"))
 
 
