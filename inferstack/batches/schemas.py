@@ -14,6 +14,8 @@ from inferstack.jobs.schemas import MAX_METADATA_BYTES, WebhookSpec, WebhookStat
 Format = Literal["jsonl", "csv"]
 BatchStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 TERMINAL: tuple[BatchStatus, ...] = ("succeeded", "failed", "cancelled")
+#: What the finishing step writes under the output prefix: counts, files, model and version, timings.
+MANIFEST = "_manifest.json"
 _S3_URI = re.compile(r"^s3://([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])/(.*)$")
 
 

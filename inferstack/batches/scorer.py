@@ -21,7 +21,7 @@ from typing import Any
 from inferstack.aws import AwsClients
 from inferstack.batches.plan import Plan, plan_chunks
 from inferstack.batches.rows import ChunkRows, Scored, score
-from inferstack.batches.schemas import TERMINAL, BatchContext, BatchStatus, Chunk, parse_s3_uri
+from inferstack.batches.schemas import MANIFEST, TERMINAL, BatchContext, BatchStatus, Chunk, parse_s3_uri
 from inferstack.batches.settings import BatchSettings
 from inferstack.batches.store import Batch, BatchStore
 from inferstack.jobs.schemas import WebhookMessage
@@ -30,7 +30,6 @@ from inferstack.jobs.worker import Runner
 from inferstack.observability import logger
 
 BLOCK_BYTES = 8 << 20
-MANIFEST = "_manifest.json"
 
 
 def part_key(prefix: str, index: int, kind: str = "part") -> str:

@@ -23,6 +23,7 @@ from inferstack.batches.exceptions import (
     BatchRequestError,
 )
 from inferstack.batches.schemas import (
+    MANIFEST,
     TERMINAL,
     BatchLinks,
     BatchRequest,
@@ -34,7 +35,6 @@ from inferstack.batches.schemas import (
     UploadAccepted,
     parse_s3_uri,
 )
-from inferstack.batches.scorer import MANIFEST
 from inferstack.batches.settings import BatchSettings
 from inferstack.batches.store import Batch, BatchStore
 from inferstack.jobs.schemas import WebhookAttempt, WebhookState

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,6 +13,7 @@ import pytest
 from inferstack.batches.exceptions import BatchFinishedError, BatchNotFoundError, BatchRequestError
 from inferstack.batches.scorer import part_key
 from inferstack.jobs.exceptions import IdempotencyConflictError
+from tests.conftest import ROOT
 from tests.functional.batches_world import OWNER, BatchesWorld, make_world
 
 GOOD = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3], [5.9, 3.0, 4.2, 1.5], [6.3, 2.5, 5.0, 1.9]]
@@ -160,3 +163,14 @@ def test_outputs_go_where_the_request_says(world: BatchesWorld) -> None:
     world.run(batch)
     body = world.clients.s3.get_object(Bucket="allowed-out", Key=part_key("results/run1/", 0))["Body"].read()
     assert json.loads(body)["line"] == 1
+
+
+def test_the_api_function_with_batches_imports_neither_numpy_nor_onnxruntime() -> None:
+    # GIVEN the API function's batch code WHEN imported in a fresh interpreter THEN numpy and onnxruntime stay out
+    # (its layer has neither)
+    script = ("import sys\n"
+              "import inferstack.batches.service, inferstack.api.routes.batches, inferstack.api.app\n"
+              "print(sorted(m for m in ('onnxruntime', 'numpy') if m in sys.modules))\n")
+    out = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, check=True,
+                         env={"PATH": "/usr/bin:/bin"})
+    assert out.stdout.strip() == "[]"
