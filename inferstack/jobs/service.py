@@ -28,6 +28,7 @@ from inferstack.jobs.settings import JobsSettings
 from inferstack.jobs.ssrf import Resolver, bounded, check_webhook_url, system_resolver
 from inferstack.jobs.store import Job, JobStore, now_iso
 from inferstack.observability import logger
+from inferstack.observability.tracing import sqs_trace_attributes
 
 #: A submission takes at most this long (the API function's timeout): a key younger than this whose job is not
 #: stored yet is a submission in flight, an older one a submission that failed half way.
@@ -98,7 +99,8 @@ class JobService:
                 ref = self.store.put_blob(f"inputs/{job_id}.json", json.dumps(body.inputs).encode())
                 payload = message.model_copy(update={"inputs": None, "inputs_ref": ref}).model_dump_json(
                     exclude_none=True)
-            self.aws.sqs.send_message(QueueUrl=self.settings.queues[body.model], MessageBody=payload)
+            self.aws.sqs.send_message(QueueUrl=self.settings.queues[body.model], MessageBody=payload,
+                                      **sqs_trace_attributes())
         except Exception:
             self._not_enqueued(job, idempotency_key, stored=stored)
             raise

@@ -35,6 +35,7 @@ from inferstack.jobs.sqs import partial_batch_response
 from inferstack.jobs.ssrf import CheckedUrl, Resolver, check_webhook_url, system_resolver
 from inferstack.jobs.store import Job, JobStore, now_iso
 from inferstack.observability import emf, logger, registry
+from inferstack.observability.tracing import sqs_trace_attributes
 
 MAX_SQS_DELAY_S = 900
 #: Results up to this size travel in the webhook body; larger ones are fetched from GET /v1/jobs/{id}.
@@ -126,7 +127,7 @@ class WebhookSender:
 
     def enqueue(self, message: WebhookMessage, delay_s: int = 0) -> None:
         self.aws.sqs.send_message(QueueUrl=self.settings.webhook_queue, MessageBody=message.model_dump_json(),
-                                  DelaySeconds=delay_s)
+                                  DelaySeconds=delay_s, **sqs_trace_attributes())
 
     def message_for(self, job: Job, result: Any = None) -> WebhookMessage | None:
         if not job.webhook_url:

@@ -17,7 +17,7 @@ import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from pydantic import ValidationError
@@ -32,9 +32,11 @@ from inferstack.jobs.sqs import partial_batch_response
 from inferstack.jobs.store import TERMINAL, Job, JobStore
 from inferstack.jobs.webhooks import WebhookSender
 from inferstack.observability import emf, logger, registry
+from inferstack.observability.tracing import sqs_trace_attributes
 
 if TYPE_CHECKING:
     import numpy as np
+    from mypy_boto3_sqs.type_defs import SendMessageBatchRequestEntryTypeDef
 
     from inferstack.heavy.endpoint import EndpointPredictor
     from inferstack.heavy.exceptions import EndpointError
@@ -423,7 +425,9 @@ class BatchWorker:
             try:
                 out = self.webhooks.aws.sqs.send_message_batch(
                     QueueUrl=self.webhooks.settings.webhook_queue,
-                    Entries=[{"Id": str(i), "MessageBody": m.model_dump_json()} for i, (_, m) in enumerate(chunk)])
+                    Entries=[cast("SendMessageBatchRequestEntryTypeDef", {
+                        "Id": str(i), "MessageBody": m.model_dump_json(), **sqs_trace_attributes()})
+                        for i, (_, m) in enumerate(chunk)])
                 unsent |= {chunk[int(f["Id"])][0] for f in out.get("Failed", [])}
             except Exception:
                 logger.exception("cannot enqueue webhooks")

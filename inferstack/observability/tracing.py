@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+from typing import Any
 
 TRACE_ENV = "_X_AMZN_TRACE_ID"
 _ROOT = re.compile(r"Root=(1-[0-9a-f]{8}-[0-9a-f]{24})")
@@ -39,3 +40,13 @@ def new_trace_header(now: float | None = None) -> str:
     import time
 
     return f"Root=1-{int(now if now is not None else time.time()):08x}-{secrets.token_hex(12)};Sampled=1"
+
+
+def sqs_trace_attributes() -> Any:
+    """`send_message` arguments that carry the current trace to the queue's consumer (`AWSTraceHeader`): Lambda
+    links the consumer's invocation to it, so a job's trace runs API Gateway -> API function -> SQS -> worker."""
+    header = os.environ.get(TRACE_ENV)
+    if not header or trace_id(header) is None:
+        return {}
+    kept = ";".join(p for p in header.split(";") if p.split("=", 1)[0] in ("Root", "Parent", "Sampled"))
+    return {"MessageSystemAttributes": {"AWSTraceHeader": {"StringValue": kept, "DataType": "String"}}}

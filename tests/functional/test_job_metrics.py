@@ -58,3 +58,21 @@ def test_jobs_and_webhook_attempts_are_counted_per_model(world: World, receiver:
     assert sum(metric_values(docs, emf.WEBHOOK_ATTEMPTS)) == 2
     assert sum(metric_values(docs, emf.WEBHOOK_RETRIED)) == 1 and sum(metric_values(docs, emf.WEBHOOK_DELIVERED)) == 1
     assert metric_values(docs, emf.WEBHOOK_GAVE_UP) == []
+
+
+def test_the_trace_goes_with_the_job_through_its_queue(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN a submission inside a traced invocation (Lambda's variable; Lineage is not part of a trace header)
+    monkeypatch.setenv("_X_AMZN_TRACE_ID", "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;"
+                                           "Sampled=1;Lineage=a87bd80c:0")
+    world.service.submit(JobRequest.model_validate({"model": "iris", "inputs": [[5.1, 3.5, 1.4, 0.2]]}),
+                         owner="key-owner")
+    # THEN its message carries the trace for the worker's invocation (SQS's AWSTraceHeader, which Lambda follows)
+    (message,) = world.receive("jobs-iris")
+    assert message["Attributes"]["AWSTraceHeader"] == (
+        "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1")
+    # AND without a trace (outside Lambda) nothing is added
+    monkeypatch.delenv("_X_AMZN_TRACE_ID")
+    world.service.submit(JobRequest.model_validate({"model": "iris", "inputs": [[5.1, 3.5, 1.4, 0.2]]}),
+                         owner="key-owner")
+    (untraced,) = world.receive("jobs-iris")
+    assert "AWSTraceHeader" not in untraced.get("Attributes", {})
