@@ -13,6 +13,7 @@ from typing import Any, Literal
 from inferstack import env
 from inferstack.api.schemas import BATCH_BODY_SCHEMA, JOB_BODY_SCHEMA, PREDICT_BODY_SCHEMA
 from inferstack.cascade.config import CascadeRuntime, GuardRuntime, StageRuntime
+from inferstack.jobs.schemas import CASCADE_PREFIX
 from inferstack.manifest import Manifest, Throttle
 
 API_FUNCTION = "api"
@@ -228,6 +229,14 @@ def functions(manifest: Manifest) -> list[FunctionSpec]:
                                 f"inferstack bulk scoring for {name}: plans, scores one chunk, finishes a batch",
                                 memory_mb=m.memory_mb, timeout_s=manifest.batches.chunk_timeout_s, model=name,
                                 inference=True, jobs=True, kind="batch"))
+    for c in manifest.cascades:
+        stages = [manifest.model(s) for s in c.stages]
+        out.append(FunctionSpec(worker_function_key(cascade_function_key(c.name)),
+                                "inferstack.functions.worker.handler.handler", f"inferstack job worker for cascade "
+                                f"{c.name}", memory_mb=c.memory_mb, timeout_s=jobs.worker_timeout_s, model=c.stages[0],
+                                inference=True, jobs=True, kind="worker", cascade=c.name,
+                                extra_models=tuple(m.name for m in stages[1:] if m.tier == "light"),
+                                invokes=tuple(m.name for m in stages if m.tier == "heavy")))
     out.append(FunctionSpec(WEBHOOKS_FUNCTION, "inferstack.functions.webhooks.handler.handler",
                             "inferstack webhook delivery",
                             memory_mb=256, timeout_s=int(jobs.webhook.timeout_s) + 15, jobs=True, kind="webhooks"))
@@ -240,12 +249,15 @@ def functions(manifest: Manifest) -> list[FunctionSpec]:
 def queues(manifest: Manifest) -> list[QueueSpec]:
     jobs = manifest.jobs
     out: list[QueueSpec] = []
-    for m in manifest.models:
-        dlq = f"{job_queue_key(m.name)}-dlq"
-        out.append(QueueSpec(job_queue_key(m.name), worker_function_key(m.name), jobs.visibility_timeout,
+    # each model's jobs, and each cascade's (as the target `cascade/<name>`, its queue and worker `cascade-<name>`)
+    targets = [(m.name, m.name) for m in manifest.models] + \
+        [(f"{CASCADE_PREFIX}{c.name}", cascade_function_key(c.name)) for c in manifest.cascades]
+    for target, name in targets:
+        dlq = f"{job_queue_key(name)}-dlq"
+        out.append(QueueSpec(job_queue_key(name), worker_function_key(name), jobs.visibility_timeout,
                              batch_size=jobs.batch_size, batching_window_s=jobs.batching_window_s,
                              max_concurrency=jobs.max_concurrency, dlq=dlq, max_receive_count=jobs.max_receive_count,
-                             model=m.name))
+                             model=target))
         out.append(QueueSpec(dlq, DEADLETTER_FUNCTION, visibility_timeout_s=6 * 30))
     webhook_timeout = int(jobs.webhook.timeout_s) + 15
     out.append(QueueSpec(WEBHOOK_QUEUE, WEBHOOKS_FUNCTION, 6 * webhook_timeout, dlq=f"{WEBHOOK_QUEUE}-dlq",

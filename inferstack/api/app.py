@@ -116,7 +116,7 @@ def create_app(catalog: Catalog, predictors: Mapping[str, ServesPredictions] | N
     install_problem_handlers(app)
     directory = ModelDirectory([m.public() for m in catalog.models])
     app.include_router(models_router(directory, predictors or {}, body_limit, answerers))
-    app.include_router(jobs_router(directory, jobs, body_limit))
+    app.include_router(jobs_router(directory, jobs, body_limit, [c.name for c in catalog.cascades]))
     app.include_router(batches_router(directory, batches, body_limit))
     app.include_router(v2_router(directory, predictors or {}, body_limit))
     app.include_router(cascades_router(catalog.cascades))

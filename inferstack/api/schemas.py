@@ -82,9 +82,11 @@ JOB_BODY_SCHEMA: dict[str, Any] = {
     "$schema": "http://json-schema.org/draft-04/schema#",
     "title": "JobRequest",
     "type": "object",
-    "required": ["model", "inputs"],
+    "required": ["inputs"],
+    "anyOf": [{"required": ["model"]}, {"required": ["cascade"]}],
     "properties": {
         "model": {"type": "string"},
+        "cascade": {"type": "string"},
         "inputs": {"type": ["object", "array"]},
         "protocol": {"type": "string"},
         "webhook": {"type": "object"},

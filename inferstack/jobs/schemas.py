@@ -19,9 +19,15 @@ class WebhookSpec(BaseModel):
     url: str = Field(max_length=2048, description="https URL that receives a signed POST when the job ends")
 
 
+#: A cascade's jobs travel as those of the model named `cascade/<name>` (no model name has a `/`).
+CASCADE_PREFIX = "cascade/"
+
+
 class JobRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    model: str
+    model: str = Field(default="", description="The model that runs the job (or give `cascade`)")
+    cascade: str | None = Field(default=None, description="A cascade that runs the job instead of one model: the "
+                                "result has its outputs, the stage that answered each row and the count escalated")
     inputs: dict[str, Any] | list[Any] = Field(
         description="As for predict: each input name mapped to a nested list whose leading axis is the batch, or "
         "for a model with a handler its own request body (GET /v1/models/{name} has its request_schema)")
@@ -29,6 +35,20 @@ class JobRequest(BaseModel):
     metadata: dict[str, Any] | None = Field(default=None, description="Returned with the job; at most 4 KB of JSON")
     protocol: Literal["v1", "v2"] = Field(default="v1", description="v2: `inputs` is an Open Inference Protocol "
                                           "infer request (JSON tensors), and the job's result its infer response")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _model_or_cascade(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        cascade, model = data.get("cascade"), data.get("model")
+        if cascade is not None and model is not None:
+            raise ValueError("give either model or cascade, not both")
+        if cascade is None and model is None:
+            raise ValueError("model (or cascade) is required")
+        if isinstance(cascade, str):
+            return {**data, "model": CASCADE_PREFIX + cascade}
+        return data
 
     @model_validator(mode="after")
     def _v2_inputs(self) -> JobRequest:

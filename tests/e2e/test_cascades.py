@@ -122,6 +122,30 @@ def test_a_heavy_job_whose_inputs_were_answered_completes_from_the_cache(
         os.kill(pid, signal.SIGCONT)
 
 
+def test_a_cascade_job_answers_row_by_row_with_the_stage_of_each(
+        stack: RunningStack, heldout: dict[str, Any]) -> None:
+    client = stack.client()
+    rows = heldout["pixels"][200:260]
+    direct = cascade(client, rows).json()
+    submitted = client.post("/v1/jobs", json={"cascade": "digits", "inputs": {"pixels": rows}})
+    assert submitted.status_code == 202, submitted.text
+    job_id = submitted.json()["job_id"]
+    job = eventually(lambda: (j := client.get(f"/v1/jobs/{job_id}").json())["status"] in ("succeeded", "failed")
+                     and j, 60)
+    assert job["status"] == "succeeded" and job["model"] == "cascade/digits"
+    result = job["result"]
+    assert result["stage"] == direct["stage"] and result["escalated"] == direct["escalated"] > 0
+    assert result["outputs"]["label"] == direct["outputs"]["label"]
+    unknown = client.post("/v1/jobs", json={"cascade": "nope", "inputs": {"pixels": rows[:1]}})
+    assert unknown.status_code == 404
+    both = client.post("/v1/jobs", json={"cascade": "digits", "model": "digits-light", "inputs": rows[:1]})
+    assert both.status_code == 422 and "not both" in both.json()["detail"]
+    bad = client.post("/v1/jobs", json={"cascade": "digits", "inputs": {"pixels": [[1, 2]]}}).json()["job_id"]
+    failed = eventually(lambda: (j := client.get(f"/v1/jobs/{bad}").json())["status"] in ("succeeded", "failed")
+                        and j, 60)
+    assert failed["status"] == "failed" and failed["attempts"] == 1
+
+
 def test_bad_input_is_never_cached(stack: RunningStack) -> None:
     client = stack.client()
     for _ in range(2):

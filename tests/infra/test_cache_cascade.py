@@ -64,7 +64,19 @@ def test_the_cascade_function_runs_its_light_stage_and_may_invoke_its_heavy_stag
     assert len(cascade["Layers"]) == 2  # base + inference (onnxruntime for the light stage)
     invokers = {k.split("Role")[0] for k, p in of_type(digits, "AWS::IAM::Policy").items()
                 for st in p["Properties"]["PolicyDocument"]["Statement"] if st["Action"] == "sagemaker:InvokeEndpoint"}
-    assert invokers == {"PredictDigitsHeavy", "WorkerDigitsHeavy", "CascadeDigits"}
+    assert invokers == {"PredictDigitsHeavy", "WorkerDigitsHeavy", "CascadeDigits", "WorkerCascadeDigits"}
+
+
+def test_a_cascades_jobs_have_their_queue_and_worker(digits: Synthesized) -> None:
+    worker = [f["Properties"] for f in of_type(digits, "AWS::Lambda::Function").values()
+              if f["Properties"]["Handler"] == "inferstack.functions.worker.handler.handler"
+              and "INFERSTACK_CASCADE" in f["Properties"]["Environment"]["Variables"]]
+    assert len(worker) == 1
+    queues = json.dumps(worker[0]["Environment"]["Variables"]["INFERSTACK_JOB_QUEUES"])  # a Fn::Join of queue URLs
+    assert all(f'\\"{target}\\":' in queues for target in ("digits-light", "digits-heavy", "cascade/digits"))
+    mappings = [m for m in of_type(digits, "AWS::Lambda::EventSourceMapping").values()
+                if "WorkerCascadeDigits" in json.dumps(m["Properties"]["FunctionName"])]
+    assert len(mappings) == 1 and "JobsCascadeDigitsQueue" in json.dumps(mappings[0]["Properties"]["EventSourceArn"])
 
 
 def test_the_heavy_proxy_carries_its_guard_and_its_fallback(digits: Synthesized) -> None:

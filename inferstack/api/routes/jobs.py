@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 from typing import TYPE_CHECKING, Annotated
 
 from fastapi import APIRouter, Header, Request, Response
@@ -30,7 +31,8 @@ def validation_problem(exc: ValidationError) -> ProblemError:
     return ProblemError(problems.INVALID_REQUEST, detail, errors=errors)
 
 
-def jobs_router(directory: ModelDirectory, jobs: JobService | None, body_limit: int) -> APIRouter:
+def jobs_router(directory: ModelDirectory, jobs: JobService | None, body_limit: int,
+                cascades: Collection[str] = ()) -> APIRouter:
     router = APIRouter()
 
     def service() -> JobService:
@@ -54,7 +56,15 @@ def jobs_router(directory: ModelDirectory, jobs: JobService | None, body_limit: 
             body = JobRequest.model_validate(parsed)
         except ValidationError as exc:
             raise validation_problem(exc) from None
-        directory.known(body.model)
+        if body.cascade is not None:
+            if body.cascade not in cascades:
+                raise ProblemError(problems.NOT_FOUND, f"No cascade named {body.cascade[:100]!r}; GET /v1/cascades "
+                                   "lists them", cascade=body.cascade[:100])
+            if body.protocol != "v1":
+                raise ProblemError(problems.INVALID_REQUEST, "a cascade's jobs take v1 inputs",
+                                   errors=[{"input": "protocol", "detail": "must be v1 with cascade"}])
+        else:
+            directory.known(body.model)
         owner = caller_key_id(request)
         job, created = service().submit(body, owner=owner, idempotency_key=idempotency_key)
         if created:

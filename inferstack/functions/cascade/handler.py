@@ -18,12 +18,9 @@ from inferstack.api.predict import predict_inputs
 from inferstack.api.problems import ProblemError
 from inferstack.cache.wiring import cache_from_env
 from inferstack.cascade.answers import cascade_answer
-from inferstack.cascade.breaker import CircuitBreaker
 from inferstack.cascade.config import CascadeRuntime
-from inferstack.cascade.guard import GuardedPredictor
-from inferstack.cascade.runner import CascadeRunner, EndpointStage, LocalStage, Stage
+from inferstack.cascade.wiring import build_runner
 from inferstack.catalog import load_catalog
-from inferstack.inference.session import Predictor
 from inferstack.observability import registry
 from inferstack.protocol.events import event_body
 
@@ -32,30 +29,9 @@ if TYPE_CHECKING:
 
 config = CascadeRuntime.from_env()
 catalog, model_root = load_catalog()
-info = catalog.cascade(config.name)
-if info is None:
-    raise RuntimeError(f"cascade {config.name!r} is not in the catalog")
 body_limit = int(os.environ.get(env.MAX_BODY_BYTES) or 5 * 1024 * 1024)
-
-
-def _stage(spec: Any) -> Stage:
-    entry = catalog.get(spec.model)
-    assert entry is not None, f"stage {spec.model!r} is not in the catalog"
-    if spec.tier == "light":
-        return LocalStage(Predictor.load(entry, model_root))
-    from inferstack.heavy.endpoint import EndpointPredictor
-
-    endpoint = EndpointPredictor(entry, spec.endpoint, component=spec.component)
-    return EndpointStage(entry.name, entry.version, GuardedPredictor(endpoint, CircuitBreaker(entry.name,
-                                                                                              spec.circuit)))
-
-
-stages = [_stage(s) for s in config.stages]
-first = stages[0]
-assert isinstance(first, LocalStage)
-#: The first stage validates every request (the stages share its input signature).
-validator = first.predictor
-runner = CascadeRunner(config.name, stages, config.accept, [o.name for o in info.outputs])
+#: The first stage's predictor validates every request (the stages share its input signature).
+runner, validator = build_runner(config, catalog, model_root)
 cache = cache_from_env(config.name)
 predict_path = f"/v1/cascades/{config.name}/predict"
 

@@ -21,7 +21,14 @@ if entry is None:
     raise RuntimeError(f"{env.MODEL_NAME}={os.environ[env.MODEL_NAME]!r} is not in the catalog")
 jobs = JobsContext.from_env()
 runner: Runner
-if entry.tier == "heavy":
+if os.environ.get(env.CASCADE):  # a cascade's jobs
+    from inferstack.cascade.config import CascadeRuntime
+    from inferstack.cascade.jobs import CascadeJobRunner
+    from inferstack.cascade.wiring import build_runner
+
+    runner = CascadeJobRunner(*build_runner(CascadeRuntime.from_env(), catalog, model_root,
+                                            jobs.aws.sagemaker_runtime))
+elif entry.tier == "heavy":
     from inferstack.heavy.endpoint import EndpointPredictor
 
     runner = EndpointRunner(EndpointPredictor(
