@@ -20,6 +20,7 @@ from inferstack.api.problems import ProblemType
 from inferstack.aws import AwsClients
 from inferstack.catalog import CatalogEntry
 from inferstack.heavy.exceptions import EndpointError, NoCapacityError
+from inferstack.observability import logger
 from inferstack.protocol.codec import BINARY_CONTENT_TYPE, HEADER_LENGTH
 from inferstack.protocol.sagemaker import V2_CONTENT_TYPE, header_size, v2_content_type
 from inferstack.rollout import MODEL_VERSION_HEADER, answered_version
@@ -60,8 +61,10 @@ def _from_client_error(exc: ClientError) -> EndpointError:
                                       status, str(body.get("title", "Invalid request")))
                 extra = {k: v for k, v in body.items() if k not in {"type", "title", "status", "detail"}}
                 return EndpointError(problem, str(body.get("detail", original_message)), **extra)
-            except (ValueError, AttributeError):
-                return EndpointError(problems.INVALID_REQUEST, original_message or message, status=status)
+            except (ValueError, AttributeError):  # not the container's problem+json: SageMaker's own text names
+                # the account and the endpoint's log group; the client gets the status, the log the text
+                logger.warning("the model's endpoint refused a request", extra={"code": code, "error": message})
+                return EndpointError(problems.INVALID_REQUEST, "The model refused this request", status=status)
         if "timed out" in message.lower():
             return EndpointError(problems.GATEWAY_TIMEOUT, "The model did not answer in time")
         return EndpointError(problems.BAD_GATEWAY, "The model failed on this request; its log has the details")
@@ -70,7 +73,11 @@ def _from_client_error(exc: ClientError) -> EndpointError:
         return EndpointError(problems.THROTTLED, "The model's endpoint is busy; retry shortly", retry_after=1)
     if code in {"ServiceUnavailable", "InternalDependencyException"}:
         return EndpointError(problems.UNAVAILABLE, "The model's endpoint is unavailable; retry shortly", retry_after=5)
-    return EndpointError(problems.BAD_GATEWAY, f"The model's endpoint answered {code or 'an error'}: {message}")
+    # Anything else (AccessDenied, a missing endpoint, a validation error): its message names roles, accounts and
+    # resources, so it goes to the log, and the client learns the code only.
+    logger.error("the model's endpoint failed", extra={"code": code, "error": message})
+    return EndpointError(problems.BAD_GATEWAY, f"The model's endpoint answered {code or 'an error'}; the service's "
+                         "log has the details")
 
 
 class EndpointPredictor:

@@ -45,3 +45,15 @@ class UnsafeWebhookUrlError(JobsError):
 
 class TransientJobError(JobsError):
     """A failure worth retrying (the message returns to the queue)."""
+
+
+def public_reason(exc: BaseException) -> str:
+    """What a client may read about a failure (a job's error, a webhook attempt): this tier's own messages as they
+    are, anything else by its kind only: an AWS error by its code (its message names roles, accounts and
+    resources), other exceptions by their type (their messages may hold paths, addresses, internals). The
+    specifics go to the log."""
+    if isinstance(exc, JobsError):
+        return str(exc)
+    response = getattr(exc, "response", None)
+    code = (response.get("Error") or {}).get("Code") if isinstance(response, dict) else None
+    return f"AWS error {code}" if code else type(exc).__name__

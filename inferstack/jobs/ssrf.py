@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from inferstack.jobs.exceptions import UnsafeWebhookUrlError
+from inferstack.observability import logger
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Resolver = Callable[[str, int], list[str]]
@@ -122,8 +123,13 @@ def check_webhook_url(url: str, *, allow_loopback: bool = False,
     for address in addresses:
         problem = address_problem(address, allow_loopback=allow_loopback)
         if problem:
-            raise UnsafeWebhookUrlError(f"webhook host {host!r} resolves to {address}, {problem}; "
-                                        "webhooks are only sent to public addresses")
+            if address == host:  # the client's own address literal: nothing to hide
+                raise UnsafeWebhookUrlError(f"webhook host {host!r} is {problem}; webhooks are only sent to public "
+                                            "addresses")
+            # what a name resolves to inside this network is not the client's to learn: the log has it
+            logger.warning("webhook host refused", extra={"host": host, "address": address, "reason": problem})
+            raise UnsafeWebhookUrlError(f"webhook host {host!r} resolves to {problem}; webhooks are only sent to "
+                                        "public addresses")
     if parts.scheme == "http" and not all(_unwrap(ipaddress.ip_address(a)).is_loopback for a in addresses):
         raise UnsafeWebhookUrlError("plain http is only allowed to loopback receivers under inferstack dev")
     return CheckedUrl(url, parts.scheme, host, port, tuple(addresses))

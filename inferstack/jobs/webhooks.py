@@ -168,8 +168,9 @@ class WebhookSender:
             return PostOutcome(refused=str(exc))
         except TimeoutError:
             return PostOutcome(error=f"no answer (status line and headers) within the {deadline:g} s deadline")
-        except httpx.HTTPError as exc:
-            return PostOutcome(error=f"{type(exc).__name__}: {exc}"[:500])
+        except httpx.HTTPError as exc:  # its message may name addresses: the log has it, the job the kind
+            logger.info("webhook attempt failed", extra={"job_url": url[:200], "error": str(exc)[:500]})
+            return PostOutcome(error=f"the receiver could not be reached ({type(exc).__name__})")
 
     async def _post_all(self, posts: list[tuple[str, str, dict[str, str]]]) -> list[PostOutcome]:
         async with httpx.AsyncClient(follow_redirects=False, trust_env=False, transport=self.transport) as client:

@@ -26,7 +26,7 @@ from inferstack.api.jsonbody import JsonBodyError, parse_json
 from inferstack.inference.exceptions import InputValidationError
 from inferstack.jobs.backoff import RetryDelay
 from inferstack.jobs.deferral import Deferrer
-from inferstack.jobs.exceptions import TransientJobError
+from inferstack.jobs.exceptions import TransientJobError, public_reason
 from inferstack.jobs.schemas import JobMessage, WebhookMessage
 from inferstack.jobs.sqs import partial_batch_response
 from inferstack.jobs.store import TERMINAL, Job, JobStore
@@ -89,7 +89,7 @@ def _v2_outcome(result: dict[str, Any] | Exception) -> Outcome:
     if isinstance(result, InputValidationError | InferRequestError | BinaryDataError):
         return Invalid(result)
     logger.error("a v2 job failed", exc_info=result)
-    return Errored(f"{type(result).__name__}: {result}")
+    return Errored(public_reason(result))
 
 
 class InProcessRunner:
@@ -173,9 +173,9 @@ class InProcessRunner:
                 ready.append((i, self.predictor.prepare(raw)))
             except InputValidationError as exc:
                 outcomes[i] = Invalid(exc)
-            except HandlerError as exc:
+            except HandlerError:
                 logger.exception("the model's handler failed", extra={"model": self.predictor.name})
-                outcomes[i] = Errored(str(exc))
+                outcomes[i] = Errored("the model's handler failed on the job (its log has the details)")
         for members in group([p.arrays for _, p in ready]):
             results = run_stacked(self._run, [ready[m][1].arrays for m in members])
             for m, result in zip(members, results, strict=True):
@@ -197,7 +197,7 @@ class InProcessRunner:
             return Invalid(exc)
         except Exception as exc:
             logger.exception("a job failed", extra={"model": self.predictor.name})
-            return Errored(f"{type(exc).__name__}: {exc}")
+            return Errored(public_reason(exc))
 
 
 class VariantsRunner(InProcessRunner):
@@ -412,7 +412,7 @@ class BatchWorker:
 
     def _note(self, job_id: str, exc: Exception) -> None:
         try:
-            self.store.note_error(job_id, f"{type(exc).__name__}: {exc}")
+            self.store.note_error(job_id, f"{type(exc).__name__}: {public_reason(exc)}")
         except Exception:
             logger.exception("cannot record the error on the job", extra={"job_id": job_id})
 
