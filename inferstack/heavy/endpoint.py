@@ -67,7 +67,14 @@ def _from_client_error(exc: ClientError) -> EndpointError:
                 return EndpointError(problems.INVALID_REQUEST, "The model refused this request", status=status)
         if "timed out" in message.lower():
             return EndpointError(problems.GATEWAY_TIMEOUT, "The model did not answer in time")
-        return EndpointError(problems.BAD_GATEWAY, "The model failed on this request; its log has the details")
+        try:  # the container names the version that failed (a blue/green shift runs two)
+            failed = json.loads(original_message).get("model_version")
+        except (ValueError, AttributeError):
+            failed = None
+        failure = EndpointError(problems.BAD_GATEWAY, "The model failed on this request; its log has the details")
+        if isinstance(failed, str):
+            failure.extensions["model_version"] = failed
+        return failure
     if code in {"ThrottlingException", "ModelNotReadyException"} or exc.response.get(
             "ResponseMetadata", {}).get("HTTPStatusCode") == 429:
         return EndpointError(problems.THROTTLED, "The model's endpoint is busy; retry shortly", retry_after=1)

@@ -105,8 +105,11 @@ async def read_body(request: Request, limit: int) -> bytes:
     return bytes(raw)
 
 
-def _problem(problem: Problem) -> Response:
-    return Response(problem.body(), status_code=problem.status, headers=problem.response_headers())
+def _problem(problem: Problem, version: str) -> Response:
+    """The container's problem, naming its version (`model_version`): SageMaker passes no header of a failed
+    invocation back, only its body, and the proxy counts the failure for the version that failed."""
+    body = problem.type.encode(problem.detail, **{**problem.extensions, "model_version": version})
+    return Response(body, status_code=problem.status, headers=problem.response_headers())
 
 
 async def _flush_every(seconds: float) -> None:
@@ -197,7 +200,7 @@ def create_app(config: ServerConfig) -> Starlette:
             try:
                 return await infer_v2(request, predictor, batcher)
             except Exception as exc:
-                return _problem(to_problem(exc, context={"model": predictor.name}))
+                return _problem(to_problem(exc, context={"model": predictor.name}), predictor.version)
         try:
             with batcher.arriving():  # an idle model waits for it only while it is on its way
                 raw = await read_body(request, MAX_BODY_BYTES)
@@ -213,7 +216,7 @@ def create_app(config: ServerConfig) -> Starlette:
             else:
                 body = _answer(predictor, prepared, outputs)
         except Exception as exc:
-            return _problem(to_problem(exc, context={"model": predictor.name}))
+            return _problem(to_problem(exc, context={"model": predictor.name}), predictor.version)
         return Response(body, media_type="application/json", headers=state["answered_by"])
 
     async def stats(_: Request) -> Response:

@@ -1,6 +1,10 @@
 """The local twin of a rollout: a candidate model served next to the current version, traffic shifted on the
 manifest's schedule, the manifest's alarms evaluated on the candidate's own metrics, rollback or completion.
 
+A heavy model's candidate is a second container beside the current one on its local endpoint, which splits
+the invocations as SageMaker's blue/green deployment does between its fleets (`LocalSageMaker.invoke`); the
+answers it measures (the container's 5xx or no answer, and the invocation's duration) feed the same alarms.
+
 On AWS, CodeDeploy shifts the `live` alias of the model's predict function (and of its job worker) from the
 current version to the new one, and rolls back when a CloudWatch alarm on the new version's error rate or p99
 latency fires (`inferstack_infra.constructs.rollout`). Here, `inferstack dev --candidate iris=models/iris-v2.onnx`
@@ -78,10 +82,10 @@ def candidate_manifest(manifest: Manifest, candidates: list[Candidate]) -> Manif
         if c is None:
             models.append(m)
             continue
-        if m.tier != "light" or m.variants:
-            raise CandidateError(f"--candidate {c.model}: the local twin rehearses rollouts of light models with one "
-                                 f"path; {m.name} is {'heavy' if m.tier == 'heavy' else 'an A/B test'} (its "
-                                 "rollout runs on SageMaker's blue/green deployment when deployed)")
+        if m.variants or (m.instances.scales_to_zero and m.tier == "heavy"):
+            raise CandidateError(f"--candidate {c.model}: the local twin rehearses rollouts of models with one path "
+                                 f"on a light function or an always-on endpoint; {m.name} is "
+                                 f"{'an A/B test' if m.variants else 'scaled to zero (an inference component)'}")
         path, handler = manifest.resolve(c.path), manifest.resolve(c.handler) if c.handler else None
         if not path.is_file():
             raise CandidateError(f"--candidate {c.model}: file {path} does not exist")
@@ -93,6 +97,18 @@ def candidate_manifest(manifest: Manifest, candidates: list[Candidate]) -> Manif
         raise CandidateError(f"--candidate {', '.join(by_name)}: no such model in the manifest (models: "
                              f"{', '.join(m.name for m in manifest.models)})")
     return manifest.model_copy(update={"models": models})
+
+
+def endpoint_failed(status: int, body: bytes) -> bool:
+    """What SageMaker counts against a fleet: its container's 5xx or no answer (a `ModelError` carries the
+    container's status; 0 when it timed out), or the endpoint unavailable; a 4xx is the caller's."""
+    if status == 424:
+        try:
+            original = int(json.loads(body).get("OriginalStatusCode") or 0)
+        except (ValueError, AttributeError):
+            return True
+        return not 400 <= original < 500
+    return status >= 500
 
 
 def candidate_spec(spec: FunctionSpec) -> FunctionSpec:
@@ -249,11 +265,16 @@ class RolloutInvoker:
     """The weighted `live` alias: invocations of a rolling model's predict and worker functions go to the
     current or the candidate environments by the rollout's weight; predict answers feed its alarms."""
 
-    def __init__(self, functions: FunctionsInvoker, rollouts: dict[str, LocalRollout]) -> None:
+    def __init__(self, functions: FunctionsInvoker, rollouts: dict[str, LocalRollout], *,
+                 routed: set[str] | None = None) -> None:
+        """`rollouts`: every model's (for the status); `routed`: the light models among them, whose functions'
+        invocations this splits (a heavy model's endpoint splits its own)."""
         self.functions = functions
         self.rollouts = rollouts  # by model
         self.by_function: dict[str, tuple[LocalRollout, bool]] = {}
         for model, rollout in rollouts.items():
+            if routed is not None and model not in routed:
+                continue
             self.by_function[predict_function_key(model)] = (rollout, True)
             self.by_function[worker_function_key(model)] = (rollout, False)
 

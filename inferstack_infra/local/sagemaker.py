@@ -38,6 +38,7 @@ from inferstack_infra.local import lifeline
 from inferstack_infra.local.aws import free_port
 from inferstack_infra.local.functions import prefixed
 from inferstack_infra.local.http import QuietHandler
+from inferstack_infra.local.rollout import LocalRollout, endpoint_failed
 from inferstack_infra.nodelay import transport
 from inferstack_infra.packaging import stage_heavy_model
 from inferstack_infra.paths import python_path
@@ -121,8 +122,15 @@ class ScaleToZero:
 
 class LocalSageMaker:
     def __init__(self, manifest: Manifest, catalog: Catalog, workdir: Path, log: Callable[[str, str], None], *,
-                 scale_in_after_s: float = SCALE_IN_AFTER_S) -> None:
+                 scale_in_after_s: float = SCALE_IN_AFTER_S,
+                 candidate: tuple[Manifest, Catalog, set[str]] | None = None) -> None:
+        """`candidate`: the deployment with the candidates in place and the models they replace; each such
+        heavy model gets the candidate's container beside its own (the green fleet of a blue/green rollout)."""
         self.manifest, self.catalog, self.workdir, self.log = manifest, catalog, workdir, log
+        self.candidate = candidate
+        #: The candidates' containers and the rollouts that split the calls, by endpoint.
+        self.green: dict[str, ModelServer] = {}
+        self.rollouts: dict[str, LocalRollout] = {}
         self.scale_in_after_s = scale_in_after_s
         self.servers: dict[str, ModelServer] = {}
         #: Endpoints whose model scales to zero, by endpoint name.
@@ -162,7 +170,15 @@ class LocalSageMaker:
             component = inference_component_name(self.manifest, model.name)
             if component:
                 self.components[name] = ScaleToZero(self.servers[name], component)
-        always_on = [s for name, s in self.servers.items() if name not in self.components]
+        if self.candidate is not None:
+            manifest, catalog, rolling = self.candidate
+            for model in manifest.heavy_models:
+                if model.name in rolling:
+                    model_dir = stage_heavy_model(model, manifest, catalog, self.workdir / "heavy" / model.name /
+                                                  "candidate", dependencies=False)
+                    self.green[endpoint_name(manifest, model.name)] = ModelServer(
+                        f"{model.name}:candidate", model_dir, prefixed(self.log, f"sagemaker {model.name}:candidate"))
+        always_on = [s for name, s in self.servers.items() if name not in self.components] + list(self.green.values())
         threads = [threading.Thread(target=s.start) for s in always_on]
         for t in threads:
             t.start()
@@ -251,10 +267,17 @@ class LocalSageMaker:
         refused = self._admit(endpoint, component)
         if refused is not None:
             return refused
+        rollout, green = self.rollouts.get(endpoint), self.green.get(endpoint)
+        role: Literal["current", "candidate"] = rollout.choose() if rollout and green else "current"
+        started = time.perf_counter()
         try:
-            return self._forward(endpoint, server, body, content_type)
+            answer = self._forward(endpoint, green if green and role == "candidate" else server, body, content_type)
         finally:
             self._done(endpoint)
+        if rollout is not None:
+            rollout.record(role, latency_ms=(time.perf_counter() - started) * 1000,
+                           error=endpoint_failed(answer[0], answer[2]))
+        return answer
 
     def _forward(self, endpoint: str, server: ModelServer, body: bytes,
                  content_type: str) -> tuple[int, dict[str, str], bytes]:
@@ -327,4 +350,5 @@ class LocalSageMaker:
             self.router.shutdown()
             self.router.server_close()
             self.router = None
-        lifeline.stop_all(server.proc for server in self.servers.values())  # the stack stops: a short grace
+        # the stack stops: a short grace
+        lifeline.stop_all(server.proc for server in [*self.servers.values(), *self.green.values()])

@@ -25,6 +25,7 @@ from inferstack.topology import (
     FunctionSpec,
     batch_models,
     batches_environment,
+    endpoint_name,
     functions,
     jobs_environment,
     queues,
@@ -168,16 +169,19 @@ class DevStack:
         self.states = LocalStepFunctions(self.manifest, invoke=self._invoke, s3=self.aws.client("s3"),
                                          bucket=self.aws.batch_bucket, log=self.log.part("stepfunctions"))
         self.states.start()
+        candidate_catalog = self._candidate_catalog(catalog) if self.candidates else None
+        rolling = {c.model for c in self.candidates}
         self.sagemaker = LocalSageMaker(self.manifest, catalog, self.workdir, self.log,
-                                        scale_in_after_s=self.scale_in_after_s)
+                                        scale_in_after_s=self.scale_in_after_s, candidate=None if candidate_catalog is
+                                        None else (candidate_manifest(self.manifest, self.candidates),
+                                                   candidate_catalog, rolling))
         self.sagemaker.start()
         for line in self.sagemaker.describe():
             self.log("sagemaker", line)
         specs, environment = functions(self.manifest), self._environment(catalog_path)
-        candidate_catalog = self._candidate_catalog(catalog) if self.candidates else None
         if candidate_catalog is not None:
-            rolling = {c.model for c in self.candidates}
-            specs += [candidate_spec(s) for s in specs if s.model in rolling and s.kind in ("predict", "worker")]
+            light = {m.name for m in self.manifest.light_models} & rolling  # a heavy one shifts on its endpoint
+            specs += [candidate_spec(s) for s in specs if s.model in light and s.kind in ("predict", "worker")]
             current_env, candidate_env = environment, self._environment(self.workdir / "catalog-candidate.json")
             environment = lambda s: candidate_env(s) if ":" in s.key else current_env(s)  # noqa: E731
         self.functions = LocalFunctions(specs, environment, self.log)
@@ -189,7 +193,9 @@ class DevStack:
                 self.rollouts[c.model] = LocalRollout(self.manifest.model(c.model), current=current.version,
                                                       candidate=new.version, time_scale=self.time_scale,
                                                       log=self.log.part("rollout"))
-            self.invoker = RolloutInvoker(self.functions, self.rollouts)
+                if self.manifest.model(c.model).tier == "heavy":
+                    self.sagemaker.rollouts[endpoint_name(self.manifest, c.model)] = self.rollouts[c.model]
+            self.invoker = RolloutInvoker(self.functions, self.rollouts, routed=light)
         sqs = self.aws.client("sqs")
         for spec in queues(self.manifest):
             if spec.function:

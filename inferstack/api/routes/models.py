@@ -54,6 +54,8 @@ def versioned_failure(exc: Exception, request: Request, *, model: str, version: 
     """A failed predict or infer: its problem (problem+json on /v1, `{"error"}` on /v2) with the version header
     (the metrics middleware counts it for that version, by its problem type)."""
     path = request.url.path
+    failed = (getattr(exc, "extensions", None) or {}).get("model_version")  # a heavy container names its own
+    version = failed if isinstance(failed, str) else version
     problem = to_problem(exc, context={"path": path, "model": model})
     request.scope[PROBLEM_KIND] = problem.type.slug
     headers = {MODEL_VERSION_HEADER: version}
