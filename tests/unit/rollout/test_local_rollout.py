@@ -96,3 +96,17 @@ def test_bad_candidate_flags(value: str) -> None:
 def test_candidate_flag() -> None:
     c = parse_candidate("iris=models/v2.onnx,handler=models/v2/handler.py")
     assert (c.model, c.path, c.handler) == ("iris", Path("models/v2.onnx"), Path("models/v2/handler.py"))
+
+
+def test_what_counts_against_a_fleet() -> None:
+    import json
+
+    from inferstack_infra.local.rollout import endpoint_failed
+
+    def model_error(original: int) -> bytes:
+        return json.dumps({"message": "x", "OriginalStatusCode": original}).encode()
+
+    assert not endpoint_failed(200, b"{}")
+    assert not endpoint_failed(424, model_error(422))  # the caller's mistake
+    assert endpoint_failed(424, model_error(500)) and endpoint_failed(424, model_error(0))  # failed, timed out
+    assert endpoint_failed(503, b"{}") and not endpoint_failed(400, b"{}")
