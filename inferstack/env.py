@@ -27,6 +27,8 @@ WEBHOOK_TIMEOUT_S = "INFERSTACK_WEBHOOK_TIMEOUT_S"
 WEBHOOK_BACKOFF_S = "INFERSTACK_WEBHOOK_BACKOFF_S"
 #: Only `inferstack dev --allow-loopback-webhooks` sets this: lets webhooks reach 127.0.0.0/8 over http.
 ALLOW_LOOPBACK_WEBHOOKS = "INFERSTACK_ALLOW_LOOPBACK_WEBHOOKS"
+#: `inferstack dev`: a JSON file listing the local stack's own ports, which loopback webhooks may never reach.
+STACK_PORTS_FILE = "INFERSTACK_STACK_PORTS_FILE"
 
 # heavy tier
 #: The container server's event loop (`uvloop` or `asyncio`) and HTTP parser (`httptools` or `h11`); default:

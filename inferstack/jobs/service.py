@@ -75,7 +75,7 @@ class JobService:
         resubmission). The caller has checked that the model exists."""
         if body.webhook:
             check_webhook_url(body.webhook.url, allow_loopback=self.settings.allow_loopback_webhooks,
-                              resolve=self.resolve)
+                              resolve=self.resolve, refused_ports=self.settings.refused_ports())
         digest = request_hash(body)
         job_id = uuid.uuid4().hex
         # Capacity first: a refused submission must leave its key free for the client's retry.

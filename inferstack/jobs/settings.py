@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from inferstack import env
 
@@ -22,6 +23,8 @@ class JobsSettings:
     webhook_timeout_s: float = 15
     webhook_backoff_s: float = 30
     allow_loopback_webhooks: bool = False
+    #: `inferstack dev`: the file listing the stack's own ports (`refused_ports`).
+    stack_ports_file: str | None = None
 
     @classmethod
     def from_env(cls) -> JobsSettings:
@@ -35,7 +38,18 @@ class JobsSettings:
             webhook_timeout_s=float(e.get(env.WEBHOOK_TIMEOUT_S) or 15),
             webhook_backoff_s=float(e.get(env.WEBHOOK_BACKOFF_S) or 30),
             allow_loopback_webhooks=e.get(env.ALLOW_LOOPBACK_WEBHOOKS) == "1",
+            stack_ports_file=e.get(env.STACK_PORTS_FILE) or None,
         )
+
+    def refused_ports(self) -> frozenset[int]:
+        """The loopback ports of the local stack itself (its AWS emulator, function runtimes, model servers,
+        gateway), read afresh each time (a restarted runtime has a new port); none outside `inferstack dev`."""
+        if not (self.allow_loopback_webhooks and self.stack_ports_file):
+            return frozenset()
+        try:
+            return frozenset(int(p) for p in json.loads(Path(self.stack_ports_file).read_text()))
+        except (OSError, ValueError, TypeError):
+            return frozenset()
 
     @classmethod
     def configured(cls) -> bool:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
@@ -93,8 +93,8 @@ class CheckedUrl:
     addresses: tuple[str, ...]
 
 
-def check_webhook_url(url: str, *, allow_loopback: bool = False,
-                      resolve: Resolver = system_resolver) -> CheckedUrl:
+def check_webhook_url(url: str, *, allow_loopback: bool = False, resolve: Resolver = system_resolver,
+                      refused_ports: Collection[int] = ()) -> CheckedUrl:
     """Validate a webhook URL and resolve its host; raise `UnsafeWebhookUrlError` saying why it is refused."""
     if len(url) > MAX_URL_LENGTH:
         raise UnsafeWebhookUrlError(f"webhook URL is longer than {MAX_URL_LENGTH} characters")
@@ -130,6 +130,10 @@ def check_webhook_url(url: str, *, allow_loopback: bool = False,
             logger.warning("webhook host refused", extra={"host": host, "address": address, "reason": problem})
             raise UnsafeWebhookUrlError(f"webhook host {host!r} resolves to {problem}; webhooks are only sent to "
                                         "public addresses")
-    if parts.scheme == "http" and not all(_unwrap(ipaddress.ip_address(a)).is_loopback for a in addresses):
+    loopback = all(_unwrap(ipaddress.ip_address(a)).is_loopback for a in addresses)
+    if loopback and port in refused_ports:
+        raise UnsafeWebhookUrlError(f"webhook URL points at port {port} of the local stack itself (its AWS emulator, "
+                                    "a function, a model server or the gateway); webhooks go to receivers only")
+    if parts.scheme == "http" and not loopback:
         raise UnsafeWebhookUrlError("plain http is only allowed to loopback receivers under inferstack dev")
     return CheckedUrl(url, parts.scheme, host, port, tuple(addresses))

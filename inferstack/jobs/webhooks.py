@@ -147,7 +147,8 @@ class WebhookSender:
         }
 
     def _check(self, url: str) -> CheckedUrl:
-        return check_webhook_url(url, allow_loopback=self.settings.allow_loopback_webhooks, resolve=self.resolve)
+        return check_webhook_url(url, allow_loopback=self.settings.allow_loopback_webhooks, resolve=self.resolve,
+                                 refused_ports=self.settings.refused_ports())
 
     async def _post(self, client: httpx.AsyncClient, url: str, body: str, headers: dict[str, str]) -> PostOutcome:
         deadline = self.settings.webhook_timeout_s

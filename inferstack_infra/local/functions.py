@@ -82,6 +82,8 @@ class LocalFunctions:
         self.client: httpx.AsyncClient | None = None
         self.sync_client = httpx.Client(timeout=None, transport=transport())
         self._restarting = threading.Lock()
+        #: Called after an environment was replaced (it listens on a new port).
+        self.on_restart: Callable[[], None] | None = None
         #: Set when the stack stops: an environment found dead then is not replaced.
         self.stopping = threading.Event()
 
@@ -150,3 +152,5 @@ class LocalFunctions:
                 return
             proc.stop()
             proc.start()
+            if self.on_restart is not None:
+                self.on_restart()

@@ -7,6 +7,8 @@ Lambda runtime process per function; one poller per SQS event source; the gatewa
 from __future__ import annotations
 
 import contextlib
+import json
+import re
 import signal
 import socket
 import subprocess
@@ -135,6 +137,7 @@ class DevStack:
             webhook_queue=self.aws.queue_urls["webhooks"], secret_id=self.aws.secret_id)
         if self.allow_loopback_webhooks:
             jobs_env[env.ALLOW_LOOPBACK_WEBHOOKS] = "1"
+            jobs_env[env.STACK_PORTS_FILE] = str(self.ports_file)
         batch_env = batches_environment(self.manifest, bucket=self.aws.batch_bucket, state_machines={
             m: state_machine_arn(self.manifest, m) for m in batch_models(self.manifest)})
 
@@ -186,6 +189,8 @@ class DevStack:
             environment = lambda s: candidate_env(s) if ":" in s.key else current_env(s)  # noqa: E731
         self.functions = LocalFunctions(specs, environment, self.log)
         self.functions.start()
+        self.write_ports()  # before any poller or request can carry a webhook
+        self.functions.on_restart = self.write_ports
         if candidate_catalog is not None:
             for c in self.candidates:
                 current, new = catalog.get(c.model), candidate_catalog.get(c.model)
@@ -209,6 +214,28 @@ class DevStack:
         return Gateway(self.manifest, routes(self.manifest), self.invoker or self.functions, self.api_keys,
                        log=self.log.part("gateway"), observe=self.metrics.request,
                        local=DashboardApp(self.metrics, self.manifest.name))
+
+    @property
+    def ports_file(self) -> Path:
+        return self.workdir / "stack-ports.json"
+
+    def own_ports(self) -> set[int]:
+        """Every loopback port the stack listens on: the gateway, the AWS emulator, Step Functions, the SageMaker
+        stand-in and its model servers, each function's runtime."""
+        urls = [*self.aws.environment().values()]
+        if self.states:
+            urls += self.states.environment().values()
+        if self.sagemaker:
+            urls += [*self.sagemaker.environment().values(), *(s.url for s in self.sagemaker.servers.values())]
+        if self.functions:
+            urls += [p.url for p in self.functions.procs.values()]
+        ports = {int(m) for u in urls for m in re.findall(r"^https?://[^/:]+:(\d+)", str(u))}
+        return ports | {self.port}
+
+    def write_ports(self) -> None:
+        """The file the jobs functions read under --allow-loopback-webhooks: loopback webhooks to any of these
+        ports are refused (a webhook to the emulator's reset URL would wipe every local resource)."""
+        self.ports_file.write_text(json.dumps(sorted(self.own_ports())))
 
     def _candidate_catalog(self, catalog: Catalog) -> Catalog:
         """The catalog of the deployment with every candidate in place (its own versions and signatures)."""

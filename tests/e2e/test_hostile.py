@@ -5,13 +5,15 @@ costs the processes that receive it (the gateway, the predict function's runtime
 from __future__ import annotations
 
 import json
+import re
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.e2e.conftest import PRO_KEY, RunningStack, child_processes, eventually
+from tests.e2e.conftest import PRO_KEY, RunningStack, child_processes, eventually, free_port, start_dev, stop_dev
 from tests.hostile import MB, Attack, PeakMemory, attacks
 
 pytestmark = pytest.mark.e2e
@@ -118,3 +120,28 @@ def test_jobs_with_bad_inputs_end_failed_and_a_valid_job_succeeds(dev_stack: Run
             assert view["status"] == "failed" and view["error"]["type"] == "invalid-input"
             assert view["attempts"] == 1  # at once, no retry
         assert eventually(lambda: finished(good), timeout_s=60)["status"] == "succeeded"
+
+
+def test_loopback_webhooks_reach_receivers_but_never_the_stack_itself(tmp_path: Path) -> None:
+    # GIVEN a stack that lets webhooks go to loopback receivers
+    stack = start_dev(tmp_path / "dev.log", "--allow-loopback-webhooks", "--api-key", f"{PRO_KEY}:pro")
+    try:
+        moto = re.search(r"moto server at (http://127\.0\.0\.1:\d+)", stack.log.read_text())
+        assert moto is not None
+        ports = [int(u.rsplit(":", 1)[1]) for u in re.findall(r"http://127\.0\.0\.1:\d+", stack.log.read_text())]
+        with stack.client(PRO_KEY) as client:
+            def submit(url: str) -> httpx.Response:
+                return client.post("/v1/jobs", json={"model": "iris", **VALID, "webhook": {"url": url}})
+
+            # THEN the emulator's reset URL, the gateway and every port the stack announced are refused
+            for url in (f"{moto.group(1)}/moto-api/reset", f"{stack.url}/v1/health",
+                        *(f"http://127.0.0.1:{p}/" for p in ports)):
+                refused = submit(url)
+                assert refused.status_code == 422, (url, refused.text)
+                assert "local stack itself" in refused.json()["detail"]
+            # AND a receiver on another loopback port is accepted
+            assert submit(f"http://127.0.0.1:{free_port()}/hooks").status_code == 202
+        # AND the emulator still holds its state
+        assert httpx.get(f"{moto.group(1)}/moto-api/data.json", timeout=10).status_code == 200
+    finally:
+        stop_dev(stack)

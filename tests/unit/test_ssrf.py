@@ -71,3 +71,12 @@ def test_what_a_name_resolves_to_is_not_told(url: str) -> None:
     with pytest.raises(UnsafeWebhookUrlError) as info:
         check_webhook_url(url, resolve=PUBLIC)
     assert not any(a in str(info.value) for a in ("10.1.2.3", "192.168.0.9", "127.0.0.1"))
+
+
+def test_loopback_never_reaches_the_local_stack_itself() -> None:
+    stack = {4566, 8000, 41001}  # the AWS emulator, the gateway, a function's runtime
+    for url in ("http://127.0.0.1:4566/moto-api/reset", "http://localhost:41001/2015-03-31/functions/x/invocations",
+                "http://[::1]:8000/v1/jobs"):
+        with pytest.raises(UnsafeWebhookUrlError, match="local stack itself"):
+            check_webhook_url(url, allow_loopback=True, resolve=lambda h, p: ["127.0.0.1"], refused_ports=stack)
+    assert check_webhook_url("http://127.0.0.1:9000/hooks", allow_loopback=True, refused_ports=stack).port == 9000
