@@ -172,7 +172,26 @@ class BatchService:
         return batch
 
     def view(self, batch_id: str, *, owner: str) -> BatchView:
-        return to_view(self._owned(batch_id, owner))
+        return to_view(self._settled(self._owned(batch_id, owner)))
+
+    def _settled(self, batch: Batch) -> Batch:
+        """A batch not yet ended whose execution did (failed before its finishing step could run, timed out,
+        or was stopped from the console) ends now as failed: no batch waits forever. Best effort."""
+        if batch.finished_at is not None or not batch.execution_arn:
+            return batch
+        try:
+            execution = self.aws.stepfunctions.describe_execution(executionArn=batch.execution_arn)
+        except Exception:
+            logger.warning("cannot describe a batch's execution", extra={"batch_id": batch.batch_id})
+            return batch
+        status = execution.get("status")
+        if status not in ("FAILED", "TIMED_OUT", "ABORTED"):
+            return batch
+        detail = f"the state machine's execution {status.lower().replace('_', ' ')}"
+        if execution.get("error"):
+            detail += f": {execution['error']}: {str(execution.get('cause') or '')[:500]}"
+        self.store.finish(batch.batch_id, "failed", {"type": f"execution-{status.lower()}", "detail": detail})
+        return self.store.get(batch.batch_id)
 
     def cancel(self, batch_id: str, *, owner: str) -> BatchView:
         batch = self._owned(batch_id, owner)

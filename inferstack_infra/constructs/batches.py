@@ -198,6 +198,13 @@ class BatchTier(Construct):
             api.function.add_environment(key, value)
         for machine in self.machines.values():
             machine.grant_start_execution(api.role)
+            machine.grant_execution(api.role, "states:DescribeExecution")  # GET ends a batch whose run died
+            machine_id = Stack.of(self).get_logical_id(machine.node.default_child)  # type: ignore[arg-type]
+            Validations.of(api.role).acknowledge(Acknowledgment(
+                id="AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:states:<AWS::Region>:<AWS::AccountId>:"
+                   'execution:{"Fn::Select":[6,{"Fn::Split":[":",{"Ref":"' + machine_id + '"}]}]}:*]',
+                reason="states:DescribeExecution on the executions of the batch state machines, named by batch ID "
+                "(unknown at deploy time): GET /v1/batches/{id} ends a batch whose execution died"))
         self._grant_objects(api.role, "s3:GetObject", [self.bucket, *self.inputs, *self.outputs])  # probe, results
         self._grant_objects(api.role, "s3:PutObject", [self.bucket], "uploads/*")
 

@@ -32,6 +32,11 @@ class StartedExecutions:
     """Stands in for Step Functions' StartExecution: records what the service started."""
 
     started: list[dict[str, Any]] = field(default_factory=list)
+    #: executionArn -> what DescribeExecution answers (default: RUNNING)
+    described: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def describe_execution(self, executionArn: str) -> dict[str, Any]:
+        return self.described.get(executionArn, {"status": "RUNNING"})
 
     def start_execution(self, **kwargs: Any) -> dict[str, Any]:
         if any(s["name"] == kwargs["name"] for s in self.started):

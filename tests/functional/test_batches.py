@@ -174,3 +174,15 @@ def test_the_api_function_with_batches_imports_neither_numpy_nor_onnxruntime() -
     out = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, check=True,
                          env={"PATH": "/usr/bin:/bin"})
     assert out.stdout.strip() == "[]"
+
+
+def test_a_batch_whose_execution_failed_before_finishing_ends_as_failed(world: BatchesWorld) -> None:
+    batch = world.submit(input=world.put("in/lost.jsonl", json.dumps({"features": GOOD[0]}).encode() + b"\n"))
+    assert world.service.view(batch.batch_id, owner=OWNER).status == "queued"
+    assert batch.execution_arn
+    world.clients.executions.described[batch.execution_arn] = {
+        "status": "TIMED_OUT", "error": "States.Timeout", "cause": "the execution ran past 86400 s"}
+    view = world.service.view(batch.batch_id, owner=OWNER)
+    assert view.status == "failed" and view.finished_at
+    assert view.error == {"type": "execution-timed_out", "detail": "the state machine's execution timed out: "
+                          "States.Timeout: the execution ran past 86400 s"}

@@ -94,6 +94,8 @@ def test_only_the_api_starts_batches_and_the_batch_function_writes_outputs(examp
     sm_id, _ = machine(example)
     api = statements(example, "ApiRole")
     assert {"Action": "states:StartExecution", "Effect": "Allow", "Resource": {"Ref": sm_id}} in api
+    (describe,) = [st for st in api if st["Action"] == "states:DescribeExecution"]
+    assert ":execution:" in json.dumps(describe["Resource"]) and sm_id in json.dumps(describe["Resource"])
     functions = by_type(example, "AWS::Lambda::Function").values()
     api_env = next(f["Properties"]["Environment"]["Variables"] for f in functions
                    if f["Properties"]["Handler"] == "inferstack.functions.api.handler.handler")
