@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from inferstack.manifest import ManifestError
+from inferstack.manifest import Manifest, ManifestError
 from inferstack_infra.cli.common import fail, manifest
 from inferstack_infra.cli.extras import require
 from inferstack_infra.paths import MANIFEST_NAME
@@ -66,6 +66,26 @@ def npx() -> str:
     if major.isdigit() and int(major) < NODE_MIN_MAJOR:
         fail(f"Node.js {version} is too old for the AWS CDK CLI: install Node.js {NODE_MIN_MAJOR} or later", 2)
     return found
+
+
+def deploy_tools(loaded: Manifest) -> str:
+    """What `synth`/`deploy` will find on this machine (for `inferstack doctor`): Node.js and npx, the [cdk]
+    extra, and Docker where a heavy model's image is built at deploy time."""
+    node, npx_found = shutil.which("node"), shutil.which("npx")
+    version = (subprocess.run([node, "--version"], capture_output=True, text=True, check=False).stdout.strip()
+               if node else "")
+    major = version.lstrip("v").split(".")[0]
+    lines = [f"node {version} and npx: ok (AWS CDK CLI {CDK_CLI_VERSION} through npx)"
+             if node and npx_found and major.isdigit() and int(major) >= NODE_MIN_MAJOR else
+             f"node/npx: MISSING or too old ({version or 'not found'}): install Node.js {NODE_MIN_MAJOR} or later "
+             "for synth and deploy"]
+    missing = require("cdk")
+    lines.append("CDK app ([cdk] extra): ok" if not missing else
+                 f"CDK app: MISSING {', '.join(missing)}: pip install \"inferstack[cdk]\"")
+    if any(m.image_uri is None for m in loaded.heavy_models):
+        lines.append("docker: ok (builds the heavy tier's image at deploy time)" if shutil.which("docker") else
+                     "docker: MISSING: deploying a heavy model without image_uri builds its image with Docker")
+    return "\n".join(f"  {line}" for line in lines)
 
 
 def cdk_command(args: argparse.Namespace, action: str) -> list[str]:

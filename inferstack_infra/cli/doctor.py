@@ -43,6 +43,9 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         for m in loaded.heavy_models:
             (spec,) = [f for f in functions(light) if f.key == predict_function_key(m.name)]
             report(spec, light)
+    from inferstack_infra.cli.cdk import deploy_tools
+
+    print(f"\ndeploy tools (inferstack synth|deploy):\n{deploy_tools(loaded)}")
     return 0 if worst <= LAMBDA_MAX_UNZIPPED_BYTES else 1
 
 

@@ -126,6 +126,7 @@ def test_init_then_doctor(project: Installed) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     assert "inferstack.toml: ok (1 model(s), 1 usage plan(s))" in done.stdout
     assert "MB to spare" in done.stdout and "TOO LARGE" not in done.stdout  # every function sized, all fit
+    assert "CDK app ([cdk] extra): ok" in done.stdout  # and what synth/deploy will find here
     # built in the project, never in the installed package
     assert (project.project / "build" / "layers").is_dir()
     # the heavy tier's image context, staged from the installed package (what `cdk deploy` hands to Docker)

@@ -169,3 +169,18 @@ def test_a_bad_stage_is_refused_before_node_starts(tmp_path: Path, iris_model: P
     with pytest.raises(SystemExit) as done:
         main(["deploy", "--manifest", str(tmp_path / "inferstack.toml"), "--stage", "Prod"])
     assert done.value.code == 2 and "stage: 'Prod': expected 1-20 lowercase letters" in capsys.readouterr().err
+
+
+def test_deploy_tools_report_what_synth_and_deploy_will_find(monkeypatch: pytest.MonkeyPatch) -> None:
+    from inferstack.manifest import parse_manifest
+
+    heavy = parse_manifest({"name": "p", "models": [{"name": "big", "path": "m.onnx", "tier": "heavy",
+                                                     "instance_type": "ml.g5.xlarge"}]}, check_files=False)
+    monkeypatch.setattr(subprocess, "run", lambda *a, **k: type("Done", (), {"stdout": "v22.3.0\n"})())
+    monkeypatch.setattr(shutil, "which", lambda name: None if name == "docker" else f"/usr/bin/{name}")
+    report = cdk.deploy_tools(heavy)
+    assert "node v22.3.0 and npx: ok" in report and "[cdk] extra): ok" in report
+    assert "docker: MISSING" in report
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    report = cdk.deploy_tools(heavy)
+    assert "node/npx: MISSING" in report and "Node.js 20 or later" in report
