@@ -64,7 +64,9 @@ class CascadeInfo(BaseModel):
     name: str
     stages: list[str] = Field(description="Models in the order rows escalate through them")
     accept_output: str = Field(description="The output whose top value is a row's confidence")
-    min_confidence: float = Field(description="Rows below it go to the next stage")
+    min_confidence: float | None = Field(default=None, description="Rows below it go to the next stage")
+    rule: str | None = Field(default=None, description="The custom acceptance rule's file (relative to the model "
+                             "root), where the manifest gives one instead of min_confidence")
     budget_ms: int | None = Field(default=None, description="Default latency budget (x-latency-budget-ms "
                                   "overrides)")
     inputs: list[TensorSpec] = Field(description="The input signature every stage shares")

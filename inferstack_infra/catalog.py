@@ -59,7 +59,8 @@ def build_catalog(manifest: Manifest, *, bundled: bool = True) -> Catalog:
         if m.variants:  # the model's version: that of the whole A/B test
             entries[-1].version = m.version or hashlib.sha256(
                 "".join(v.version for v in entries[-1].variants or []).encode()).hexdigest()[:12]
-    return Catalog(models=entries, cascades=cascade_infos(manifest, {e.name: e for e in entries}))
+    return Catalog(models=entries, cascades=cascade_infos(manifest, {e.name: e for e in entries},
+                                                                 bundled=bundled))
 
 
 def bundled_variant(name: str, variant: str) -> str:
@@ -87,7 +88,13 @@ def _signature(entry: CatalogEntry) -> str:
     return ", ".join(f"{t.name}: {t.describe()}" for t in entry.inputs)
 
 
-def cascade_infos(manifest: Manifest, entries: dict[str, CatalogEntry]) -> list[CascadeInfo]:
+def bundled_rule(cascade: str) -> str:
+    """Where a cascade's acceptance rule lies inside a function bundle, relative to its catalog."""
+    return f"cascades/{cascade}/rule.py"
+
+
+def cascade_infos(manifest: Manifest, entries: dict[str, CatalogEntry], *, bundled: bool = True
+                  ) -> list[CascadeInfo]:
     """Each cascade's signature; its stages must share the input signature and have the accept output."""
     out, problems = [], []
     for i, c in enumerate(manifest.cascades):
@@ -105,9 +112,15 @@ def cascade_infos(manifest: Manifest, entries: dict[str, CatalogEntry]) -> list[
                              f"{c.accept.output!r}: every stage must have the output the threshold reads"))
             continue
         common = [o for o in first.outputs if all(o.name in {x.name for x in s.outputs} for s in stages[1:])]
+        rule = manifest.resolve(c.accept.rule) if c.accept.rule else None
+        if rule is not None and (rule.suffix != ".py" or not rule.is_file()):
+            problems.append((f"cascades[{i}] ({c.name}).accept.rule", f"{rule} is not a Python file: name one that "
+                             "defines accept(outputs)"))
+            continue
         out.append(CascadeInfo(name=c.name, stages=c.stages, accept_output=c.accept.output,
                                min_confidence=c.accept.min_confidence, budget_ms=c.budget_ms,
-                               inputs=first.inputs, outputs=common))
+                               inputs=first.inputs, outputs=common,
+                               rule=(bundled_rule(c.name) if bundled else str(rule.resolve())) if rule else None))
     if problems:
         raise ManifestError(str(manifest.root / "inferstack.toml"), problems)
     return out

@@ -25,6 +25,7 @@ from inferstack.catalog import Catalog, CatalogEntry
 from inferstack.manifest import Manifest, Model
 from inferstack.topology import FunctionSpec
 from inferstack_infra import optimize
+from inferstack_infra.catalog import bundled_rule
 from inferstack_infra.paths import CONTAINER_DIR, LAYERS_DIR, RUNTIME_DIR, build_dir
 
 #: Where builds go: the project's `build/` (the working directory's, or $INFERSTACK_PROJECT's), or
@@ -204,6 +205,10 @@ def _write_function(out: Path, spec: FunctionSpec, manifest: Manifest, catalog: 
             shutil.copy2(manifest.resolve(source.path), out / variant.artifact)
         if entry.handler:
             copy_handler(manifest, model, (out / entry.handler).parent)
+    cascade = next((c for c in manifest.cascades if c.name == spec.cascade), None)
+    if cascade is not None and cascade.accept.rule is not None:  # its custom acceptance rule
+        (out / bundled_rule(cascade.name)).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(manifest.resolve(cascade.accept.rule), out / bundled_rule(cascade.name))
     catalog.dump(out / "catalog.json")
 
 

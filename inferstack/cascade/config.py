@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from inferstack import env
 from inferstack.cache.config import CacheConfig
@@ -50,10 +51,20 @@ class Circuit(_Strict):
 
 class Accept(_Strict):
     """Which rows a stage answers: those whose `output` (probabilities: the top one; a score: itself) reaches
-    `min_confidence`; the others go to the next stage."""
+    `min_confidence`; the others go to the next stage. Or a custom rule: `rule` names a Python file whose
+    `accept(outputs: dict[str, numpy.ndarray]) -> numpy.ndarray` says, per row, whether a stage's answer stands
+    (`inferstack.cascade.rules`); it is packaged with the cascade."""
 
     output: Annotated[str, Field(min_length=1, max_length=128)] = "probabilities"
-    min_confidence: Annotated[float, Field(gt=0, le=1)]
+    min_confidence: Annotated[float, Field(gt=0, le=1)] | None = None
+    rule: Path | None = None
+
+    @model_validator(mode="after")
+    def _one_rule(self) -> Accept:
+        if (self.min_confidence is None) == (self.rule is None):
+            raise ValueError("give min_confidence (a threshold on the output's top value) or rule (a Python file "
+                             "with accept(outputs)), one of them")
+        return self
 
 
 class Cascade(_Strict):

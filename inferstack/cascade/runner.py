@@ -4,7 +4,7 @@ keep the earlier stage's answer and the answer is marked degraded."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -18,6 +18,8 @@ from inferstack.heavy.exceptions import EndpointError
 from inferstack.observability import logger
 
 Arrays = dict[str, np.ndarray]
+#: A custom acceptance rule: a stage's outputs in, one verdict per row out (True: the answer stands).
+Rule = Callable[[Arrays], Any]
 
 
 class Stage(Protocol):
@@ -86,8 +88,24 @@ class CascadeResult:
 
 
 class CascadeRunner:
-    def __init__(self, name: str, stages: Sequence[Stage], accept: Accept, outputs: Sequence[str]) -> None:
+    def __init__(self, name: str, stages: Sequence[Stage], accept: Accept, outputs: Sequence[str], *,
+                 rule: Rule | None = None) -> None:
+        """`rule`: the manifest's custom acceptance rule, loaded (`inferstack.cascade.rules`); without one, the
+        threshold."""
         self.name, self.stages, self.accept, self.outputs = name, list(stages), accept, list(outputs)
+        self.rule = rule
+
+    def accepted(self, answer: Arrays) -> np.ndarray:
+        """Per row: does this stage's answer stand?"""
+        if self.rule is not None:
+            verdict = np.asarray(self.rule(answer), dtype=bool).reshape(-1)
+            rows = len(next(iter(answer.values())))
+            if verdict.shape != (rows,):
+                raise RuntimeError(f"cascade {self.name!r}: the acceptance rule returned {verdict.shape[0]} verdicts "
+                                   f"for {rows} rows")
+            return verdict
+        assert self.accept.min_confidence is not None
+        return confidence(answer[self.accept.output]) >= self.accept.min_confidence
 
     @property
     def version(self) -> str:
@@ -98,7 +116,7 @@ class CascadeRunner:
         outputs = {k: np.array(first[k]) for k in self.outputs}
         rows = len(outputs[self.outputs[0]])
         stage = [self.stages[0].name] * rows
-        pending = np.flatnonzero(confidence(first[self.accept.output]) < self.accept.min_confidence)
+        pending = np.flatnonzero(~self.accepted(first))
         escalated, degraded = len(pending), None
         for position, current in enumerate(self.stages[1:], start=1):
             if len(pending) == 0:
@@ -120,5 +138,5 @@ class CascadeRunner:
             for i in pending:
                 stage[int(i)] = current.name
             if position < len(self.stages) - 1:
-                pending = pending[confidence(answer[self.accept.output]) < self.accept.min_confidence]
+                pending = pending[~self.accepted(answer)]
         return CascadeResult(outputs, stage, escalated, degraded)

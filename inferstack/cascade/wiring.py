@@ -10,6 +10,7 @@ from typing import Any
 from inferstack.cascade.breaker import CircuitBreaker
 from inferstack.cascade.config import CascadeRuntime, StageRuntime
 from inferstack.cascade.guard import GuardedPredictor
+from inferstack.cascade.rules import load_rule
 from inferstack.cascade.runner import CascadeRunner, EndpointStage, LocalStage, Stage
 from inferstack.catalog import Catalog
 
@@ -40,4 +41,6 @@ def build_runner(config: CascadeRuntime, catalog: Catalog, model_root: Path, cli
     first = stages[0]
     if not isinstance(first, LocalStage):
         raise RuntimeError(f"cascade {config.name!r}: its first stage must be a light model")
-    return CascadeRunner(config.name, stages, config.accept, [o.name for o in info.outputs]), first.predictor
+    rule = load_rule(model_root / info.rule) if info.rule else None
+    return CascadeRunner(config.name, stages, config.accept, [o.name for o in info.outputs], rule=rule), \
+        first.predictor

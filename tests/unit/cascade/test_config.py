@@ -60,3 +60,9 @@ def test_cache_settings_are_bounded() -> None:
     raw["models"][0]["cache"] = {"ttl_s": 0}
     found = problems(raw)
     assert found[0][0] == "models[0] (small).cache.ttl_s"
+
+
+@pytest.mark.parametrize("accept", [{}, {"min_confidence": 0.5, "rule": "r.py"}])
+def test_a_cascade_accepts_by_threshold_or_by_rule_one_of_them(accept: dict[str, Any]) -> None:
+    found = problems(manifest(cascades=[{"name": "c", "stages": ["small", "big"], "accept": accept}]))
+    assert any("min_confidence" in what and "rule" in what for _, what in found), found

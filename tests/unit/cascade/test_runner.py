@@ -84,3 +84,15 @@ def test_a_client_error_from_a_later_stage_is_not_degraded_away() -> None:
         problems.INVALID_INPUT, "bad"))], Accept(min_confidence=0.9), ["label"])
     with pytest.raises(EndpointError):
         runner.run(ROWS)
+
+
+def test_a_custom_rule_decides_instead_of_the_threshold() -> None:
+    heavy = FakeStage("heavy", 2)
+    runner = CascadeRunner("c", [FakeStage("light", 1), heavy], Accept(rule="r.py"), ["label"],  # type: ignore[arg-type]
+                           rule=lambda outputs: outputs["probabilities"][:, 0] > 0.9)
+    result = runner.run(ROWS)
+    assert result.stage == ["light", "heavy", "light", "heavy"]
+    bad = CascadeRunner("c", [FakeStage("light", 1), heavy], Accept(rule="r.py"), ["label"],  # type: ignore[arg-type]
+                        rule=lambda outputs: [True])
+    with pytest.raises(RuntimeError, match="1 verdicts for 4 rows"):
+        bad.run(ROWS)
