@@ -220,7 +220,33 @@ def webhooks_row(manifest: Manifest, model: str) -> list[cw.IWidget]:
                   unit="%", right_unit="attempts/min")]
 
 
+def answers_graph(manifest: Manifest, name: str, title: str) -> cw.GraphWidget:
+    """How a model's (or a cascade's) answers were made: from the result cache, by escalation, degraded."""
+    return graph(title, [emf_metric(manifest, name, n, label=label) for n, label in (
+        (emf.CACHE_HITS, "cache hits"), (emf.CACHE_MISSES, "cache misses"))],
+        [emf_metric(manifest, name, n, label=label) for n, label in (
+            (emf.ESCALATED_ROWS, "escalated rows"), (emf.DEGRADED, "degraded answers"),
+            (emf.CIRCUIT_OPEN, "refused by an open circuit"))], unit="answers/min", right_unit="per min")
+
+
 def model_rows(manifest: Manifest, api_name: str, parts: ModelParts) -> list[list[cw.IWidget]]:
+    name = parts.model.name
     tier = light_row(manifest, api_name, parts) if parts.model.tier == "light" else \
         heavy_row(manifest, api_name, parts)
-    return [tier, [*jobs_row(manifest, parts)], webhooks_row(manifest, parts.model.name)]
+    return [tier, [*jobs_row(manifest, parts)],
+            [*webhooks_row(manifest, name), answers_graph(manifest, name, f"{name}: cache, escalations, degraded")]]
+
+
+def cascade_rows(manifest: Manifest, api_name: str) -> list[list[cw.IWidget]]:
+    """A row per cascade: its route's latency at API Gateway and how its answers were made."""
+    rows: list[list[cw.IWidget]] = []
+    for c in manifest.cascades:
+        resource = f"/v1/cascades/{c.name}/predict"
+        rows.append([
+            cw.TextWidget(markdown=f"## cascade {c.name}", width=24, height=1),
+            graph(f"cascade {c.name}: latency at API Gateway (ms)",
+                  [api_metric(api_name, "Latency", p, resource=resource, label=f"gateway {p}") for p in PERCENTILES],
+                  [api_metric(api_name, "Count", "Sum", resource=resource, label="requests")],
+                  unit="ms", right_unit="requests/min"),
+            answers_graph(manifest, c.name, f"cascade {c.name}: cache, escalations, degraded")])
+    return rows

@@ -30,7 +30,7 @@ from inferstack.manifest import Manifest, resource_id
 from inferstack.observability import emf
 from inferstack.topology import batch_function_key, job_queue_key, predict_function_key, worker_function_key
 from inferstack_infra.constructs.api import RestApiTier
-from inferstack_infra.constructs.dashboard import CONTAINER_FILTERS, ModelParts, api_row, model_rows
+from inferstack_infra.constructs.dashboard import CONTAINER_FILTERS, ModelParts, api_row, cascade_rows, model_rows
 from inferstack_infra.constructs.function import InferenceFunction
 from inferstack_infra.constructs.heavy import HeavyModel, HeavyTier
 from inferstack_infra.constructs.heavy_zero import ScaleToZeroHeavyModel
@@ -125,6 +125,8 @@ class Monitoring(Construct):
         for parts in model_parts:
             for row in model_rows(manifest, api.api.rest_api_name, parts):
                 self.dashboard.add_widgets(*row)
+        for row in cascade_rows(manifest, api.api.rest_api_name):
+            self.dashboard.add_widgets(*row)
 
         CfnOutput(self, "DashboardUrl", description="The deployment's CloudWatch dashboard",
                   value=f"https://{Aws.REGION}.console.aws.amazon.com/cloudwatch/home?region={Aws.REGION}"

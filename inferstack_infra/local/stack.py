@@ -118,7 +118,8 @@ class DevStack:
         self.candidates, self.time_scale = candidates or [], time_scale
         self.rollouts: dict[str, LocalRollout] = {}
         self.invoker: RolloutInvoker | None = None
-        self.metrics = MetricsStore((m.name, m.tier) for m in manifest.models)
+        self.metrics = MetricsStore([*((m.name, m.tier) for m in manifest.models),
+                                     *((c.name, "cascade") for c in manifest.cascades)])
         self.log.taps.append(self.metrics.ingest_line)
         self.sampler: QueueSampler | None = None
 

@@ -161,3 +161,17 @@ def test_the_heavy_containers_batches_come_from_metric_filters_on_its_log(exampl
     widgets = {w["properties"].get("title"): w["properties"] for w in dashboard(example)["widgets"]}
     batches = json.dumps(widgets["minilm: batch sizes and queue depth (container)"]["metrics"])
     assert "ContainerBatchRows" in batches and "ContainerBatchSizeMax" in batches
+
+
+def test_cache_escalations_and_degraded_answers_have_their_panels(example: Synthesized, digits: Synthesized) -> None:
+    names = titles(dashboard(example))
+    assert "iris: cache, escalations, degraded" in names and "minilm: cache, escalations, degraded" in names
+    board = dashboard(digits)
+    widgets = {w["properties"].get("title"): w["properties"] for w in board["widgets"]}
+    (cascade,) = [t for t in widgets if t and t.startswith("cascade ") and t.endswith("cache, escalations, degraded")]
+    name = cascade.split()[1].rstrip(":")
+    lines = widgets[cascade]["metrics"]
+    assert {m[1] for m in lines} == {"CacheHits", "CacheMisses", "EscalatedRows", "Degraded", "CircuitOpen"}
+    assert all(name in m for m in lines)  # the cascade's own metrics (its name is their `model` dimension)
+    latency = widgets[f"cascade {name}: latency at API Gateway (ms)"]["metrics"]
+    assert all(f"/v1/cascades/{name}/predict" in m for m in latency)

@@ -28,7 +28,7 @@ RETAIN_S = 600
 MAX_SAMPLES = 2000
 #: Percentiles of a second are read over this many seconds up to it (a second alone holds too few requests).
 PERCENTILE_WINDOW_S = 5
-_MODEL_PATH = re.compile(r"^/v[12]/models/([^/]+)(?:/versions/[^/]+)?/(?:predict|infer)$")
+_MODEL_PATH = re.compile(r"^/v[12]/(?:models|cascades)/([^/]+)(?:/versions/[^/]+)?/(?:predict|infer)$")
 STATUS_CLASSES = ("2xx", "4xx", "429", "5xx")
 QUANTILES = (50, 95, 99)
 
@@ -227,4 +227,7 @@ class MetricsStore:
                      "dead_letters": dlq.gauges("visible", seconds) if dlq else [None] * len(seconds)},
             "webhooks": {k: s.counts(n, seconds) for k, n in (
                 ("delivered", "WebhookDelivered"), ("retried", "WebhookRetried"), ("gave_up", "WebhookGaveUp"))},
+            "answers": {k: s.counts(n, seconds) for k, n in (
+                ("cache_hits", "CacheHits"), ("cache_misses", "CacheMisses"), ("escalated", "EscalatedRows"),
+                ("degraded", "Degraded"), ("circuit_open", "CircuitOpen"))},
         }

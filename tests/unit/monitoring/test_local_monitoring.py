@@ -158,3 +158,22 @@ def test_the_gateway_reports_each_answer_and_hands_local_paths_to_the_dashboard(
     assert asgi_get(gateway, "/_local/dashboard")[0] == 200
     # THEN the observer heard the two API answers (with their route and the path without the stage) only
     assert seen == [("GET", "/v1/health", "/v1/health", 200), ("GET", None, "/v1/nothing", 403)]
+
+
+def test_a_cascade_has_its_requests_and_how_its_answers_were_made() -> None:
+    clock = Clock()
+    s = MetricsStore([("digits-light", "light"), ("digits", "cascade")], clock=clock)
+    s.request("POST", "/v1/cascades/{name}/predict", "/v1/cascades/digits/predict", 200, 3.0)
+    def emit(line: str) -> None:
+        assert s.ingest_line(line)
+
+    metrics = ModelMetrics("digits", emit=emit)
+    metrics.add(emf.CACHE_HITS)
+    metrics.add(emf.ESCALATED_ROWS, 7)
+    metrics.add(emf.DEGRADED)
+    metrics.flush()
+    clock.now += 1
+    digits = s.snapshot(60)["models"]["digits"]
+    assert digits["tier"] == "cascade" and digits["requests"][-1] == 1
+    assert (digits["answers"]["cache_hits"][-1], digits["answers"]["escalated"][-1],
+            digits["answers"]["degraded"][-1], digits["answers"]["cache_misses"][-1]) == (1, 7, 1, 0)

@@ -108,6 +108,16 @@ function render(m) {
       { key: "succeeded", label: "succeeded /s", right: true }, { key: "failed", label: "failed /s", right: true }],
     "jobs", "jobs/s"),
     labels, [s.jobs.queued, s.jobs.running, s.jobs.dead_letters, s.jobs.succeeded, s.jobs.failed]);
+    const answers = s.answers;
+    if (s.tier === "cascade" || Object.values(answers).some((v) => v.some((x) => x))) {
+      draw(chart(row, `panel-${id}-answers`, `${name}: cache, escalations, degraded`, [
+        { key: "cache_hits", label: "cache hits", color: "succeeded" },
+        { key: "cache_misses", label: "cache misses", color: "queued" },
+        { key: "escalated", label: "escalated rows", color: "running" },
+        { key: "degraded", label: "degraded", color: "failed" },
+        { key: "circuit_open", label: "circuit open", color: "dead_letters" }], "per second"),
+      labels, [answers.cache_hits, answers.cache_misses, answers.escalated, answers.degraded, answers.circuit_open]);
+    }
     if (s.tier === "heavy") {
       draw(chart(row, `panel-${id}-batches`, `${name}: batch sizes and queue depth (container)`, [
         { key: "mean", label: "batch rows mean" }, { key: "max", label: "batch rows max" },
