@@ -334,6 +334,10 @@ class Manifest(_Strict):
     @model_validator(mode="after")
     def _cascades(self) -> Manifest:
         check_cascades(self.models, self.cascades)
+        ab = sorted({s for c in self.cascades for s in c.stages for m in self.models if m.name == s and m.variants})
+        if ab:
+            raise ValueError(f"cascade stages run one model file; {', '.join(ab)} has A/B variants: cascade a model "
+                             "with one path")
         return self
 
     def model_file(self, model: Model) -> Path:

@@ -97,3 +97,14 @@ def test_the_readme_snippets_are_valid_manifests() -> None:
     assert len(blocks) == 2
     for block in blocks:
         parse_manifest(tomllib.loads(block), root=ROOT, check_files=False)
+
+
+def test_a_cascade_stage_has_one_file_not_variants() -> None:
+    raw = {"models": [
+        {"name": "small", "tier": "light", "variants": variants(50, 50)},
+        {"name": "big", "path": "b.onnx", "tier": "heavy", "instance_type": "ml.g5.xlarge"}],
+        "cascades": [{"name": "c", "stages": ["small", "big"], "accept": {"min_confidence": 0.8}}]}
+    with pytest.raises(ManifestError) as caught:
+        parse_manifest(raw, root=ROOT, check_files=False)
+    ((where, says),) = caught.value.problems
+    assert where == "(top level)" and "small has A/B variants" in says
