@@ -8,6 +8,7 @@ that writes its marker, so a chunk that is retried or delivered twice is counted
 from __future__ import annotations
 
 import json
+import random
 import time
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -162,27 +163,32 @@ class BatchStore:
         return self._update(batch_id, {"status": "cancelled"}, "#status IN (:queued, :running)",
                             {":queued": "queued", ":running": "running"})
 
-    def chunk_done(self, batch_id: str, index: int, *, succeeded: int, failed: int) -> bool:
+    def chunk_done(self, batch_id: str, index: int, *, succeeded: int, failed: int, attempts: int = 8) -> bool:
         """Count a chunk once: its marker and the batch's counters in one transaction. False when the chunk
-        was counted before (a retry or a second delivery)."""
-        try:
-            self.aws.dynamodb.transact_write_items(TransactItems=[
-                {"Put": {"TableName": self.table, "ConditionExpression": "attribute_not_exists(pk)",
-                         "Item": _item({"pk": f"batch#{batch_id}#chunk#{index}", "succeeded": succeeded,
-                                        "failed": failed, "at": now_iso(), "expires_at": self._expires_at()})}},
-                {"Update": {"TableName": self.table, "Key": self._key(batch_id),
-                            "UpdateExpression": "ADD rows_succeeded :s, rows_failed :f, chunks_done :one",
-                            "ConditionExpression": "attribute_exists(pk)",
-                            "ExpressionAttributeValues": _item({":s": succeeded, ":f": failed, ":one": 1})}},
-            ])
-            return True
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") != "TransactionCanceledException":
-                raise
-            reasons = [r.get("Code") for r in exc.response.get("CancellationReasons", [])]
-            if reasons and reasons[0] == "ConditionalCheckFailed":
-                return False
-            raise
+        was counted before (a retry or a second delivery). Chunks finishing together contend for the batch's
+        item: a transaction cancelled by that conflict is tried again after a short jittered wait."""
+        for attempt in range(attempts):
+            try:
+                self.aws.dynamodb.transact_write_items(TransactItems=[
+                    {"Put": {"TableName": self.table, "ConditionExpression": "attribute_not_exists(pk)",
+                             "Item": _item({"pk": f"batch#{batch_id}#chunk#{index}", "succeeded": succeeded,
+                                            "failed": failed, "at": now_iso(), "expires_at": self._expires_at()})}},
+                    {"Update": {"TableName": self.table, "Key": self._key(batch_id),
+                                "UpdateExpression": "ADD rows_succeeded :s, rows_failed :f, chunks_done :one",
+                                "ConditionExpression": "attribute_exists(pk)",
+                                "ExpressionAttributeValues": _item({":s": succeeded, ":f": failed, ":one": 1})}},
+                ])
+                return True
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") != "TransactionCanceledException":
+                    raise
+                reasons = [r.get("Code") for r in exc.response.get("CancellationReasons", [])]
+                if reasons and reasons[0] == "ConditionalCheckFailed":
+                    return False
+                if "TransactionConflict" not in reasons or attempt == attempts - 1:
+                    raise
+                time.sleep(random.random() * min(1.0, 0.02 * 2 ** attempt))
+        raise AssertionError("unreachable")
 
     def finish(self, batch_id: str, status: BatchStatus, error: dict[str, str] | None = None) -> bool:
         """Record the end (once): a cancelled batch stays cancelled. False when it had already ended."""

@@ -186,3 +186,29 @@ def test_a_batch_whose_execution_failed_before_finishing_ends_as_failed(world: B
     assert view.status == "failed" and view.finished_at
     assert view.error == {"type": "execution-timed_out", "detail": "the state machine's execution timed out: "
                           "States.Timeout: the execution ran past 86400 s"}
+
+
+def test_chunks_finishing_together_are_each_counted_once(world: BatchesWorld) -> None:
+    # GIVEN a transaction conflict on the batch's item (another chunk's transaction in flight) on the first try
+    from botocore.exceptions import ClientError
+
+    batch = world.submit(input=world.put("in/conflict.jsonl", json.dumps({"features": GOOD[0]}).encode() + b"\n"))
+    real = world.clients.dynamodb.transact_write_items
+    calls: list[int] = []
+
+    def conflicted(**kwargs: object) -> object:
+        calls.append(1)
+        if len(calls) == 1:
+            raise ClientError({"Error": {"Code": "TransactionCanceledException", "Message": "conflict"},
+                               "CancellationReasons": [{"Code": "None"}, {"Code": "TransactionConflict"}]},
+                              "TransactWriteItems")
+        return real(**kwargs)
+
+    world.clients.dynamodb.transact_write_items = conflicted  # type: ignore[method-assign]
+    try:
+        assert world.store.chunk_done(batch.batch_id, 0, succeeded=3, failed=1)
+        assert not world.store.chunk_done(batch.batch_id, 0, succeeded=3, failed=1)  # the same chunk again
+    finally:
+        world.clients.dynamodb.transact_write_items = real  # type: ignore[method-assign]
+    got = world.store.get(batch.batch_id)
+    assert (got.rows_succeeded, got.rows_failed, got.chunks_done, len(calls)) == (3, 1, 1, 3)
