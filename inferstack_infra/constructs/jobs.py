@@ -136,9 +136,12 @@ class JobTier(Construct):
         webhook_queue = self.queues[WEBHOOK_QUEUE]
         for user in users:
             role, kind = user.role, user.spec.kind
-            self.table.grant(role, "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem")
+            # Every state change after creation is a conditional UpdateItem; only the API function, which creates
+            # jobs, batches and their idempotency keys, may put (and delete) items.
+            self.table.grant(role, "dynamodb:GetItem", "dynamodb:UpdateItem")
             if kind == "api":
-                self.table.grant(role, "dynamodb:DeleteItem")  # releases the key of a job it could not enqueue
+                self.table.grant(role, "dynamodb:PutItem", "dynamodb:DeleteItem")  # DeleteItem: frees the key of
+                # a submission that failed
                 for spec in self.specs.values():
                     if spec.model:
                         self.queues[spec.key].grant_send_messages(role)

@@ -31,6 +31,12 @@ def test_model_runs_the_container_image_with_the_artifact_and_network_isolation(
     context = example.outdir / image["source"]["directory"]
     assert sorted(p.name for p in context.iterdir()) == ["Dockerfile", "inferstack", "requirements.txt", "serve"]
     assert (context / "inferstack" / "heavy" / "server.py").is_file()
+    # the server runs as a numeric non-root user, set before the entrypoint
+    lines = [line.split() for line in (context / "Dockerfile").read_text().splitlines() if line.strip()]
+    users = [words[1] for words in lines if words[0] == "USER"]
+    entry = next(i for i, words in enumerate(lines) if words[0] == "ENTRYPOINT")
+    assert users and users[-1].split(":")[0].isdigit() and int(users[-1].split(":")[0]) != 0
+    assert max(i for i, words in enumerate(lines) if words[0] == "USER") < entry
 
 
 def test_endpoint_on_the_manifest_gpu_instance(example: Synthesized) -> None:

@@ -142,3 +142,19 @@ def test_the_worker_may_shorten_a_failed_jobs_retry_on_its_own_queue_only(exampl
     changes = [json.dumps(st["Resource"]) for st in worker if "sqs:ChangeMessageVisibility" in st["Action"]]
     assert changes and all("JobsJobsIris" in c and "Dlq" not in c for c in changes), changes
     assert "sqs:ChangeMessageVisibility" not in _actions(_statements(example, "ApiRole"))
+
+
+def test_only_the_api_function_may_put_items_in_the_jobs_table(example: Synthesized) -> None:
+    (table_id,) = [k for k in by_type(example, "AWS::DynamoDB::Table") if k.startswith("JobsTable")]
+    writers: set[str] = set()
+    for policy in by_type(example, "AWS::IAM::Policy").values():
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
+            actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+            if {"dynamodb:PutItem", "dynamodb:DeleteItem"} & set(actions) and table_id in json.dumps(
+                    statement["Resource"]):
+                writers |= {r["Ref"] for r in policy["Properties"]["Roles"]}
+    roles = by_type(example, "AWS::IAM::Role")
+    functions = {f["Properties"]["Role"]["Fn::GetAtt"][0]: f["Properties"]["Handler"]
+                 for f in by_type(example, "AWS::Lambda::Function").values()}
+    assert writers and all(w in roles for w in writers)
+    assert {functions[w] for w in writers} == {"inferstack.functions.api.handler.handler"}
