@@ -15,9 +15,11 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import IO, Any
 
 import boto3
 
@@ -50,7 +52,9 @@ class LocalAws:
     #: Run the emulator as a process of its own (`inferstack dev`: its requests then use another core than
     #: the gateway's), not as threads of this one (tests, benchmarks).
     separate_process: bool = False
-    proc: subprocess.Popen[bytes] | None = None
+    proc: subprocess.Popen[str] | None = None
+    #: Where the emulator process's output lines go (default: this process's stdout).
+    log: Callable[[str], None] | None = None
     queue_urls: dict[str, str] = field(default_factory=dict)
     queue_arns: dict[str, str] = field(default_factory=dict)
     table: str = ""
@@ -82,7 +86,11 @@ class LocalAws:
             extra = lifeline.popen_kwargs()  # its own process group; it ends if this process dies
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "inferstack_infra.local.emulator", "--port", str(self.port)],
-                env={**os.environ, **python_path(), "PYTHONUNBUFFERED": "1", **extra.pop("env")}, **extra)
+                env={**os.environ, **python_path(), "PYTHONUNBUFFERED": "1", **extra.pop("env")},
+                stdout=subprocess.PIPE if self.log else None, stderr=subprocess.STDOUT if self.log else None,
+                text=True, **extra)
+            if self.log and self.proc.stdout:
+                threading.Thread(target=self._pump, args=(self.proc.stdout, self.log), daemon=True).start()
             self._wait_listening()
         else:
             logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's per-request access log
@@ -90,6 +98,11 @@ class LocalAws:
             self.server = LocalMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
             self.server.start()
         self.create()
+
+    @staticmethod
+    def _pump(out: IO[str], log: Callable[[str], None]) -> None:
+        for line in out:
+            log(line.rstrip("\n"))
 
     def _wait_listening(self, timeout_s: float = 60) -> None:
         deadline = time.monotonic() + timeout_s

@@ -106,7 +106,7 @@ class DevStack:
         self.scale_in_after_s = scale_in_after_s
         self.log = log or LogStream()
         self.workdir = workdir or BUILD_DIR / "dev"
-        self.aws = LocalAws(manifest, separate_process=True)
+        self.aws = LocalAws(manifest, separate_process=True, log=self.log.part("aws"))
         self.sagemaker: LocalSageMaker | None = None
         self.states: LocalStepFunctions | None = None
         self.catalog: Catalog | None = None
