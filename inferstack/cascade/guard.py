@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 from inferstack.cascade.breaker import CircuitBreaker
 from inferstack.cascade.budget import Budget
 from inferstack.cascade.exceptions import BudgetExceededError, CircuitOpenError
-from inferstack.heavy.exceptions import EndpointError
+from inferstack.heavy.exceptions import EndpointError, NoCapacityError
 from inferstack.observability import emf, registry
 
 T = TypeVar("T")
@@ -42,6 +42,9 @@ def guarded_call(breaker: CircuitBreaker, budget: Budget | None, call: Callable[
         else:  # too short to tell: the endpoint is not blamed, and a probe is free to go again
             breaker.release_probe()
         raise BudgetExceededError(budget.total_ms) from None
+    except NoCapacityError:  # scaling out from zero, as intended: no verdict on the endpoint
+        breaker.release_probe()
+        raise
     except EndpointError as exc:
         if exc.is_client_error:
             breaker.record_success()

@@ -91,3 +91,17 @@ def test_a_spent_budget_makes_no_call() -> None:
     with pytest.raises(BudgetExceededError):
         guard.predict([1], budget)
     assert endpoint.calls == 0 and guard.predict([2]) == {"y": [2]}
+
+
+def test_a_model_scaling_out_from_zero_does_not_open_the_circuit() -> None:
+    from inferstack.heavy.exceptions import NoCapacityError
+
+    class Starting:
+        def predict(self, raw: Any) -> dict[str, Any]:
+            raise NoCapacityError("starting", retry_after=60)
+
+    guard = GuardedPredictor(Starting(), CircuitBreaker("heavy", Circuit(failures=1)))
+    for _ in range(3):
+        with pytest.raises(NoCapacityError):
+            guard.predict([1])
+    assert guard.breaker.state == "closed"
