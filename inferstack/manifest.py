@@ -289,9 +289,9 @@ class Model(_Strict):
             raise ValueError("set either path (one model file) or variants (A/B: several files with weights)"
                              if self.path is None else "path and variants exclude each other: with variants, "
                              "each variant names its file; remove path")
-        if self.variants is not None and (self.tier == "heavy" or self.optimize is not None):
-            raise ValueError("variants are served on tier = 'light' without optimize (in-process A/B); "
-                             "deploy a heavy model's versions through its rollout instead")
+        if self.variants is not None and (self.optimize is not None or self.instances.scales_to_zero):
+            raise ValueError("variants are served as they are (no optimize) and, on the heavy tier, as production "
+                             "variants of an always-on endpoint (instances.min >= 1): remove one or the other")
         if self.tier == "heavy":
             check_heavy_rollout(self.rollout)
         if self.tier == "heavy" and not self.instance_type:

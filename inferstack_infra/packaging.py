@@ -254,13 +254,18 @@ def heavy_model_config(entry: CatalogEntry, model: Model, manifest: Manifest) ->
 
 
 def stage_heavy_model(model: Model, manifest: Manifest, catalog: Catalog, out: Path | None = None, *,
-                      dependencies: bool = True) -> Path:
+                      dependencies: bool = True, variant: str | None = None) -> Path:
     """The SageMaker model directory (`/opt/ml/model`): `model.onnx`, `inferstack.json`, and for a model with a
     handler `code/` (the handler's directory) with its requirements installed in `code/lib` for the
     container's platform. `dependencies=False` leaves them out, for a container that has them already (the
     local emulation runs in the project's environment)."""
     entry = catalog.get(model.name)
     assert entry is not None
+    if variant is not None:  # an A/B variant: its own file and version, the model's name and settings
+        (chosen,) = [v for v in entry.variants or [] if v.name == variant]
+        (source,) = [v for v in model.variants or [] if v.name == variant]
+        model = model.model_copy(update={"path": manifest.resolve(source.path), "variants": None})
+        entry = entry.model_copy(update={"version": chosen.version, "variants": None})
 
     def write(target: Path) -> None:
         target.mkdir(parents=True, exist_ok=True)
@@ -279,7 +284,7 @@ def stage_heavy_model(model: Model, manifest: Manifest, catalog: Catalog, out: P
     if out is not None:
         write(out)
         return out
-    return _staged("heavy", model.name, write)
+    return _staged("heavy", model.name + (f"--{variant}" if variant else ""), write)
 
 
 def model_tarball(model_dir: Path) -> Path:

@@ -37,7 +37,9 @@ class InferenceStack(Stack):
         super().__init__(scope, id, description=f"inferstack deployment {manifest.name}", **kwargs)
         catalog = build_catalog(manifest)
         self.heavy = HeavyTier(self, "Heavy", manifest=manifest, archives={
-            m.name: model_tarball(stage_heavy_model(m, manifest, catalog)) for m in manifest.heavy_models})
+            m.name: model_tarball(stage_heavy_model(m, manifest, catalog)) for m in manifest.heavy_models},
+            variant_archives={m.name: {v.name: model_tarball(stage_heavy_model(m, manifest, catalog, variant=v.name))
+                                       for v in m.variants} for m in manifest.heavy_models if m.variants})
         layers: dict[str, lambda_.ILayerVersion] = {}
 
         def layer(spec: Layer) -> lambda_.ILayerVersion:

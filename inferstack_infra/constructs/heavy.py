@@ -111,36 +111,47 @@ def acknowledge_instance_storage(config: sagemaker.CfnEndpointConfig) -> None:
 
 
 class HeavyModel(Construct):
-    """A heavy model on an endpoint that always runs `instances.min` (at least one) instances."""
+    """A heavy model on an endpoint that always runs `instances.min` (at least one) instances. A model with A/B
+    `variants` gets one production variant per variant (its own model archive and version), with the manifest's
+    weights, each scaled by its own target tracking on invocations per instance."""
 
     def __init__(self, scope: Construct, id: str, *, manifest: Manifest, model: Model, model_archive: Path,
-                 image: ecr_assets.DockerImageAsset | None) -> None:
+                 image: ecr_assets.DockerImageAsset | None, variant_archives: dict[str, Path] | None = None) -> None:
         super().__init__(scope, id)
         name = endpoint_name(manifest, model.name)
-        parts = container_model(self, model=model, model_archive=model_archive, image=image,
-                                log_groups=[f"/aws/sagemaker/Endpoints/{name}*"],
-                                metric_namespaces=["/aws/sagemaker/Endpoints*"], service=manifest.name)
-        self.artifact, self.role, self.model = parts.artifact, parts.role, parts.model
-        self.config = sagemaker.CfnEndpointConfig(
-            self, "Config", production_variants=[sagemaker.CfnEndpointConfig.ProductionVariantProperty(
-                variant_name=VARIANT, model_name=self.model.attr_model_name, instance_type=model.instance_type,
-                initial_instance_count=model.instances.min, initial_variant_weight=1.0)])
+        # (variant name, weight, archive, scope): the one AllTraffic variant, or each A/B variant
+        arms: list[tuple[str, float, Path, Construct]] = [(VARIANT, 1.0, model_archive, self)]
+        if variant_archives:
+            arms = [(v.name, float(v.weight), variant_archives[v.name],
+                     Construct(self, f"Variant{resource_id(v.name)}")) for v in model.variants or []]
+        self.alarms: list[cloudwatch.Alarm] = []
+        variants = []
+        for variant, weight, archive, where in arms:
+            parts = container_model(where, model=model, model_archive=archive, image=image,
+                                    log_groups=[f"/aws/sagemaker/Endpoints/{name}*"],
+                                    metric_namespaces=["/aws/sagemaker/Endpoints*"], service=manifest.name)
+            if variant == arms[0][0]:
+                self.artifact, self.role, self.model = parts.artifact, parts.role, parts.model
+            variants.append(sagemaker.CfnEndpointConfig.ProductionVariantProperty(
+                variant_name=variant, model_name=parts.model.attr_model_name, instance_type=model.instance_type,
+                initial_instance_count=model.instances.min, initial_variant_weight=weight))
+        self.config = sagemaker.CfnEndpointConfig(self, "Config", production_variants=variants)
         self.endpoint = sagemaker.CfnEndpoint(self, "Endpoint", endpoint_name=name,
                                               endpoint_config_name=self.config.attr_endpoint_config_name)
         self.endpoint_name = name
 
-        target = appscaling.ScalableTarget(
-            self, "Scaling", service_namespace=appscaling.ServiceNamespace.SAGEMAKER,
-            resource_id=f"endpoint/{name}/variant/{VARIANT}",
-            scalable_dimension="sagemaker:variant:DesiredInstanceCount",
-            min_capacity=model.instances.min, max_capacity=model.instances.max)
-        target.node.add_dependency(self.endpoint)
-        target.scale_to_track_metric(
-            "InvocationsPerInstance", target_value=model.instances.target_invocations_per_instance,
-            predefined_metric=appscaling.PredefinedMetric.SAGEMAKER_VARIANT_INVOCATIONS_PER_INSTANCE,
-            scale_in_cooldown=Duration.minutes(5), scale_out_cooldown=Duration.minutes(1))
-
-        self.alarms = endpoint_alarms(self, name, {"EndpointName": name, "VariantName": VARIANT})
+        for variant, _, _, where in arms:  # each variant scales on its own invocations per instance
+            target = appscaling.ScalableTarget(
+                where, "Scaling", service_namespace=appscaling.ServiceNamespace.SAGEMAKER,
+                resource_id=f"endpoint/{name}/variant/{variant}",
+                scalable_dimension="sagemaker:variant:DesiredInstanceCount",
+                min_capacity=model.instances.min, max_capacity=model.instances.max)
+            target.node.add_dependency(self.endpoint)
+            target.scale_to_track_metric(
+                "InvocationsPerInstance", target_value=model.instances.target_invocations_per_instance,
+                predefined_metric=appscaling.PredefinedMetric.SAGEMAKER_VARIANT_INVOCATIONS_PER_INSTANCE,
+                scale_in_cooldown=Duration.minutes(5), scale_out_cooldown=Duration.minutes(1))
+            self.alarms += endpoint_alarms(where, name, {"EndpointName": name, "VariantName": variant})
         acknowledge_instance_storage(self.config)
         CfnOutput(self, "EndpointName", value=name, description=f"SageMaker endpoint of heavy model {model.name}")
 
@@ -166,7 +177,8 @@ def endpoint_alarms(scope: Construct, name: str, dims: dict[str, str]) -> list[c
 
 
 class HeavyTier(Construct):
-    def __init__(self, scope: Construct, id: str, *, manifest: Manifest, archives: dict[str, Path]) -> None:
+    def __init__(self, scope: Construct, id: str, *, manifest: Manifest, archives: dict[str, Path],
+                 variant_archives: dict[str, dict[str, Path]] | None = None) -> None:
         super().__init__(scope, id)
         needs_image = any(not m.image_uri for m in manifest.heavy_models)
         image = container_image(self) if needs_image else None
@@ -174,6 +186,10 @@ class HeavyTier(Construct):
 
         self.models: dict[str, HeavyModel | ScaleToZeroHeavyModel] = {}
         for m in manifest.heavy_models:
-            flavour = ScaleToZeroHeavyModel if m.instances.scales_to_zero else HeavyModel
-            self.models[m.name] = flavour(self, resource_id(m.name), manifest=manifest, model=m,
-                                          model_archive=archives[m.name], image=image)
+            if m.instances.scales_to_zero:
+                self.models[m.name] = ScaleToZeroHeavyModel(self, resource_id(m.name), manifest=manifest, model=m,
+                                                            model_archive=archives[m.name], image=image)
+            else:
+                self.models[m.name] = HeavyModel(self, resource_id(m.name), manifest=manifest, model=m,
+                                                 model_archive=archives[m.name], image=image,
+                                                 variant_archives=(variant_archives or {}).get(m.name))

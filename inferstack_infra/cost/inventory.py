@@ -52,7 +52,7 @@ def template_alarms(manifest: Manifest) -> dict[str, int]:
     for q in queues(manifest):
         add(q.model or _dlq_model(q.key, manifest), QUEUE_ALARMS)
     for m in manifest.heavy_models:
-        add(m.name, ENDPOINT_ALARMS + (WAKE_ALARMS if m.instances.scales_to_zero else 0))
+        add(m.name, ENDPOINT_ALARMS * len(m.variants or [None]) + (WAKE_ALARMS if m.instances.scales_to_zero else 0))
     for m in manifest.models:  # the rollout alarms on each model's new version (constructs/rollout.py)
         add(m.name, len(m.rollout.thresholds(latency_budget_ms=m.latency_budget_ms, timeout_s=m.timeout_s)))
     return out
@@ -61,7 +61,7 @@ def template_alarms(manifest: Manifest) -> dict[str, int]:
 def target_tracking_policies(manifest: Manifest) -> dict[str, int]:
     """Target-tracking scaling policies, by model: provisioned concurrency of a light model, a heavy model's
     instances (or copies)."""
-    return {m.name: 1 for m in manifest.models
+    return {m.name: len(m.variants or [None]) if m.tier == "heavy" else 1 for m in manifest.models
             if m.tier == "heavy" or (m.tier == "light" and m.cold_start.mode == "provisioned")}
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import re
 import subprocess
 import sys
@@ -44,6 +45,8 @@ from inferstack_infra.packaging import stage_heavy_model
 from inferstack_infra.paths import python_path
 
 INVOCATION_TIMEOUT_S = 60
+#: The one production variant of an endpoint without A/B variants.
+VARIANT = "AllTraffic"
 #: AWS scales an idle inference component in after its target tracking's low alarm: 15 minutes of datapoints.
 SCALE_IN_AFTER_S = 900.0
 #: `Retry-After` the functions answer while a local container starts (it takes seconds, not minutes).
@@ -130,6 +133,8 @@ class LocalSageMaker:
         self.candidate = candidate
         #: The candidates' containers and the rollouts that split the calls, by endpoint.
         self.green: dict[str, ModelServer] = {}
+        #: An A/B model's production variants: (weight, variant name, container) each, by endpoint.
+        self.variants: dict[str, list[tuple[int, str, ModelServer]]] = {}
         self.rollouts: dict[str, LocalRollout] = {}
         self.scale_in_after_s = scale_in_after_s
         self.servers: dict[str, ModelServer] = {}
@@ -162,10 +167,18 @@ class LocalSageMaker:
         if not self.manifest.heavy_models:
             return
         for model in self.manifest.heavy_models:
+            name = endpoint_name(self.manifest, model.name)
+            if model.variants:  # A/B: one container per production variant, the calls split by weight
+                self.variants[name] = [(v.weight, v.name, ModelServer(
+                    f"{model.name}:{v.name}", stage_heavy_model(model, self.manifest, self.catalog, self.workdir /
+                                                                "heavy" / model.name / v.name, dependencies=False,
+                                                                variant=v.name),
+                    prefixed(self.log, f"sagemaker {model.name}:{v.name}"))) for v in model.variants]
+                self.servers[name] = self.variants[name][0][2]
+                continue
             # the handler's packages come from this environment, not built for the container's platform
             model_dir = stage_heavy_model(model, self.manifest, self.catalog,
                                           self.workdir / "heavy" / model.name / "model", dependencies=False)
-            name = endpoint_name(self.manifest, model.name)
             self.servers[name] = ModelServer(model.name, model_dir, prefixed(self.log, f"sagemaker {model.name}"))
             component = inference_component_name(self.manifest, model.name)
             if component:
@@ -178,7 +191,8 @@ class LocalSageMaker:
                                                   "candidate", dependencies=False)
                     self.green[endpoint_name(manifest, model.name)] = ModelServer(
                         f"{model.name}:candidate", model_dir, prefixed(self.log, f"sagemaker {model.name}:candidate"))
-        always_on = [s for name, s in self.servers.items() if name not in self.components] + list(self.green.values())
+        always_on = [s for name, s in self.servers.items() if name not in self.components and name not in self.variants]
+        always_on += [*self.green.values(), *(server for arms in self.variants.values() for _, _, server in arms)]
         threads = [threading.Thread(target=s.start) for s in always_on]
         for t in threads:
             t.start()
@@ -269,9 +283,14 @@ class LocalSageMaker:
             return refused
         rollout, green = self.rollouts.get(endpoint), self.green.get(endpoint)
         role: Literal["current", "candidate"] = rollout.choose() if rollout and green else "current"
+        variant = VARIANT
+        if endpoint in self.variants:  # SageMaker splits an endpoint's calls by its variants' weights
+            arms = self.variants[endpoint]
+            _, variant, server = random.choices(arms, weights=[w for w, _, _ in arms])[0]
         started = time.perf_counter()
         try:
-            answer = self._forward(endpoint, green if green and role == "candidate" else server, body, content_type)
+            answer = self._forward(endpoint, green if green and role == "candidate" else server, body, content_type,
+                                   variant)
         finally:
             self._done(endpoint)
         if rollout is not None:
@@ -279,8 +298,8 @@ class LocalSageMaker:
                            error=endpoint_failed(answer[0], answer[2]))
         return answer
 
-    def _forward(self, endpoint: str, server: ModelServer, body: bytes,
-                 content_type: str) -> tuple[int, dict[str, str], bytes]:
+    def _forward(self, endpoint: str, server: ModelServer, body: bytes, content_type: str,
+                 variant: str = VARIANT) -> tuple[int, dict[str, str], bytes]:
         try:
             answer = self.http.post(f"{server.url}/invocations", content=body,
                                     headers={"Content-Type": content_type or "application/json"})
@@ -292,7 +311,7 @@ class LocalSageMaker:
             return _error("ServiceUnavailable", 503, f"Endpoint {endpoint} is not reachable; retry.")
         if 200 <= answer.status_code < 300:
             headers = {"Content-Type": answer.headers.get("content-type", "application/json"),
-                       "x-Amzn-Invoked-Production-Variant": "AllTraffic"}
+                       "x-Amzn-Invoked-Production-Variant": variant}
             if CUSTOM_ATTRIBUTES in answer.headers:  # the one container header SageMaker passes back
                 headers[CUSTOM_ATTRIBUTES] = answer.headers[CUSTOM_ATTRIBUTES]
             return answer.status_code, headers, answer.content
@@ -351,4 +370,5 @@ class LocalSageMaker:
             self.router.server_close()
             self.router = None
         # the stack stops: a short grace
-        lifeline.stop_all(server.proc for server in [*self.servers.values(), *self.green.values()])
+        lifeline.stop_all(server.proc for server in [*self.servers.values(), *self.green.values(),
+                                                     *(s for arms in self.variants.values() for _, _, s in arms)])

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import onnx
 import pytest
 
 from inferstack.manifest import load_manifest
@@ -38,6 +39,10 @@ def rollout_alarms(s: Synthesized, model: str) -> dict[str, dict[str, Any]]:
 @pytest.fixture(scope="module")
 def linear(tmp_path_factory: pytest.TempPathFactory, iris_model: Path) -> Synthesized:
     d = tmp_path_factory.mktemp("cdk-linear")
+    model = onnx.load(str(MLP))
+    model.doc_string = "tuned"
+    tuned = d / "mlp-tuned.onnx"
+    onnx.save(model, str(tuned))
     manifest = d / "inferstack.toml"
     manifest.write_text(f"""
 name = "linear"
@@ -57,6 +62,12 @@ tier = "heavy"
 instance_type = "ml.g5.xlarge"
 instances = {{ min = 2, max = 4 }}
 rollout = {{ strategy = "linear", percent = 20, interval_min = 3 }}
+[[models]]
+name = "mlp-ab"
+tier = "heavy"
+instance_type = "ml.g5.xlarge"
+instances = {{ min = 1, max = 3, target_invocations_per_instance = 50 }}
+variants = [{{ name = "control", path = "{MLP}", weight = 80 }}, {{ name = "tuned", path = "{tuned}", weight = 20 }}]
 """)
     return synthesize(manifest, d / "out")
 
@@ -128,7 +139,8 @@ def test_linear_rollouts_and_explicit_alarms(linear: Synthesized) -> None:
         "Type": "TimeBasedLinear", "TimeBasedLinear": {"LinearPercentage": 25, "LinearInterval": 2}}})
     alarms = rollout_alarms(linear, "iris")
     assert set(alarms) == {"error_rate"} and alarms["error_rate"]["Threshold"] == 0.02
-    (endpoint,) = resources(linear, "AWS::SageMaker::Endpoint").values()
+    endpoint = next(e for e in resources(linear, "AWS::SageMaker::Endpoint").values()
+                    if e["Properties"]["EndpointName"] == "linear-mlp")
     assert endpoint["Properties"]["DeploymentConfig"]["BlueGreenUpdatePolicy"]["TrafficRoutingConfiguration"] == {
         "Type": "LINEAR", "LinearStepSize": {"Type": "CAPACITY_PERCENT", "Value": 20}, "WaitIntervalInSeconds": 180}
 
@@ -143,3 +155,23 @@ def test_codedeploy_roles_are_acknowledged_with_a_reason(example: Synthesized) -
     roles = [k for k in resources(example, "AWS::IAM::Role") if k.startswith("RolloutsIris")]
     assert len(roles) == 2  # app.synth() ran cdk-nag: their managed policy is acknowledged, nothing else is open
     assert json.dumps(resources(example, "AWS::IAM::Role")[roles[0]]).count("AWSCodeDeployRoleForLambdaLimited") == 1
+
+
+def test_heavy_ab_variants_are_weighted_production_variants_each_autoscaled(linear: Synthesized) -> None:
+    configs = [c["Properties"]["ProductionVariants"] for c in resources(linear, "AWS::SageMaker::EndpointConfig")
+               .values() if len(c["Properties"]["ProductionVariants"]) == 2]
+    (variants,) = configs
+    assert [(v["VariantName"], v["InitialVariantWeight"]) for v in variants] == [("control", 80), ("tuned", 20)]
+    # each variant runs its own model (its own archive: its own version), on the manifest's instances
+    assert len({json.dumps(v["ModelName"]) for v in variants}) == 2
+    assert all(v["InstanceType"] == "ml.g5.xlarge" and v["InitialInstanceCount"] == 1 for v in variants)
+    targets = {t["Properties"]["ResourceId"]: t["Properties"]
+               for t in resources(linear, "AWS::ApplicationAutoScaling::ScalableTarget").values()}
+    for name in ("control", "tuned"):
+        target = targets[f"endpoint/linear-mlp-ab/variant/{name}"]
+        assert (target["MinCapacity"], target["MaxCapacity"]) == (1, 3)
+    policies = [p["Properties"] for p in resources(linear, "AWS::ApplicationAutoScaling::ScalingPolicy").values()
+                if p["Properties"].get("TargetTrackingScalingPolicyConfiguration", {}).get("TargetValue") == 50]
+    assert len(policies) == 2
+    dims = [json.dumps(a["Properties"].get("Dimensions")) for a in resources(linear, "AWS::CloudWatch::Alarm").values()]
+    assert sum('"tuned"' in d for d in dims) == 2  # its own latency and 5XX alarms

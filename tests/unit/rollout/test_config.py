@@ -80,10 +80,11 @@ def test_variant_errors_name_the_field(iris_model: Path, model: dict[str, Any], 
     assert found_where == where and says in found_says
 
 
-def test_variants_are_for_the_light_tier(iris_model: Path) -> None:
-    ((where, says),) = problems({"name": "big", "tier": "heavy", "instance_type": "ml.g5.xlarge",
-                                 "variants": variants(50, 50)})
-    assert where == "models[0] (big)" and "tier = 'light'" in says
+def test_heavy_variants_need_an_always_on_endpoint(iris_model: Path) -> None:
+    heavy = {"name": "big", "tier": "heavy", "instance_type": "ml.g5.xlarge", "variants": variants(50, 50)}
+    assert parse_manifest({"models": [heavy]}, root=ROOT).model("big").variants  # production variants
+    ((where, says),) = problems({**heavy, "instances": {"min": 0, "max": 2}})
+    assert where == "models[0] (big)" and "instances.min >= 1" in says
 
 
 def test_the_readme_snippets_are_valid_manifests() -> None:
