@@ -75,8 +75,9 @@ class Served:
 served = [Served.of(a) for a in variants.arms]
 
 
-def _context(event: dict[str, Any], context: LambdaContext | None) -> dict[str, Any]:
-    return {"path": event.get("path"), "model": entry.name,
+def _context(event: dict[str, Any], context: LambdaContext | None, version: str) -> dict[str, Any]:
+    """What an unexpected error's log line says about the request, the version that failed included."""
+    return {"path": event.get("path"), "model": entry.name, "version": version,
             "function_request_id": getattr(context, "aws_request_id", None)}
 
 
@@ -100,7 +101,7 @@ def predict(event: dict[str, Any], context: LambdaContext | None = None) -> dict
             serve(cache, _key(chosen.arm, raw, prepared.arrays), header(event.get("headers"), "if-none-match"),
                   compute)
     except Exception as exc:
-        problem = to_problem(exc, context=_context(event, context))
+        problem = to_problem(exc, context=_context(event, context, chosen.arm.version))
         model_metrics.request(problem.status, m.elapsed_ms(started), kind=problem.type.slug)
         return _response(problem.status, {**problem.response_headers(), **chosen.version}, problem.body())
     response = _response(answer.status, {**answer.headers, **chosen.version}, answer.body)
@@ -132,7 +133,7 @@ def infer(event: dict[str, Any], context: LambdaContext | None = None) -> dict[s
         check_version(event.get("path") or "", entry.name, entry.version)
         body, headers = v2.infer(chosen.arm.predictor, infer_request(event, body_limit))
     except Exception as exc:
-        problem = to_problem(exc, context=_context(event, context))
+        problem = to_problem(exc, context=_context(event, context, chosen.arm.version))
         chosen.metrics.request(problem.status, m.elapsed_ms(started), kind=problem.type.slug)
         return proxy_result(problem.status, {**problem.error_headers(), **chosen.version}, problem.error_body())
     chosen.metrics.request(200, m.elapsed_ms(started))
