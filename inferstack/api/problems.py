@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from typing import Any
 
 PROBLEM_JSON = "application/problem+json"
+#: `instance` of a problem: this prefix and the request's X-Ray trace ID (`inferstack.observability.tracing`).
+TRACE_INSTANCE_PREFIX = "urn:x-amzn-trace-id:"
 TYPE_PREFIX = "urn:inferstack:problem:"
 
 
@@ -82,15 +84,18 @@ class GatewayResponse:
     #: DEFAULT_4XX/DEFAULT_5XX keep the status of the error they stand for, so their body names none.
     fixed_status: bool = True
 
-    def body(self, detail: str | None = None) -> dict[str, Any]:
+    def body(self, detail: str | None = None, *, trace_id: str | None = None) -> dict[str, Any]:
         """problem+json, with the detail also as `error`: gateway responses are the same for the whole API, and
-        Open Inference Protocol clients read an error's message there (`{"error": ...}`)."""
+        Open Inference Protocol clients read an error's message there (`{"error": ...}`). `instance` names the
+        request's X-Ray trace, as the functions' problems do."""
         detail = detail or self.detail
-        return {**self.problem.body(detail), "error": detail}
+        extensions = {"instance": TRACE_INSTANCE_PREFIX + trace_id} if trace_id else {}
+        return {**self.problem.body(detail, **extensions), "error": detail}
 
     def template(self) -> str:
-        """The mapping template API Gateway renders (`$context` variables are filled in per request)."""
-        body = self.body()
+        """The mapping template API Gateway renders (`$context` variables are filled in per request; the stage
+        traces every request)."""
+        body = self.body(trace_id="$context.xrayTraceId")
         if not self.fixed_status:
             del body["status"]
         return json.dumps({**body, "requestId": "$context.requestId"})

@@ -15,7 +15,7 @@ from typing import Any
 
 TRACE_ENV = "_X_AMZN_TRACE_ID"
 _ROOT = re.compile(r"Root=(1-[0-9a-f]{8}-[0-9a-f]{24})")
-#: `instance` of a problem+json answer: this prefix and the trace ID.
+#: `instance` of a problem+json answer: this prefix and the trace ID (`inferstack.api.problems` says it too).
 INSTANCE_PREFIX = "urn:x-amzn-trace-id:"
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextvars
 import datetime as dt
 import hashlib
 import json
@@ -34,7 +35,7 @@ import jsonschema
 from inferstack.api.jsonbody import PARSE_RATIO, PARSE_SLACK_BYTES, parse_cost
 from inferstack.api.problems import PROBLEM_JSON, REQUEST_TIMEOUT, RETRY_AFTER_S, gateway_response
 from inferstack.manifest import Manifest, Quota, Throttle, UsagePlan
-from inferstack.observability.tracing import new_trace_header
+from inferstack.observability.tracing import new_trace_header, trace_id
 from inferstack.protocol.compression import compress, decompress, response_coding
 from inferstack.protocol.events import BINARY_MEDIA_TYPES, MIN_COMPRESSION_BYTES
 from inferstack.protocol.exceptions import DecodedTooLargeError, ProtocolError
@@ -48,6 +49,8 @@ INTEGRATION_TIMEOUT_S = 29.0
 BODY_TIMEOUT_S = 30.0
 
 Scope = dict[str, Any]
+#: The trace of the request being handled (each request runs in its own task, with its own context).
+_TRACE: contextvars.ContextVar[str | None] = contextvars.ContextVar("trace", default=None)
 #: What `handle` notes in the scope for the observer: the matched route's path, and the path without the stage.
 ROUTE, PATH = "inferstack.route", "inferstack.path"
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -263,7 +266,7 @@ class Gateway:
         headers = [("Content-Type", PROBLEM_JSON)]
         if g.retry_after:
             headers.append(("Retry-After", str(RETRY_AFTER_S)))
-        return g.problem.status, headers, json.dumps(g.body(detail)).encode()
+        return g.problem.status, headers, json.dumps(g.body(detail, trace_id=trace_id(_TRACE.get() or ""))).encode()
 
     async def handle(self, scope: Scope, receive: Receive) -> tuple[int, list[tuple[str, str]], bytes]:
         method = scope["method"]
@@ -273,6 +276,9 @@ class Gateway:
         path = (scope.get("raw_path") or scope["path"].encode()).decode("latin-1").split("?", 1)[0]
         raw_headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]]
         header = {k.lower(): v for k, v in raw_headers}
+        # the stage traces every request: API Gateway starts its trace (or continues the client's)
+        trace = header.get("x-amzn-trace-id") or new_trace_header()
+        _TRACE.set(trace)
 
         body = bytearray()
         declared = int(header.get("content-length") or 0)
@@ -339,8 +345,8 @@ class Gateway:
                 return self._gateway_error("BAD_REQUEST_BODY", f"Invalid request body: [{error.message}]")
 
         request_id = str(uuid.uuid4())
-        if "x-amzn-trace-id" not in header:  # tracing is on: API Gateway starts the request's trace
-            raw_headers.append(("X-Amzn-Trace-Id", new_trace_header()))
+        if "x-amzn-trace-id" not in header:
+            raw_headers.append(("X-Amzn-Trace-Id", trace))
         client = scope.get("client") or ("127.0.0.1", 0)
         event = build_event(route=route, params=params, method=method, path=path,
                             query=scope.get("query_string", b"").decode(), headers=raw_headers, body=bytes(body),

@@ -123,8 +123,8 @@ def test_the_container_logs_its_metrics_as_emf(server: ModelServer) -> None:
         assert doc["model"] == "mlp"
     assert sum(metric_values(docs, emf.STATUS_2XX)) >= 65 and sum(metric_values(docs, emf.STATUS_4XX)) == 4
     sizes = metric_values(docs, emf.BATCH_SIZE)
-    # every row ran, and some batches held several requests
-    assert sum(sizes) == 3 + sum(1 + i % 3 for i in range(64)) and max(sizes) > 3
+    # every row ran, counted once (whether a batch held one request or several: the test above checks the batching)
+    assert sum(sizes) == 3 + sum(1 + i % 3 for i in range(64))
     assert len(metric_values(docs, emf.QUEUE_DEPTH)) == len(sizes)
     # AND the sums the deployment's metric filters read (SageMaker's log is not EMF-extracted) agree
     summed = [d for d in docs if "BatchSizeSum" in d]

@@ -175,3 +175,9 @@ def test_cache_escalations_and_degraded_answers_have_their_panels(example: Synth
     assert all(name in m for m in lines)  # the cascade's own metrics (its name is their `model` dimension)
     latency = widgets[f"cascade {name}: latency at API Gateway (ms)"]["metrics"]
     assert all(f"/v1/cascades/{name}/predict" in m for m in latency)
+
+
+def test_the_gateways_own_problems_name_the_trace(example: Synthesized) -> None:
+    for response in resources(example, "AWS::ApiGateway::GatewayResponse").values():
+        body = json.loads(response["Properties"]["ResponseTemplates"]["application/json"])
+        assert body["instance"] == "urn:x-amzn-trace-id:$context.xrayTraceId"

@@ -154,7 +154,8 @@ def test_the_gateway_reports_each_answer_and_hands_local_paths_to_the_dashboard(
                       local=DashboardApp(s, "demo"))
     # WHEN a route, an unknown path (with the stage) and the dashboard are asked for
     assert asgi_get(gateway, "/v1/health")[0] == 200
-    assert asgi_get(gateway, "/prod/v1/nothing")[0] == 403
+    status, _, body = asgi_get(gateway, "/prod/v1/nothing")
+    assert status == 403 and json.loads(body)["instance"].startswith("urn:x-amzn-trace-id:1-")  # its trace
     assert asgi_get(gateway, "/_local/dashboard")[0] == 200
     # THEN the observer heard the two API answers (with their route and the path without the stage) only
     assert seen == [("GET", "/v1/health", "/v1/health", 200), ("GET", None, "/v1/nothing", 403)]
