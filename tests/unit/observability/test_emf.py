@@ -99,3 +99,22 @@ def test_the_trace_id_goes_with_the_metrics_and_into_problem_instances(monkeypat
                                               (429, emf.STATUS_4XX), (502, emf.STATUS_5XX)])
 def test_status_classes(status: int, name: str) -> None:
     assert emf.status_metric(status) == name
+
+
+def test_log_lines_name_the_trace(monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+    import logging
+
+    from inferstack.observability import logger
+
+    handler = logger.registered_handler
+    assert isinstance(handler, logging.StreamHandler)
+    out = io.StringIO()
+    before = handler.setStream(out)
+    try:
+        monkeypatch.setenv("_X_AMZN_TRACE_ID", TRACE)
+        logger.info("a job failed", extra={"job_id": "j1"})
+    finally:
+        handler.setStream(before)
+    line = json.loads(out.getvalue().strip().splitlines()[-1])
+    assert line["xray_trace_id"] == "1-5759e988-bd862e3fe1be46a994272793" and line["job_id"] == "j1"
