@@ -32,14 +32,22 @@ class ModelInfo(BaseModel):
         default=None, description="JSON schema of the predict body's `inputs`, for a model with a handler")
     response_schema: dict[str, Any] | None = Field(
         default=None, description="JSON schema of the predict response's `outputs`, for a model with a handler")
+    variants: list[VariantInfo] | None = Field(
+        default=None, description="A/B variants: each request is answered by one, by weight; its version is the "
+        "answer's x-model-version")
 
 
-class VariantEntry(BaseModel):
-    """One arm of an A/B test: its share of the traffic (percent), its version and its model file."""
+class VariantInfo(BaseModel):
+    """One arm of an A/B test: its name, its share of the traffic (percent) and its version."""
 
     name: str
     weight: int
     version: str
+
+
+class VariantEntry(VariantInfo):
+    """... and its model file."""
+
     artifact: str
 
 
@@ -52,7 +60,7 @@ class CatalogEntry(ModelInfo):
     #: The onnxruntime optimization level the artifact was saved at (`optimize.graph` in the manifest).
     graph_optimized: Literal["none", "basic", "extended"] = "none"
     #: A/B variants (`variants` in the manifest): each request goes to one, by weight; `artifact` is the first's.
-    variants: list[VariantEntry] | None = None
+    variants: list[VariantEntry] | None = None  # type: ignore[assignment]
 
     def public(self) -> ModelInfo:
         return ModelInfo.model_validate(self.model_dump(include=set(ModelInfo.model_fields)))

@@ -57,6 +57,11 @@ def test_weights_hold_within_tolerance_and_each_answer_names_its_variant(ab_stac
     # each variant answers with its own version, one each
     assert set(seen) == set(WEIGHTS) and all(len(v) == 1 for v in versions.values())
     assert versions["control"] != versions["tuned"]
+    # and the catalog tells which version is which variant, with its weight
+    with ab_stack.client() as client:
+        listed = client.get("/v1/models/iris").json()["variants"]
+    assert {v["name"]: (v["weight"], {v["version"]}) for v in listed} == \
+        {name: (WEIGHTS[name], versions[name]) for name in WEIGHTS}
     # the observed shares within 4 standard deviations of a binomial with the manifest's weights
     for name, weight in WEIGHTS.items():
         p = weight / 100
