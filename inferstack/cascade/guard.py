@@ -75,3 +75,24 @@ class GuardedPredictor:
             return self.predict(raw_inputs, budget), None
         result: tuple[dict[str, Any], str] = guarded_call(self.breaker, budget, lambda: versioned(raw_inputs))
         return result
+
+
+class GuardedEndpoint:
+    """An `EndpointPredictor` whose Open Inference Protocol calls (`infer_v2`) go through the model's circuit
+    breaker too (the same breaker as its /v1 predict's); everything else is the predictor's."""
+
+    def __init__(self, predictor: Any, breaker: CircuitBreaker) -> None:
+        self.predictor, self.breaker = predictor, breaker
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.predictor, name)
+
+    def predict(self, raw_inputs: Any) -> dict[str, Any]:
+        result: dict[str, Any] = guarded_call(self.breaker, None, lambda: self.predictor.predict(raw_inputs))
+        return result
+
+    def infer_v2(self, body: bytes, json_length: int | None) -> tuple[bytes, dict[str, str]]:
+        result: tuple[bytes, dict[str, str]] = guarded_call(
+            self.breaker, None, lambda: self.predictor.infer_v2(body, json_length))
+        return result
+

@@ -19,7 +19,7 @@ from inferstack.cache.wiring import cache_from_env
 from inferstack.cascade.answers import HeavyService
 from inferstack.cascade.breaker import CircuitBreaker
 from inferstack.cascade.config import GuardRuntime
-from inferstack.cascade.guard import GuardedPredictor
+from inferstack.cascade.guard import GuardedEndpoint, GuardedPredictor
 from inferstack.catalog import Catalog, load_catalog
 from inferstack.heavy.endpoint import EndpointPredictor
 
@@ -37,8 +37,8 @@ if guard.fallback:
     fallback_entry = catalog.get(guard.fallback)
     assert fallback_entry is not None, f"fallback {guard.fallback!r} is not in the catalog"
     fallback = Predictor.load(fallback_entry, model_root)
-service = HeavyService(entry.name, entry.version, [i.name for i in entry.inputs],
-                       GuardedPredictor(predictor, CircuitBreaker(entry.name, guard.circuit)),
+breaker = CircuitBreaker(entry.name, guard.circuit)  # /v1 predict and /v2 infer share it
+service = HeavyService(entry.name, entry.version, [i.name for i in entry.inputs], GuardedPredictor(predictor, breaker),
                        budget_ms=guard.budget_ms, cache=cache_from_env(entry.name), fallback=fallback)
-handler = lambda_handler(create_app(Catalog(models=[entry]), {entry.name: predictor},
+handler = lambda_handler(create_app(Catalog(models=[entry]), {entry.name: GuardedEndpoint(predictor, breaker)},
                                     answerers={entry.name: service}))

@@ -105,3 +105,29 @@ def test_a_model_scaling_out_from_zero_does_not_open_the_circuit() -> None:
         with pytest.raises(NoCapacityError):
             guard.predict([1])
     assert guard.breaker.state == "closed"
+
+
+def test_open_inference_protocol_calls_share_the_models_circuit() -> None:
+    from inferstack.cascade.guard import GuardedEndpoint
+
+    class V2Endpoint(Endpoint):
+        name = "heavy"
+
+        def infer_v2(self, body: bytes, json_length: int | None) -> tuple[bytes, dict[str, str]]:
+            self.calls += 1
+            if self.mode == "down":
+                raise EndpointError(problems.UNAVAILABLE, "down", retry_after=5)
+            return body, {}
+
+    endpoint = V2Endpoint()
+    breaker = CircuitBreaker("heavy", Circuit(failures=2, window_s=60, cool_down_s=60))
+    v2, v1 = GuardedEndpoint(endpoint, breaker), GuardedPredictor(endpoint, breaker)
+    assert v2.infer_v2(b"{}", None) == (b"{}", {}) and v2.name == "heavy"
+    endpoint.mode = "down"
+    with pytest.raises(EndpointError):
+        v2.infer_v2(b"{}", None)
+    with pytest.raises(EndpointError):
+        v1.predict([1])
+    with pytest.raises(CircuitOpenError):
+        v2.infer_v2(b"{}", None)
+    assert endpoint.calls == 3
