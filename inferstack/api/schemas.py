@@ -48,6 +48,8 @@ class Problem(BaseModel):
     title: str
     status: int
     detail: str
+    #: The request's X-Ray trace (`urn:x-amzn-trace-id:1-...`): where to look for what happened.
+    instance: str | None = None
     errors: list[InputProblemModel] | None = None
 
 
