@@ -11,9 +11,10 @@ can serve. onnxruntime runs with the CUDA provider where a GPU is present and th
 choice is logged.
 `/invocations` takes the predict body (`{"inputs": ...}`) and answers the predict response; with the content type
 `application/vnd.sagemaker-triton.binary+json;json-header-size=N` it takes an Open Inference Protocol infer
-request (JSON or binary tensors, `inferstack.protocol`) and answers in kind. Both become arrays before the
-dynamic batcher, which stacks them alike. Bad input gets a 4xx problem+json, never a 5xx. SIGTERM stops
-accepting connections and finishes the requests in flight.
+request (JSON or binary tensors, `inferstack.protocol`) and answers in kind; with `application/jsonlines`
+(a Batch Transform job's records) one row per line and one answer line per line (`inferstack.heavy.jsonlines`).
+All become arrays before the dynamic batcher, which stacks them alike. Bad input gets a 4xx problem+json, never
+a 5xx. SIGTERM stops accepting connections and finishes the requests in flight.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from inferstack.api.errors import Problem, to_problem
 from inferstack.api.predict import predict_body, predict_inputs
 from inferstack.api.problems import ProblemError
 from inferstack.catalog import CatalogEntry
+from inferstack.heavy import jsonlines
 from inferstack.heavy.batching import DynamicBatcher
 from inferstack.observability import emf, logger, registry
 from inferstack.protocol.codec import HEADER_LENGTH, header_length, parse_infer_request
@@ -196,6 +198,14 @@ def create_app(config: ServerConfig) -> Starlette:
     async def _invocations(request: Request) -> Response:
         predictor: Predictor = state["predictor"]
         batcher: DynamicBatcher = state["batcher"]
+        if jsonlines.is_jsonlines(request.headers.get("content-type")):
+            try:
+                with batcher.arriving():
+                    raw = await read_body(request, jsonlines.max_payload_bytes())
+                body = await jsonlines.score(raw, predictor, batcher)
+            except Exception as exc:
+                return _problem(to_problem(exc, context={"model": predictor.name}), predictor.version)
+            return Response(body, media_type=jsonlines.JSONLINES_TYPES[0], headers=state["answered_by"])
         if is_v2(request.headers.get("content-type")):
             try:
                 return await infer_v2(request, predictor, batcher)
@@ -219,12 +229,18 @@ def create_app(config: ServerConfig) -> Starlette:
             return _problem(to_problem(exc, context={"model": predictor.name}), predictor.version)
         return Response(body, media_type="application/json", headers=state["answered_by"])
 
+    async def execution_parameters(_: Request) -> Response:
+        """What a Batch Transform job asks before sending records (used where its request leaves them out)."""
+        return JSONResponse({"MaxConcurrentTransforms": 1, "BatchStrategy": "MULTI_RECORD",
+                             "MaxPayloadInMB": jsonlines.max_payload_bytes() // (1024 * 1024)})
+
     async def stats(_: Request) -> Response:
         return JSONResponse(dataclasses.asdict(state["batcher"].stats))
 
     return Starlette(lifespan=lifespan, routes=[
         Route("/ping", ping, methods=["GET"]),
         Route("/invocations", invocations, methods=["POST"]),
+        Route("/execution-parameters", execution_parameters, methods=["GET"]),
         Route("/stats", stats, methods=["GET"]),  # not reachable through SageMaker; for tests and benchmarks
     ])
 
