@@ -56,4 +56,7 @@ def public_reason(exc: BaseException) -> str:
         return str(exc)
     response = getattr(exc, "response", None)
     code = (response.get("Error") or {}).get("Code") if isinstance(response, dict) else None
-    return f"AWS error {code}" if code else type(exc).__name__
+    if code:
+        return f"AWS error {code}"
+    cause = exc.__cause__  # a wrapper (e.g. HandlerError) is told with the kind of what it wraps
+    return f"{type(exc).__name__} ({type(cause).__name__})" if cause is not None else type(exc).__name__
