@@ -19,7 +19,7 @@ from inferstack.api.problems import ProblemError
 from inferstack.api.schemas import Health, ModelList, PredictResponse
 from inferstack.cache.http import Answer
 from inferstack.catalog import ModelInfo
-from inferstack.rollout import MODEL_VERSION_HEADER
+from inferstack.rollout import MODEL_VARIANT_HEADER, MODEL_VERSION_HEADER
 
 
 class ServesPredictions(Protocol):
@@ -50,15 +50,21 @@ class ModelDirectory:
         return info
 
 
-def versioned_failure(exc: Exception, request: Request, *, model: str, version: str) -> Response:
+def version_headers(info: ModelInfo, version: str) -> dict[str, str]:
+    """Who answered: the version, and for a model with A/B variants the variant it belongs to."""
+    variant = next((v.name for v in info.variants or [] if v.version == version), None)
+    return {MODEL_VERSION_HEADER: version, **({MODEL_VARIANT_HEADER: variant} if variant else {})}
+
+
+def versioned_failure(exc: Exception, request: Request, *, info: ModelInfo, version: str) -> Response:
     """A failed predict or infer: its problem (problem+json on /v1, `{"error"}` on /v2) with the version header
     (the metrics middleware counts it for that version, by its problem type)."""
     path = request.url.path
     failed = (getattr(exc, "extensions", None) or {}).get("model_version")  # a heavy container names its own
     version = failed if isinstance(failed, str) else version
-    problem = to_problem(exc, context={"path": path, "model": model})
+    problem = to_problem(exc, context={"path": path, "model": info.name, "version": version})
     request.scope[PROBLEM_KIND] = problem.type.slug
-    headers = {MODEL_VERSION_HEADER: version}
+    headers = version_headers(info, version)
     if path.startswith("/v2/"):
         return Response(problem.error_body(), problem.status, headers={**problem.error_headers(), **headers})
     return Response(problem.body(), problem.status, headers={**problem.response_headers(), **headers})
@@ -102,7 +108,7 @@ def models_router(directory: ModelDirectory, predictors: Mapping[str, ServesPred
                 inputs = predict_inputs(await read_body(request, body_limit), body_limit)
                 answer = await run_in_threadpool(answerer.answer, inputs, dict(request.headers))
             except Exception as exc:
-                return versioned_failure(exc, request, model=name, version=info.version)
+                return versioned_failure(exc, request, info=info, version=info.version)
             answer.headers.setdefault(MODEL_VERSION_HEADER, info.version)
             return Response(answer.body, status_code=answer.status, headers=answer.headers)
         predictor = predictors.get(name)
@@ -115,8 +121,8 @@ def models_router(directory: ModelDirectory, predictors: Mapping[str, ServesPred
             versioned = getattr(predictor, "predict_versioned", None)  # an endpoint says which version answered
             outputs, version = versioned(inputs) if versioned else (predictor.predict(inputs), info.version)
         except Exception as exc:
-            return versioned_failure(exc, request, model=name, version=version)
+            return versioned_failure(exc, request, info=info, version=version)
         return Response(predict_body(info.name, version, outputs), media_type="application/json",
-                        headers={MODEL_VERSION_HEADER: version})
+                        headers=version_headers(info, version))
 
     return router

@@ -17,7 +17,7 @@ from fastapi import APIRouter, Request, Response
 from inferstack.api import problems
 from inferstack.api.deps import read_body
 from inferstack.api.problems import ProblemError
-from inferstack.api.routes.models import ModelDirectory, ServesPredictions, versioned_failure
+from inferstack.api.routes.models import ModelDirectory, ServesPredictions, version_headers, versioned_failure
 from inferstack.catalog import ModelInfo
 from inferstack.protocol.codec import (
     BINARY_CONTENT_TYPE,
@@ -122,8 +122,9 @@ def v2_router(directory: ModelDirectory, predictors: Mapping[str, ServesPredicti
 
                 answer, headers = inference.infer(predictor, parsed)  # type: ignore[arg-type]
         except Exception as exc:
-            return versioned_failure(exc, request, model=name, version=info.version)
+            return versioned_failure(exc, request, info=info, version=info.version)
         headers = {MODEL_VERSION_HEADER: info.version, **headers}  # an endpoint's answer names its own
+        headers.update(version_headers(info, headers[MODEL_VERSION_HEADER]))
         return Response(answer, headers=headers)
 
     @router.post("/models/{name}/infer", response_model=InferResponseBody, responses=_INFER_OK,
