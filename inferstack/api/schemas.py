@@ -84,8 +84,9 @@ JOB_BODY_SCHEMA: dict[str, Any] = {
     "$schema": "http://json-schema.org/draft-04/schema#",
     "title": "JobRequest",
     "type": "object",
+    # `model` or `cascade`, one of them: checked by the API function, whose 422 names them (a schema's anyOf
+    # would give API Gateway's generic "failed to match" message)
     "required": ["inputs"],
-    "anyOf": [{"required": ["model"]}, {"required": ["cascade"]}],
     "properties": {
         "model": {"type": "string"},
         "cascade": {"type": "string"},

@@ -120,7 +120,8 @@ def test_jobs_are_private_to_their_key(jobs_stack: tuple[RunningStack, str]) -> 
 def test_bad_submissions_get_clear_errors(jobs_stack: tuple[RunningStack, str]) -> None:
     stack, _ = jobs_stack
     no_model = submit(stack, {"inputs": ROWS})
-    assert no_model.status_code == 400 and "model" in no_model.json()["detail"]
+    # (a job names a model or a cascade: the API function says so, naming both)
+    assert no_model.status_code == 422 and "model (or cascade) is required" in no_model.json()["detail"]
     unknown = submit(stack, {"model": "nope", "inputs": ROWS})
     assert unknown.status_code == 404
     extra = submit(stack, {"model": "iris", "inputs": ROWS, "priority": 1})
