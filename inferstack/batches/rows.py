@@ -85,8 +85,13 @@ class ChunkRows:
                 continue
             try:
                 value = json.loads(raw)
+            except RecursionError:  # one hostile line fails itself, not its chunk
+                scored.errors.append(_error(n, None, "malformed-line", "not JSON: nested too deeply"))
+                continue
             except ValueError as exc:
-                scored.errors.append(_error(n, None, "malformed-line", f"not JSON: {exc}"))
+                reason = str(exc) if isinstance(exc, json.JSONDecodeError | UnicodeError) else \
+                    "an integer with too many digits"
+                scored.errors.append(_error(n, None, "malformed-line", f"not JSON: {reason}"))
                 continue
             if type(value) is not dict:
                 scored.errors.append(_error(n, None, "malformed-line", "expected a JSON object of input name -> "

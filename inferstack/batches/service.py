@@ -94,7 +94,7 @@ class BatchService:
         if body.format == "jsonl":
             try:
                 value = json.loads(first)
-            except ValueError:
+            except (ValueError, RecursionError):
                 raise BatchRequestError("format", f"{body.input} is not JSON Lines: its first line is not JSON "
                                         "(for a CSV file, send \"format\": \"csv\")") from None
             if not isinstance(value, dict):
