@@ -127,6 +127,8 @@ class LightRollout(Construct):
                 reason="CodeDeploy's own service policy for Lambda deployments: it may only read and update the "
                 "aliases of functions it deploys and publish to SNS topics named CodeDeployTopic*"))
             self.groups[role] = group
+            # the alarms move to the new version (its dimensions) before the alias update starts the deployment
+            function.alias.node.add_dependency(*self.alarms)
 
 
 def endpoint_deployment_config(rollout: Rollout, alarms: list[cloudwatch.Alarm]

@@ -96,6 +96,8 @@ def test_light_model_deploys_through_codedeploy_canary_on_its_live_alias(example
     assert alias["UpdatePolicy"]["CodeDeployLambdaAliasUpdate"]["DeploymentGroupName"]["Ref"].startswith(
         "RolloutsIrisPredict")
     assert alias["Properties"]["ProvisionedConcurrencyConfig"] == {"ProvisionedConcurrentExecutions": 1}
+    # the alarms watch the new version before the alias update starts the deployment
+    assert set(alias["DependsOn"]) >= {a["key"] for a in alarms.values()}
     (worker_alias,) = [a for k, a in resources(example, "AWS::Lambda::Alias").items() if k.startswith("WorkerIris")]
     assert worker_alias["UpdatePolicy"]["CodeDeployLambdaAliasUpdate"]["DeploymentGroupName"]["Ref"].startswith(
         "RolloutsIrisWorker")
