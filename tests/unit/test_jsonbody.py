@@ -7,7 +7,14 @@ import json
 import pytest
 
 from inferstack.api.errors import to_problem
-from inferstack.api.jsonbody import MAX_JSON_DEPTH, MalformedJsonError, depth_exceeds, parse_json
+from inferstack.api.jsonbody import (
+    MAX_JSON_DEPTH,
+    CostlyJsonError,
+    MalformedJsonError,
+    check_cost,
+    depth_exceeds,
+    parse_json,
+)
 
 MALFORMED = {
     "nested 100,000 deep": (b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
@@ -56,3 +63,16 @@ def test_the_depth_limit_is_exact_and_ignores_brackets_in_strings() -> None:
     assert not depth_exceeds(in_strings)
     mixed = ('{"a": [' * 40 + "1" + "]}" * 40).encode()  # 80 levels, arrays and objects alternating
     assert depth_exceeds(mixed) and not depth_exceeds(mixed, 80)
+
+
+def test_costly_bodies_are_refused_before_parsing_and_full_size_real_ones_are_not() -> None:
+    mb = 1024 * 1024
+    iris = json.dumps({"inputs": [[5.1, 3.5, 1.4, 0.2]] * (4 * mb // 19)}).encode()  # 4 MB of floats
+    pixels = json.dumps({"inputs": [[0, 3, 16, 9, 12, 0, 1, 7] * 8] * (4 * mb // 200)}).encode()  # 4 MB of ints
+    for body in (iris, pixels):
+        check_cost(body)
+    for costly in (b'{"inputs": [' + b",".join([b"[]"] * (2 * mb // 3)) + b"]}",
+                   b"[" + b",".join([b'{"a":1}'] * (mb // 8)) + b"]"):
+        with pytest.raises(CostlyJsonError) as info:
+            parse_json(costly)
+        assert to_problem(info.value).status == 413
