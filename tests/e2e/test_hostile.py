@@ -145,3 +145,15 @@ def test_loopback_webhooks_reach_receivers_but_never_the_stack_itself(tmp_path: 
         assert httpx.get(f"{moto.group(1)}/moto-api/data.json", timeout=10).status_code == 200
     finally:
         stop_dev(stack)
+
+
+@pytest.mark.parametrize("attack", MALFORMED, ids=[a.name for a in MALFORMED])
+def test_the_heavy_model_answers_malformed_json_with_400(dev_stack: RunningStack, attack: Attack) -> None:
+    # the heavy tier's predict function (and behind it SageMaker's stand-in and the container)
+    with dev_stack.client(PRO_KEY) as client:
+        predict = _post(client, "/v1/models/minilm/predict", attack.body)
+        assert predict.status_code == 400 and predict.headers["content-type"] == PROBLEM_JSON, predict.text[:300]
+        infer = _post(client, "/v2/models/minilm/infer", attack.body)
+        assert infer.status_code == 400 and set(infer.json()) == {"error"}, infer.text[:300]
+        assert client.post("/v1/models/minilm/predict", json={"inputs": {"text": ["still serving"]}}
+                           ).status_code == 200
