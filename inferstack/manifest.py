@@ -220,6 +220,11 @@ class BatchesConfig(_Strict):
         default_factory=list)
     output_buckets: list[Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")]] = Field(
         default_factory=list)
+    #: A heavy model's Batch Transform job: instances (of the model's instance_type), requests in flight per
+    #: instance, and the largest request body in MB (MaxPayloadInMB: many JSON lines per request).
+    transform_instances: Annotated[int, Field(ge=1, le=100)] = 1
+    transform_concurrency: Annotated[int, Field(ge=1, le=64)] = 4
+    max_payload_mb: Annotated[int, Field(ge=1, le=100)] = 6
 
 
 class Model(_Strict):

@@ -183,9 +183,15 @@ def batch_function_key(model: str) -> str:
 
 
 def batch_models(manifest: Manifest) -> list[str]:
-    """The models that score batches (`POST /v1/batches`): the light ones, each with a batch function and a
-    state machine. (A heavy model's bulk work belongs on SageMaker Batch Transform: see the README.)"""
+    """The light models that score batches (`POST /v1/batches`), each with a batch function and a Distributed
+    Map state machine."""
     return [m.name for m in manifest.light_models]
+
+
+def transform_models(manifest: Manifest) -> list[str]:
+    """The heavy models that score batches, each with a SageMaker Batch Transform state machine (deployed; the
+    local twin does not run those yet)."""
+    return [m.name for m in manifest.heavy_models]
 
 
 def functions(manifest: Manifest) -> list[FunctionSpec]:
@@ -229,6 +235,10 @@ def functions(manifest: Manifest) -> list[FunctionSpec]:
                                 f"inferstack bulk scoring for {name}: plans, scores one chunk, finishes a batch",
                                 memory_mb=m.memory_mb, timeout_s=manifest.batches.chunk_timeout_s, model=name,
                                 inference=True, jobs=True, kind="batch"))
+    for name in transform_models(manifest):
+        out.append(FunctionSpec(batch_function_key(name), "inferstack.functions.batch.transform.handler",
+                                f"inferstack bulk scoring for {name}: plans and finishes its Batch Transform jobs",
+                                memory_mb=1024, timeout_s=900, model=name, jobs=True, kind="batch"))
     for c in manifest.cascades:
         stages = [manifest.model(s) for s in c.stages]
         out.append(FunctionSpec(worker_function_key(cascade_function_key(c.name)),

@@ -86,7 +86,11 @@ class InferenceStack(Stack):
                                  versions={e.name: e.version for e in catalog.models}, functions=self.functions,
                                  endpoints=dict(self.heavy.models))
         for f in self.functions.values():
-            if f.spec.kind == "batch" and f.spec.model:
+            if f.spec.kind == "batch" and f.spec.model and f.spec.model in self.heavy.models:
+                heavy = self.heavy.models[f.spec.model]
+                self.batches.add_transform_model(f.spec.model, f, sagemaker_model=heavy.model.attr_model_name,
+                                                 role=heavy.role)
+            elif f.spec.kind == "batch" and f.spec.model:
                 self.batches.add_model(f.spec.model, f)
         self.batches.connect_api(self.functions[API_FUNCTION])
 

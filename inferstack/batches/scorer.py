@@ -63,80 +63,27 @@ def batch_event(batch: Batch) -> dict[str, Any]:
     return {"type": f"batch.{batch.status}", "timestamp": now_iso(), "data": data}
 
 
-class BatchFunction:
-    def __init__(self, settings: BatchSettings, aws: AwsClients, store: BatchStore, runner: Runner, *,
-                 rows: ChunkRows, handler: bool, model: str, version: str, webhook_queue: str = "") -> None:
-        self.settings, self.aws, self.store, self.runner = settings, aws, store, runner
-        self.rows, self.handler, self.model, self.version = rows, handler, model, version
-        self.webhook_queue = webhook_queue
+class BatchEnd:
+    """What every batch state machine's steps share (light or Batch Transform): reading the input, writing a
+    chunk's files and counts, and the last step (manifest, end state, webhook)."""
 
-    # -- the entry point -----------------------------------------------------------------------------
-    def handle(self, event: dict[str, Any], context: Any = None) -> dict[str, Any]:
-        if "Items" in event:
-            model = (event.get("BatchInput") or {}).get("model")
-            if model != self.model:
-                raise ValueError(f"a chunk of model {model!r} reached the batch function of {self.model!r}")
-            return self.score_items([Chunk.model_validate(i) for i in event["Items"]])
-        action = event.get("action")
-        if action == "plan":
-            return self.plan(event["batch"])
-        if action == "finish":  # after the Map, or from a Catch (which put the error at $.error)
-            return self.finish(event["batch"], event["batch"].get("error"))
-        raise ValueError(f"unknown batch event: keys {sorted(event)}")
+    def __init__(self, settings: BatchSettings, aws: AwsClients, store: BatchStore, *, webhook_queue: str = "") -> None:
+        self.settings, self.aws, self.store, self.webhook_queue = settings, aws, store, webhook_queue
 
-    # -- plan ----------------------------------------------------------------------------------------
     def _blocks(self, uri: str) -> Iterator[bytes]:
         bucket, key = parse_s3_uri(uri)
         body = self.aws.s3.get_object(Bucket=bucket, Key=key)["Body"]
         yield from body.iter_chunks(BLOCK_BYTES)
 
-    def plan(self, state: dict[str, Any]) -> dict[str, Any]:
-        batch = self.store.get(state["batch_id"])
-        if batch.status in TERMINAL:
-            plan = Plan()
-        else:
-            plan = plan_chunks(self._blocks(batch.input), batch.rows_per_chunk, header=batch.format == "csv",
-                               batch_id=batch.batch_id)
-            if batch.format == "csv":
-                batch.header = plan.header
-                self.rows.columns(context(batch))  # raises: a CSV file whose columns do not fit fails at once
-        body = json.dumps([c.model_dump() for c in plan.chunks], separators=(",", ":")).encode()
-        key = plan_key(batch.batch_id)
-        self.aws.s3.put_object(Bucket=self.settings.bucket, Key=key, Body=body, ContentType="application/json")
-        self.store.planned(batch.batch_id, rows=plan.rows, chunks=len(plan.chunks), header=plan.header)
-        logger.info("batch planned", extra={"batch_id": batch.batch_id, "rows": plan.rows,
-                                            "chunks": len(plan.chunks), "bytes": plan.size})
-        return {"bucket": self.settings.bucket, "key": key, "chunks": len(plan.chunks), "rows": plan.rows}
-
-    # -- score ---------------------------------------------------------------------------------------
-    def score_items(self, chunks: list[Chunk]) -> dict[str, Any]:
-        done = failed = skipped = 0
-        for chunk in chunks:
-            batch = self.store.get(chunk.batch_id)
-            if batch.status == "cancelled":
-                skipped += 1
-                continue
-            scored = self.score_chunk(context(batch), chunk)
-            done += scored.succeeded
-            failed += scored.failed
-        return {"chunks": len(chunks) - skipped, "skipped": skipped, "rows": done, "failed": failed}
-
-    def score_chunk(self, ctx: BatchContext, chunk: Chunk) -> Scored:
-        bucket, key = parse_s3_uri(ctx.input)
-        data = self.aws.s3.get_object(Bucket=bucket, Key=key, Range=f"bytes={chunk.start}-{chunk.end - 1}")[
-            "Body"].read() if chunk.end > chunk.start else b""
-        scored = Scored()
-        rows = self.rows.parse(data, chunk.first_line, ctx, scored)
-        del data
-        score(self.runner, rows, scored, handler=self.handler)
+    def write_chunk(self, ctx: BatchContext, index: int, scored: Scored) -> None:
+        """A chunk's output and errors files (the same names on every attempt), then its counts, once."""
         out_bucket, prefix = parse_s3_uri(ctx.output)
-        self.aws.s3.put_object(Bucket=out_bucket, Key=part_key(prefix, chunk.index),
+        self.aws.s3.put_object(Bucket=out_bucket, Key=part_key(prefix, index),
                                Body=_jsonl(scored.outputs), ContentType="application/x-ndjson")
         if scored.errors:
-            self.aws.s3.put_object(Bucket=out_bucket, Key=part_key(prefix, chunk.index, "errors"),
+            self.aws.s3.put_object(Bucket=out_bucket, Key=part_key(prefix, index, "errors"),
                                    Body=_jsonl(scored.errors), ContentType="application/x-ndjson")
-        self.store.chunk_done(ctx.batch_id, chunk.index, succeeded=scored.succeeded, failed=scored.failed)
-        return scored
+        self.store.chunk_done(ctx.batch_id, index, succeeded=scored.succeeded, failed=scored.failed)
 
     # -- finish --------------------------------------------------------------------------------------
     def _files(self, bucket: str, prefix: str) -> tuple[list[str], list[str]]:
@@ -181,6 +128,71 @@ class BatchFunction:
             self.aws.sqs.send_message(QueueUrl=self.webhook_queue, MessageBody=message.model_dump_json())
         logger.info("batch ended", extra={"batch_id": batch_id, "status": batch.status})
         return {"status": batch.status, "rows": batch.rows_succeeded, "failed": batch.rows_failed}
+
+
+class BatchFunction(BatchEnd):
+    def __init__(self, settings: BatchSettings, aws: AwsClients, store: BatchStore, runner: Runner, *,
+                 rows: ChunkRows, handler: bool, model: str, version: str, webhook_queue: str = "") -> None:
+        super().__init__(settings, aws, store, webhook_queue=webhook_queue)
+        self.runner = runner
+        self.rows, self.handler, self.model, self.version = rows, handler, model, version
+
+    # -- the entry point -----------------------------------------------------------------------------
+    def handle(self, event: dict[str, Any], context: Any = None) -> dict[str, Any]:
+        if "Items" in event:
+            model = (event.get("BatchInput") or {}).get("model")
+            if model != self.model:
+                raise ValueError(f"a chunk of model {model!r} reached the batch function of {self.model!r}")
+            return self.score_items([Chunk.model_validate(i) for i in event["Items"]])
+        action = event.get("action")
+        if action == "plan":
+            return self.plan(event["batch"])
+        if action == "finish":  # after the Map, or from a Catch (which put the error at $.error)
+            return self.finish(event["batch"], event["batch"].get("error"))
+        raise ValueError(f"unknown batch event: keys {sorted(event)}")
+
+    # -- plan ----------------------------------------------------------------------------------------
+    def plan(self, state: dict[str, Any]) -> dict[str, Any]:
+        batch = self.store.get(state["batch_id"])
+        if batch.status in TERMINAL:
+            plan = Plan()
+        else:
+            plan = plan_chunks(self._blocks(batch.input), batch.rows_per_chunk, header=batch.format == "csv",
+                               batch_id=batch.batch_id)
+            if batch.format == "csv":
+                batch.header = plan.header
+                self.rows.columns(context(batch))  # raises: a CSV file whose columns do not fit fails at once
+        body = json.dumps([c.model_dump() for c in plan.chunks], separators=(",", ":")).encode()
+        key = plan_key(batch.batch_id)
+        self.aws.s3.put_object(Bucket=self.settings.bucket, Key=key, Body=body, ContentType="application/json")
+        self.store.planned(batch.batch_id, rows=plan.rows, chunks=len(plan.chunks), header=plan.header)
+        logger.info("batch planned", extra={"batch_id": batch.batch_id, "rows": plan.rows,
+                                            "chunks": len(plan.chunks), "bytes": plan.size})
+        return {"bucket": self.settings.bucket, "key": key, "chunks": len(plan.chunks), "rows": plan.rows}
+
+    # -- score ---------------------------------------------------------------------------------------
+    def score_items(self, chunks: list[Chunk]) -> dict[str, Any]:
+        done = failed = skipped = 0
+        for chunk in chunks:
+            batch = self.store.get(chunk.batch_id)
+            if batch.status == "cancelled":
+                skipped += 1
+                continue
+            scored = self.score_chunk(context(batch), chunk)
+            done += scored.succeeded
+            failed += scored.failed
+        return {"chunks": len(chunks) - skipped, "skipped": skipped, "rows": done, "failed": failed}
+
+    def score_chunk(self, ctx: BatchContext, chunk: Chunk) -> Scored:
+        bucket, key = parse_s3_uri(ctx.input)
+        data = self.aws.s3.get_object(Bucket=bucket, Key=key, Range=f"bytes={chunk.start}-{chunk.end - 1}")[
+            "Body"].read() if chunk.end > chunk.start else b""
+        scored = Scored()
+        rows = self.rows.parse(data, chunk.first_line, ctx, scored)
+        del data
+        score(self.runner, rows, scored, handler=self.handler)
+        self.write_chunk(ctx, chunk.index, scored)
+        return scored
 
 
 def context(batch: Batch) -> BatchContext:

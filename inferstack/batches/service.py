@@ -122,7 +122,7 @@ class BatchService:
         """Check, record and start a batch; returns it and whether it was created now (False: an idempotent
         resubmission). The caller has checked that the model exists and scores batches."""
         if body.model not in self.settings.state_machines:
-            raise BatchRequestError("model", f"model {body.model!r} does not score batches (only light models do)")
+            raise BatchRequestError("model", f"model {body.model!r} does not score batches in this deployment")
         if body.webhook:
             check_webhook_url(body.webhook.url, allow_loopback=self.allow_loopback_webhooks, resolve=self.resolve)
         batch_id = uuid.uuid4().hex

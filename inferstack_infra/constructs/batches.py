@@ -113,6 +113,7 @@ class BatchTier(Construct):
                 s3.LifecycleRule(id="expire-uploads", prefix="uploads/", expiration=Duration.days(7)),
                 s3.LifecycleRule(id="expire-plans", prefix="plans/", expiration=Duration.days(7)),
                 s3.LifecycleRule(id="expire-runs", prefix=f"{RUNS_PREFIX}/", expiration=Duration.days(7)),
+                s3.LifecycleRule(id="expire-transforms", prefix="transform/", expiration=Duration.days(7)),
                 s3.LifecycleRule(id="expire-outputs", prefix="outputs/",
                                  expiration=Duration.days(manifest.jobs.result_ttl_days + 1)),
                 s3.LifecycleRule(id="abort-uploads", abort_incomplete_multipart_upload_after=Duration.days(1)),
@@ -171,6 +172,47 @@ class BatchTier(Construct):
             (f"{executions}:*", "the Distributed Map describes and stops the executions of its own state machine, "
              "named by batch ID"),
             (f"{executions}/chunks:*", "the Distributed Map may redrive its own map runs (label chunks)"),
+        ):
+            Validations.of(machine).acknowledge(Acknowledgment(id=f"AwsSolutions-IAM5[Resource::{resource}]",
+                                                               reason=reason))
+        return machine
+
+    def add_transform_model(self, model: str, function: InferenceFunction, *, sagemaker_model: str,
+                            role: iam.IRole) -> sfn.StateMachine:
+        """A heavy model's batch state machine: its Batch Transform job (`constructs.transform`) runs the
+        endpoint's SageMaker model (`sagemaker_model`, with its execution `role`)."""
+        from inferstack_infra.constructs.transform import TRANSFORM_PREFIX, transform_definition
+
+        scope = Construct(self, resource_id(model))
+        log_group = logs.LogGroup(scope, "Logs", retention=logs.RetentionDays.ONE_MONTH,
+                                  removal_policy=RemovalPolicy.DESTROY)
+        machine = sfn.StateMachine(
+            scope, "StateMachine", comment=f"inferstack: score a file with {model} by a SageMaker Batch Transform job",
+            definition_body=sfn.DefinitionBody.from_chainable(transform_definition(
+                scope, model=model, function=function.alias, sagemaker_model=sagemaker_model, role=role,
+                manifest=self.manifest)),
+            timeout=EXECUTION_TIMEOUT, tracing_enabled=True,
+            logs=sfn.LogOptions(destination=log_group, level=sfn.LogLevel.ALL, include_execution_data=False))
+        self.machines[model] = machine
+        policy = machine.role.node.find_child("DefaultPolicy").node.default_child
+        cfn_machine = machine.node.default_child
+        assert isinstance(policy, CfnResource) and isinstance(cfn_machine, CfnResource)
+        cfn_machine.add_override("DependsOn", [Stack.of(self).get_logical_id(policy)])
+        # the batch function: reads the input and the job's .out file, writes the manifest file and the outputs
+        self._grant_objects(function.role, "s3:GetObject", [self.bucket, *self.inputs])
+        self._grant_objects(function.role, "s3:PutObject", [self.bucket, *self.outputs])
+        iam.Grant.add_to_principal(grantee=function.role, actions=["s3:ListBucket"],
+                                   resource_arns=[b.bucket_arn for b in (self.bucket, *self.outputs)])
+        # the job, as the model's execution role: reads the manifest file and the input, writes its answers
+        self._grant_objects(role, "s3:GetObject", [self.bucket, *self.inputs])
+        self._grant_objects(role, "s3:PutObject", [self.bucket], f"{TRANSFORM_PREFIX}/*")
+        for resource, reason in (
+            ("arn:<AWS::Partition>:sagemaker:<AWS::Region>:<AWS::AccountId>:transform-job/*",
+             "the state machine creates, describes and stops the Batch Transform jobs of its batches, named by "
+             "batch ID (unknown at deploy time)"),
+            ("*", "CloudWatch Logs delivery (logs:*LogDelivery, PutResourcePolicy, Describe*), X-Ray tracing and "
+             "sagemaker:ListTags (which the .sync integration calls on the job) support no resource-level "
+             "permissions"),
         ):
             Validations.of(machine).acknowledge(Acknowledgment(id=f"AwsSolutions-IAM5[Resource::{resource}]",
                                                                reason=reason))

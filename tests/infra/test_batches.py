@@ -20,16 +20,27 @@ def by_type(s: Synthesized, kind: str) -> dict[str, Any]:
     return found
 
 
-def machine(s: Synthesized) -> tuple[str, dict[str, Any]]:
-    ((key, sm),) = by_type(s, "AWS::StepFunctions::StateMachine").items()
+def machine(s: Synthesized, model: str = "Iris") -> tuple[str, dict[str, Any]]:
+    ((key, sm),) = [(k, v) for k, v in by_type(s, "AWS::StepFunctions::StateMachine").items()
+                    if k.startswith(f"Batches{model}")]
     return key, sm
 
 
-def definition(s: Synthesized, substitutions: dict[str, str]) -> dict[str, Any]:
+def _part(p: Any, substitutions: dict[str, str]) -> str:
+    if isinstance(p, str):
+        return p
+    if "Ref" in p:
+        return substitutions[p["Ref"]]
+    ((kind, (resource, attribute)),) = p.items()
+    assert kind == "Fn::GetAtt"
+    return substitutions[f"{resource}.{attribute}"]
+
+
+def definition(s: Synthesized, substitutions: dict[str, str], model: str = "Iris") -> dict[str, Any]:
     """The state machine's ASL from the template, its references replaced (the function alias, the bucket)."""
-    _, sm = machine(s)
+    _, sm = machine(s, model)
     parts = sm["Properties"]["DefinitionString"]["Fn::Join"][1]
-    text = "".join(p if isinstance(p, str) else substitutions[p["Ref"]] for p in parts)
+    text = "".join(_part(p, substitutions) for p in parts)
     parsed: dict[str, Any] = json.loads(text)
     return parsed
 
@@ -94,8 +105,9 @@ def test_only_the_api_starts_batches_and_the_batch_function_writes_outputs(examp
     sm_id, _ = machine(example)
     api = statements(example, "ApiRole")
     assert {"Action": "states:StartExecution", "Effect": "Allow", "Resource": {"Ref": sm_id}} in api
-    (describe,) = [st for st in api if st["Action"] == "states:DescribeExecution"]
-    assert ":execution:" in json.dumps(describe["Resource"]) and sm_id in json.dumps(describe["Resource"])
+    (describe,) = [st for st in api if st["Action"] == "states:DescribeExecution"
+                   and sm_id in json.dumps(st["Resource"])]
+    assert ":execution:" in json.dumps(describe["Resource"])
     functions = by_type(example, "AWS::Lambda::Function").values()
     api_env = next(f["Properties"]["Environment"]["Variables"] for f in functions
                    if f["Properties"]["Handler"] == "inferstack.functions.api.handler.handler")

@@ -33,7 +33,7 @@ def predict_function(s: Synthesized, model: str = "iris") -> dict[str, Any]:
 def test_functions_are_arm64_python314_with_manifest_memory(example: Synthesized) -> None:
     fns = resources(example, "AWS::Lambda::Function")
     handlers = sorted(f["Properties"]["Handler"].split(".")[2] for f in fns.values())
-    assert handlers == ["api", "batch", "deadletter", "heavy", "predict", "webhooks", "worker", "worker"]
+    assert handlers == ["api", "batch", "batch", "deadletter", "heavy", "predict", "webhooks", "worker", "worker"]
     for fn in fns.values():
         assert fn["Properties"]["Architectures"] == ["arm64"]
         assert fn["Properties"]["Runtime"] == "python3.14"
@@ -179,7 +179,9 @@ def test_one_role_per_function_and_no_wildcard_actions(example: Synthesized) -> 
                                         "xray:GetSamplingRules", "xray:GetSamplingTargets", "logs:CreateLogDelivery",
                                         "logs:GetLogDelivery", "logs:UpdateLogDelivery", "logs:DeleteLogDelivery",
                                         "logs:ListLogDeliveries", "logs:PutResourcePolicy",
-                                        "logs:DescribeResourcePolicies", "logs:DescribeLogGroups"}, actions
+                                        "logs:DescribeResourcePolicies", "logs:DescribeLogGroups",
+                                        # granted by CDK's SageMaker .sync task (read-only: the job's tags)
+                                        "sagemaker:ListTags"}, actions
 
 
 def test_cfn_lint_is_clean(example: Synthesized, snapstart: Synthesized) -> None:

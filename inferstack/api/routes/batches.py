@@ -17,6 +17,7 @@ from inferstack.api.problems import PROBLEM_JSON, ProblemError
 from inferstack.api.routes.jobs import validation_problem
 from inferstack.api.routes.models import ModelDirectory, request_body
 from inferstack.api.schemas import Problem
+from inferstack.batches.exceptions import BatchRequestError
 from inferstack.batches.schemas import BatchAccepted, BatchRequest, BatchResults, BatchView, UploadAccepted
 
 if TYPE_CHECKING:
@@ -47,6 +48,8 @@ def batches_router(directory: ModelDirectory, batches: BatchService | None, body
         except ValidationError as exc:
             raise validation_problem(exc) from None
         info = directory.known(body.model)
+        if info.tier == "heavy" and body.format != "jsonl":  # its Batch Transform job sends JSON lines
+            raise BatchRequestError("format", f"model {body.model!r} (heavy tier) scores JSON Lines files only")
         batch, created = service().submit(body, owner=caller_key_id(request), version=info.version,
                                           idempotency_key=idempotency_key)
         link = f"/v1/batches/{batch.batch_id}"
