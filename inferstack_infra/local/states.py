@@ -2,11 +2,12 @@
 use, run on the very definition CDK synthesizes (`constructs.batches.render_definition`).
 
 It knows what those definitions hold, and refuses any other field rather than ignore it: Task states that invoke a
-Lambda function by ARN (Parameters with `.$` paths, ResultPath, Retry with IntervalSeconds, BackoffRate,
-MaxAttempts, MaxDelaySeconds and FULL jitter, Catch), and Distributed Map states (an S3 JSON ItemReader,
-ItemBatcher's MaxItemsPerBatch / MaxInputBytesPerBatch / BatchInput, MaxConcurrency, ToleratedFailurePercentage
-/ Count, a ResultWriter to S3, an ItemProcessor of such Task states). moto's own interpreter refuses ItemBatcher
-and would run Lambda tasks in Docker; this one invokes the local function runtimes.
+Lambda function by ARN or run a SageMaker Batch Transform job (`.sync`, through `local.transform`) (Parameters with
+`.$` paths, ResultSelector, ResultPath, Retry with IntervalSeconds, BackoffRate, MaxAttempts, MaxDelaySeconds and
+FULL jitter, Catch), and Distributed Map states (an S3 JSON ItemReader, ItemBatcher's MaxItemsPerBatch /
+MaxInputBytesPerBatch / BatchInput, MaxConcurrency, ToleratedFailurePercentage / Count, a ResultWriter to S3, an
+ItemProcessor of such Task states). moto's own interpreter refuses ItemBatcher and would run Lambda tasks in Docker;
+this one invokes the local function runtimes.
 """
 
 from __future__ import annotations
@@ -23,7 +24,13 @@ from typing import Any
 #: (function name, event) -> (payload, function_error); raises when the environment died mid-call.
 Invoke = Callable[[str, dict[str, Any]], tuple[Any, bool]]
 
-TASK_FIELDS = {"Type", "Resource", "Parameters", "ResultPath", "Retry", "Catch", "Next", "End", "Comment"}
+TASK_FIELDS = {"Type", "Resource", "Parameters", "ResultSelector", "ResultPath", "Retry", "Catch", "Next", "End",
+               "Comment"}
+#: A heavy model's Batch Transform job, run to its end (`local.transform.LocalTransform`).
+TRANSFORM_SYNC = "arn:aws:states:::sagemaker:createTransformJob.sync"
+#: CreateTransformJob's parameters -> what DescribeTransformJob answers for the Completed job; raises
+#: `local.transform.TransformJobFailed` for a Failed one.
+Transform = Callable[[dict[str, Any]], dict[str, Any]]
 MAP_FIELDS = {"Type", "ItemProcessor", "ItemReader", "ItemBatcher", "MaxConcurrency", "ToleratedFailurePercentage",
               "ToleratedFailureCount", "ResultWriter", "ResultPath", "Catch", "Next", "End", "Comment", "Label"}
 #: The largest input a child execution takes (AWS's 256 KiB payload limit), and ItemBatcher's default cap.
@@ -114,8 +121,9 @@ class Interpreter:
     """Runs one definition. `time_scale` shortens retry waits (tests); `rand` draws the jitter."""
 
     def __init__(self, definition: dict[str, Any], *, invoke: Invoke, s3: Any, time_scale: float = 1.0,
-                 log: Callable[[str], None] = lambda _: None, rand: Callable[[], float] = random.random) -> None:
-        self.definition, self.invoke, self.s3 = definition, invoke, s3
+                 log: Callable[[str], None] = lambda _: None, rand: Callable[[], float] = random.random,
+                 transform: Transform | None = None) -> None:
+        self.definition, self.invoke, self.s3, self.transform = definition, invoke, s3, transform
         self.time_scale, self.log, self.rand = time_scale, log, rand
         self._check(definition["States"], top=True)
 
@@ -130,7 +138,10 @@ class Interpreter:
             unknown = set(state) - known
             if unknown:
                 raise NotImplementedError(f"state {name}: fields {sorted(unknown)} are not run locally")
-            if kind == "Task":
+            if kind == "Task" and state["Resource"] == TRANSFORM_SYNC:
+                if self.transform is None:
+                    raise NotImplementedError(f"state {name}: no local Batch Transform to run it")
+            elif kind == "Task":
                 lambda_name(state["Resource"])
             else:
                 config = state["ItemProcessor"].get("ProcessorConfig", {})
@@ -180,6 +191,24 @@ class Interpreter:
     def _task(self, name: str, state: dict[str, Any], data: Any, execution: Execution,
               context: dict[str, Any]) -> Any:
         event = resolve(state["Parameters"], data, context) if "Parameters" in state else data
+        result = self._transform(name, event, execution) if state["Resource"] == TRANSFORM_SYNC \
+            else self._invoke(name, state, event, execution)
+        return resolve(state["ResultSelector"], result, context) if "ResultSelector" in state else result
+
+    def _transform(self, name: str, params: dict[str, Any], execution: Execution) -> Any:
+        """The job, to its end: a Failed job fails the state (States.TaskFailed, the job's description as the
+        cause), as the .sync integration does."""
+        from inferstack_infra.local.transform import TransformJobFailed
+
+        assert self.transform is not None
+        execution.history.append(("transform", name, params["TransformJobName"]))
+        try:
+            return self.transform(params)
+        except TransformJobFailed as exc:
+            raise StatesError("States.TaskFailed", json.dumps({
+                "TransformJobName": exc.name, "TransformJobStatus": "Failed", "FailureReason": exc.reason})) from None
+
+    def _invoke(self, name: str, state: dict[str, Any], event: Any, execution: Execution) -> Any:
         function = lambda_name(state["Resource"])
         attempts: dict[int, int] = {}
         while True:
