@@ -83,6 +83,11 @@ def render_definition(manifest: Manifest, model: str, *, function_arn: str, buck
     stack.node.set_context(RESULT_WRITER_V2, True)
     chain = batch_definition(stack, model=model, function=lambda_.Function.from_function_arn(stack, "Fn", function_arn),
                              bucket=s3.Bucket.from_bucket_name(stack, "Bucket", bucket), manifest=manifest)
+    return rendered(stack, chain)
+
+
+def rendered(stack: Stack, chain: sfn.IChainable) -> dict[str, Any]:
+    """A chain's ASL as CloudFormation would deploy it (the partition as `aws`)."""
     machine = sfn.StateMachine(stack, "Machine", definition_body=sfn.DefinitionBody.from_chainable(chain))
     cfn = machine.node.default_child
     assert isinstance(cfn, sfn.CfnStateMachine)

@@ -12,7 +12,9 @@ scaled for bulk work.
 
 from __future__ import annotations
 
-from aws_cdk import Duration, Size
+from typing import Any
+
+from aws_cdk import App, Duration, Size, Stack
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
@@ -22,7 +24,7 @@ from constructs import Construct
 
 from inferstack import env
 from inferstack.manifest import Manifest
-from inferstack_infra.constructs.batches import THROTTLING
+from inferstack_infra.constructs.batches import THROTTLING, rendered
 
 JSONLINES = "application/jsonlines"
 #: Where the jobs write their answers in the batch bucket (`inferstack.batches.transform.transform_prefix`).
@@ -70,4 +72,15 @@ def transform_definition(scope: Construct, *, model: str, function: lambda_.IFun
     return plan.next(transform).next(finish)
 
 
-__all__ = ["transform_definition"]
+def render_transform_definition(manifest: Manifest, model: str, *, function_arn: str) -> dict[str, Any]:
+    """The ASL of a heavy model's batch state machine as deployed, with the function named as given and the
+    model's own name as the SageMaker model (the local SageMaker knows its models by name)."""
+    stack = Stack(App(), "Render")
+    role = iam.Role.from_role_arn(stack, "Role", f"arn:aws:iam::000000000000:role/{model}-execution")
+    function = lambda_.Function.from_function_arn(stack, "Fn", function_arn)
+    chain = transform_definition(stack, model=model, function=function, sagemaker_model=model, role=role,
+                                 manifest=manifest)
+    return rendered(stack, chain)
+
+
+__all__ = ["render_transform_definition", "transform_definition"]

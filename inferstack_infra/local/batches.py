@@ -19,9 +19,9 @@ from http.server import ThreadingHTTPServer
 from typing import Any
 
 from inferstack.manifest import Manifest
-from inferstack.topology import batch_function_key, batch_models
+from inferstack.topology import batch_function_key, batch_models, transform_models
 from inferstack_infra.local.http import QuietHandler
-from inferstack_infra.local.states import Execution, Interpreter, Invoke
+from inferstack_infra.local.states import Execution, Interpreter, Invoke, Transform
 
 ACCOUNT = "000000000000"
 REGION = "us-east-1"
@@ -43,13 +43,18 @@ class ApiError(Exception):
 
 class LocalStepFunctions:
     def __init__(self, manifest: Manifest, *, invoke: Invoke, s3: Any, bucket: str,
-                 log: Callable[[str], None] = lambda _: None, time_scale: float = 1.0) -> None:
-        self.manifest, self.s3, self.bucket = manifest, s3, bucket
+                 log: Callable[[str], None] = lambda _: None, time_scale: float = 1.0,
+                 transform: Transform | None = None) -> None:
+        self.manifest, self.s3, self.bucket, self.transform = manifest, s3, bucket, transform
         self._invoke = invoke
         #: One local runtime process per function serves one invocation (one connection) at a time.
         self._function_locks: dict[str, threading.Lock] = {}
         self.log, self.time_scale = log, time_scale
         self.machines = {state_machine_arn(manifest, m): m for m in batch_models(manifest)}
+        #: heavy models' machines: their Batch Transform jobs run on `transform` (the local SageMaker)
+        self.transform_machines = {state_machine_arn(manifest, m): m for m in transform_models(manifest)} \
+            if transform else {}
+        self.machines.update(self.transform_machines)
         self.definitions: dict[str, dict[str, Any]] = {}
         self.rendered = threading.Event()
         self.render_error: BaseException | None = None
@@ -71,10 +76,13 @@ class LocalStepFunctions:
         os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20,22,24")
         try:
             from inferstack_infra.constructs.batches import render_definition
+            from inferstack_infra.constructs.transform import render_transform_definition
 
             for arn, model in self.machines.items():
-                self.definitions[arn] = render_definition(
-                    self.manifest, model, function_arn=function_arn(batch_function_key(model)), bucket=self.bucket)
+                fn = function_arn(batch_function_key(model))
+                self.definitions[arn] = render_transform_definition(self.manifest, model, function_arn=fn) \
+                    if arn in self.transform_machines else \
+                    render_definition(self.manifest, model, function_arn=fn, bucket=self.bucket)
         except BaseException as exc:
             self.render_error = exc
             raise
@@ -113,7 +121,7 @@ class LocalStepFunctions:
         def run() -> None:  # the definition is rendered here, not in the API's call (it answers at once)
             try:
                 interpreter = Interpreter(self.definition(arn), invoke=self.invoke, s3=self.s3,
-                                          time_scale=self.time_scale, log=self.log)
+                                          time_scale=self.time_scale, log=self.log, transform=self.transform)
             except Exception as exc:
                 execution.status, execution.error, execution.cause = "FAILED", "States.Runtime", str(exc)
                 self.log(f"execution {name}: cannot run: {exc}")

@@ -60,8 +60,9 @@ _PATH = re.compile(r"^/endpoints/([^/]+)/invocations$")
 class ModelServer:
     """One heavy model's container server, as a local process."""
 
-    def __init__(self, name: str, model_dir: Path, log: Callable[[str], None], port: int = 0) -> None:
-        self.name, self.model_dir, self.log = name, model_dir, log
+    def __init__(self, name: str, model_dir: Path, log: Callable[[str], None], port: int = 0,
+                 env: dict[str, str] | None = None) -> None:
+        self.name, self.model_dir, self.log, self.env = name, model_dir, log, env or {}
         self.port = port or free_port()
         self.proc: subprocess.Popen[str] | None = None
 
@@ -75,7 +76,7 @@ class ModelServer:
 
     def start(self, ready_timeout_s: float = 120) -> None:
         environ = {**os.environ, "SM_MODEL_DIR": str(self.model_dir), "SAGEMAKER_BIND_TO_PORT": str(self.port),
-                   "INFERSTACK_BIND_HOST": "127.0.0.1", **python_path(), "PYTHONUNBUFFERED": "1"}
+                   "INFERSTACK_BIND_HOST": "127.0.0.1", **python_path(), "PYTHONUNBUFFERED": "1", **self.env}
         extra = lifeline.popen_kwargs()  # its own process group; it ends if this process dies
         self.proc = subprocess.Popen([sys.executable, "-m", "inferstack_infra.local.lifeline",
                                       "inferstack.heavy.server", "serve"], env={**environ, **extra.pop("env")},
@@ -162,6 +163,24 @@ class LocalSageMaker:
             f"scaled to zero (inference component {self.components[name].component}); its container starts on "
             f"the first call and stops after {self.scale_in_after_s:g} s without one"
             if name in self.components else f"serving at {server.url}") for name, server in self.servers.items()]
+
+    def transform(self, params: dict[str, Any], s3: Any) -> dict[str, Any]:
+        """A Batch Transform job (`local.transform`) of a heavy model (its `ModelName` here: the model's name) on
+        an instance of its own: a container of the endpoint's model directory started for the job, with the
+        job's `Environment`, stopped when it ends. Real-time traffic keeps its endpoint's container."""
+        from inferstack_infra.local.transform import LocalTransform
+
+        model = params["ModelName"]
+        endpoint = self.servers.get(endpoint_name(self.manifest, model))
+        if endpoint is None:
+            raise ValueError(f"no heavy model {model!r} on the local stack")
+        server = ModelServer(f"{model}:transform", endpoint.model_dir, prefixed(self.log, f"sagemaker {model}:job"),
+                             env=dict(params.get("Environment") or {}))
+        server.start()
+        try:
+            return LocalTransform(s3, lambda _: server.url, log=prefixed(self.log, "transform")).run(params)
+        finally:
+            server.stop()
 
     def start(self) -> None:
         if not self.manifest.heavy_models:

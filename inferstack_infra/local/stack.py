@@ -32,6 +32,7 @@ from inferstack.topology import (
     jobs_environment,
     queues,
     routes,
+    transform_models,
 )
 from inferstack_infra.catalog import build_catalog
 from inferstack_infra.local import lifeline, slowloris
@@ -140,7 +141,8 @@ class DevStack:
             jobs_env[env.ALLOW_LOOPBACK_WEBHOOKS] = "1"
             jobs_env[env.STACK_PORTS_FILE] = str(self.ports_file)
         batch_env = batches_environment(self.manifest, bucket=self.aws.batch_bucket, state_machines={
-            m: state_machine_arn(self.manifest, m) for m in batch_models(self.manifest)})
+            m: state_machine_arn(self.manifest, m) for m in [*batch_models(self.manifest),
+                                                             *transform_models(self.manifest)]})
 
         def environment(spec: FunctionSpec) -> dict[str, str]:
             out = spec.environment(str(catalog_path), self.manifest)
@@ -161,6 +163,11 @@ class DevStack:
 
         return environment
 
+    def _transform(self, params: dict[str, Any], s3: Any) -> dict[str, Any]:
+        if self.sagemaker is None:
+            raise RuntimeError("the local SageMaker is not running")
+        return self.sagemaker.transform(params, s3)
+
     def start(self) -> Gateway:
         self.sock = bind_port(self.host, self.port)
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -170,8 +177,10 @@ class DevStack:
         self.aws.start()
         self.log("aws", f"moto server at {self.aws.endpoint}: table {self.aws.table}, bucket {self.aws.bucket}, "
                         f"{len(self.aws.queue_urls)} queues")
-        self.states = LocalStepFunctions(self.manifest, invoke=self._invoke, s3=self.aws.client("s3"),
-                                         bucket=self.aws.batch_bucket, log=self.log.part("stepfunctions"))
+        s3 = self.aws.client("s3")
+        self.states = LocalStepFunctions(self.manifest, invoke=self._invoke, s3=s3, bucket=self.aws.batch_bucket,
+                                         log=self.log.part("stepfunctions"),
+                                         transform=lambda params: self._transform(params, s3))
         self.states.start()
         candidate_catalog = self._candidate_catalog(catalog) if self.candidates else None
         rolling = {c.model for c in self.candidates}
