@@ -200,7 +200,8 @@ class JobsConfig(_Strict):
 
 
 class BatchesConfig(_Strict):
-    """Bulk scoring (`POST /v1/batches`): a Step Functions Distributed Map per model over files in S3."""
+    """Bulk scoring (`POST /v1/batches`): per light model a Step Functions Distributed Map over files in S3, per
+    heavy model a state machine around a SageMaker Batch Transform job."""
 
     #: Rows each chunk (one child of the Distributed Map, one invocation of the model's batch function) scores;
     #: a request may ask for fewer or more. Peak memory of a chunk grows with it, not with the file.

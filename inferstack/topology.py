@@ -189,8 +189,8 @@ def batch_models(manifest: Manifest) -> list[str]:
 
 
 def transform_models(manifest: Manifest) -> list[str]:
-    """The heavy models that score batches, each with a SageMaker Batch Transform state machine (deployed; the
-    local twin does not run those yet)."""
+    """The heavy models that score batches, each with a SageMaker Batch Transform state machine (on `inferstack
+    dev`, its job runs on a container of the model started for it)."""
     return [m.name for m in manifest.heavy_models]
 
 
