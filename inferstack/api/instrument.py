@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from inferstack.observability import emf as m
-from inferstack.observability import registry
+from inferstack.observability import registry, xray
 from inferstack.rollout import MODEL_VERSION_HEADER
 
 Scope = dict[str, Any]
@@ -45,5 +45,6 @@ class ModelMetricsMiddleware:
         try:
             await self.app(scope, receive, recording)
         finally:
+            xray.annotate(model=model, version=version)
             kind = scope.get(PROBLEM_KIND) or (f"http-{status}" if 400 <= status < 500 else None)
             registry.model(model, version).request(status, m.elapsed_ms(started), kind=kind)

@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from mangum import Mangum
 
 from inferstack.api.problems import PROBLEM_JSON
-from inferstack.observability import logger, registry
+from inferstack.observability import logger, registry, xray
 
 LambdaHandler = Callable[[dict[str, Any], LambdaContext], dict[str, Any]]
 
@@ -27,7 +27,8 @@ def lambda_handler(app: FastAPI) -> LambdaHandler:
     def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         _ensure_event_loop()
         try:
-            result: dict[str, Any] = asgi(event, cast(Any, context))
+            with xray.traced("## handler"):  # the routes annotate it (`xray.annotate`)
+                result: dict[str, Any] = asgi(event, cast(Any, context))
         finally:
             registry.flush()  # the invocation's metrics, before the environment may be frozen
         return result

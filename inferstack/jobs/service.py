@@ -27,7 +27,7 @@ from inferstack.jobs.schemas import (
 from inferstack.jobs.settings import JobsSettings
 from inferstack.jobs.ssrf import Resolver, bounded, check_webhook_url, system_resolver
 from inferstack.jobs.store import Job, JobStore, now_iso
-from inferstack.observability import logger
+from inferstack.observability import logger, xray
 from inferstack.observability.tracing import sqs_trace_attributes
 
 #: A submission takes at most this long (the API function's timeout): a key younger than this whose job is not
@@ -86,6 +86,7 @@ class JobService:
             existing = self._claim(owner, idempotency_key, digest, job_id)
             if existing:
                 return existing, False
+        xray.annotate(model=body.model, job_id=job_id)  # the submission's trace, found by its job ID
         job = Job(job_id=job_id, owner=owner, model=body.model, status="queued", created_at=now_iso(),
                   request_hash=digest, metadata=body.metadata, webhook_url=body.webhook.url if body.webhook else None)
         stored = False

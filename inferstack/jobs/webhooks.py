@@ -34,7 +34,7 @@ from inferstack.jobs.settings import JobsSettings
 from inferstack.jobs.sqs import partial_batch_response
 from inferstack.jobs.ssrf import CheckedUrl, Resolver, check_webhook_url, system_resolver
 from inferstack.jobs.store import Job, JobStore, now_iso
-from inferstack.observability import emf, logger, registry
+from inferstack.observability import emf, logger, registry, xray
 from inferstack.observability.tracing import sqs_trace_attributes
 
 MAX_SQS_DELAY_S = 900
@@ -260,6 +260,13 @@ class WebhookHandler:
                 logger.error("dropping a malformed webhook message", extra={"message_id": record.message_id})
         results = dict(zip(messages, self.sender.deliver_many(list(messages.values())), strict=True)) \
             if messages else {}
+        for message_id, message in messages.items():  # each delivery's job, findable in X-Ray by its job ID
+            data = message.event.get("data") or {}
+            with xray.traced("## webhook", model=_str(data.get("model")), version=_str(data.get("model_version")),
+                             job_id=message.job_id) as sub:
+                if sub is not None:
+                    outcome = results.get(message_id)
+                    sub.put_metadata("outcome", repr(outcome) if isinstance(outcome, Exception) else outcome)
 
         def record_handler(record: SQSRecord) -> None:
             result = results.get(record.message_id)
@@ -270,3 +277,7 @@ class WebhookHandler:
             return partial_batch_response(event, record_handler, context)
         finally:
             registry.flush()
+
+
+def _str(value: Any) -> str | None:
+    return value if isinstance(value, str) else None

@@ -40,7 +40,7 @@ from inferstack.jobs.schemas import JobMessage, WebhookMessage
 from inferstack.jobs.sqs import partial_batch_response
 from inferstack.jobs.store import TERMINAL, Job, JobStore
 from inferstack.jobs.webhooks import WebhookSender
-from inferstack.observability import emf, logger, registry
+from inferstack.observability import emf, logger, registry, xray
 from inferstack.observability.tracing import sqs_trace_attributes
 
 if TYPE_CHECKING:
@@ -168,27 +168,34 @@ class BatchWorker:
                     claimed[i][2].model_version = version
         self._measure(claimed, outcomes, emf.elapsed_ms(started))
         for (record, message, job, _), outcome in zip(claimed, outcomes, strict=True):
-            try:
-                if isinstance(outcome, Deferred):
-                    if self.deferrer.hand_back(message, outcome.retry_after_s):
-                        continue  # back in its queue as a new message; this delivery is done with
-                    raise TransientJobError(f"the model {message.model} did not come up to run the job")
-                if isinstance(outcome, Errored):
-                    raise TransientJobError(outcome.message)
-                if isinstance(outcome, Invalid):
-                    error = {"type": "invalid-input", "detail": str(outcome.error)}
-                    if self.store.finish(job.job_id, error=error, version=job.model_version):
-                        job.status, job.error = "failed", error
-                        self._finished(record, job, None, pending_webhooks)
-                elif self.store.finish(job.job_id, result=outcome.outputs, version=job.model_version):
-                    job.status = "succeeded"
-                    self._finished(record, job, outcome.outputs, pending_webhooks)
-            except Exception as exc:
-                logger.exception("job failed transiently", extra={"job_id": job.job_id})
-                failed.add(record.message_id)
-                self._note(job.job_id, exc)
+            # a subsegment per job (its result stored, its webhook queued), found by its job ID in X-Ray
+            with xray.traced("## job", model=message.model, version=job.model_version, job_id=job.job_id):
+                self._conclude(record, message, job, outcome, pending_webhooks=pending_webhooks, failed=failed)
         failed |= self._send_webhooks(pending_webhooks)
         return failed
+
+    def _conclude(self, record: SQSRecord, message: JobMessage, job: Job, outcome: Outcome, *,
+                  pending_webhooks: list[tuple[str, WebhookMessage]], failed: set[str]) -> None:
+        """Store one job's outcome (`failed` gets its record when it is to be retried)."""
+        try:
+            if isinstance(outcome, Deferred):
+                if self.deferrer.hand_back(message, outcome.retry_after_s):
+                    return  # back in its queue as a new message; this delivery is done with
+                raise TransientJobError(f"the model {message.model} did not come up to run the job")
+            if isinstance(outcome, Errored):
+                raise TransientJobError(outcome.message)
+            if isinstance(outcome, Invalid):
+                error = {"type": "invalid-input", "detail": str(outcome.error)}
+                if self.store.finish(job.job_id, error=error, version=job.model_version):
+                    job.status, job.error = "failed", error
+                    self._finished(record, job, None, pending_webhooks)
+            elif self.store.finish(job.job_id, result=outcome.outputs, version=job.model_version):
+                job.status = "succeeded"
+                self._finished(record, job, outcome.outputs, pending_webhooks)
+        except Exception as exc:
+            logger.exception("job failed transiently", extra={"job_id": job.job_id})
+            failed.add(record.message_id)
+            self._note(job.job_id, exc)
 
     @staticmethod
     def _measure(claimed: Sequence[tuple[SQSRecord, JobMessage, Job, Any]], outcomes: Sequence[Outcome],

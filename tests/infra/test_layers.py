@@ -40,6 +40,8 @@ def test_predict_bundle_runs_on_its_trimmed_layers_alone(tmp_path: Path, iris_mo
     bundle = stage_function(spec, manifest, build_catalog(manifest))
     layers = [build_layer(n, python=HOST_PYTHON, platforms=HOST_PLATFORMS) / "python" for n in ("base", "inference")]
     assert not (layers[1] / "onnxruntime" / "capi" / "libonnxruntime.so.1.31.1").exists()  # trimmed
+    # Powertools' Tracer has its X-Ray SDK in the base layer (botocore comes from the Lambda runtime)
+    assert (layers[0] / "aws_xray_sdk" / "core" / "recorder.py").is_file() and (layers[0] / "wrapt").is_dir()
     out = subprocess.run(
         [sys.executable, "-S", "-c", SCRIPT, str(EVENTS / "apiGatewayProxyEvent_predict.json"),
          str(EVENTS / "apiGatewayProxyEvent_model.json")],

@@ -28,7 +28,7 @@ from inferstack.cache.key import CacheKey, digest_arrays, digest_json
 from inferstack.cache.wiring import cache_from_env
 from inferstack.inference.spec import load_model_entry
 from inferstack.observability import emf as m
-from inferstack.observability import registry
+from inferstack.observability import registry, xray
 from inferstack.observability.emf import ModelMetrics
 from inferstack.protocol import inference as v2
 from inferstack.protocol.events import check_version, event_body, infer_request, proxy_result
@@ -84,6 +84,7 @@ def _context(event: dict[str, Any], context: LambdaContext | None, version: str)
 def predict(event: dict[str, Any], context: LambdaContext | None = None) -> dict[str, Any]:
     started = time.perf_counter()
     chosen = served[variants.pick_index()]
+    xray.annotate(model=entry.name, version=chosen.arm.version)
     predictor, model_metrics = chosen.arm.predictor, chosen.metrics
     try:
         raw = predict_inputs(event_body(event, body_limit), body_limit)
@@ -150,6 +151,7 @@ def infer(event: dict[str, Any], context: LambdaContext | None = None) -> dict[s
     """The Open Inference Protocol's infer, JSON or binary tensors, straight from the event."""
     started = time.perf_counter()
     chosen = served[variants.pick_index()]
+    xray.annotate(model=entry.name, version=chosen.arm.version)
     try:
         check_version(event.get("path") or "", entry.name, entry.version)
         body, headers = v2.infer(chosen.arm.predictor, infer_request(event, body_limit))
@@ -179,9 +181,11 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     if event.get("httpMethod") == "POST":
         path = event.get("path") or ""
         if path == predict_path:
-            return _flushed(predict(event, context))
+            with xray.traced("## predict"):  # a no-op unless tracing is on (on Lambda)
+                return _flushed(predict(event, context))
         if path == infer_paths[0] or (path.startswith(infer_paths[1]) and path.endswith("/infer")):
-            return _flushed(infer(event, context))
+            with xray.traced("## infer"):
+                return _flushed(infer(event, context))
     return _full_app()(event, context)
 
 
