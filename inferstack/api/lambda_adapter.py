@@ -22,6 +22,7 @@ TEXT_MIME_TYPES = ["application/json", PROBLEM_JSON, "text/html", "text/plain"]
 
 def lambda_handler(app: FastAPI) -> LambdaHandler:
     asgi = Mangum(app, lifespan="off", text_mime_types=TEXT_MIME_TYPES)
+    xray.tracer()  # built at init: where tracing is on, the X-Ray SDK loads now, not in the first request
 
     @logger.inject_lambda_context
     def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:

@@ -73,6 +73,7 @@ class Served:
 
 
 served = [Served.of(a) for a in variants.arms]
+xray.tracer()  # where tracing is on, the X-Ray SDK loads here, in the init phase, not in the first request
 
 
 def _context(event: dict[str, Any], context: LambdaContext | None, version: str) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from inferstack.cache.wiring import cache_from_env
 from inferstack.catalog import load_catalog
 from inferstack.jobs.context import JobsContext
 from inferstack.jobs.worker import BatchWorker, EndpointRunner, InProcessRunner, Runner, VariantsRunner
-from inferstack.observability import logger
+from inferstack.observability import logger, xray
 
 catalog, model_root = load_catalog()
 entry = catalog.get(os.environ[env.MODEL_NAME])
@@ -46,4 +46,5 @@ else:
     variants = Variants.load(entry, model_root)  # A/B variants: each batch of jobs runs on one, by weight
     runner = VariantsRunner(variants) if entry.variants else InProcessRunner(variants.arms[0].predictor)
 worker = BatchWorker(jobs.store, jobs.webhook_sender(), runner)
+xray.tracer()  # where tracing is on, the X-Ray SDK loads at init, not in the first invocation
 handler = logger.inject_lambda_context(worker.handle)
