@@ -64,6 +64,10 @@ def count_lines(blocks: Iterable[bytes]) -> int:
     return count + (last != b"\n")
 
 
+class BatchEndedError(RuntimeError):
+    """The batch ended (was cancelled) before its job started: Plan fails with this, Finish ends it quietly."""
+
+
 class TransformMismatchError(RuntimeError):
     """The job's output does not have one line per input line."""
 
@@ -76,6 +80,8 @@ class TransformFunction(BatchEnd):
         if action == "finish":
             batch = event["batch"]
             error = batch.get("error")
+            if error and error.get("Error") == BatchEndedError.__name__:  # cancelled before its job: no failure
+                error = None
             if not error:
                 try:
                     self.collect(batch["batch_id"])
@@ -88,7 +94,9 @@ class TransformFunction(BatchEnd):
         batch = self.store.get(state["batch_id"])
         if batch.format != "jsonl":
             raise ValueError(f"format: a heavy model scores JSON Lines files only, not {batch.format}")
-        rows = count_lines(self._blocks(batch.input)) if batch.status not in TERMINAL else 0
+        if batch.status in TERMINAL:  # cancelled before it started: no job (Catch -> Finish)
+            raise BatchEndedError(f"batch {batch.batch_id} is {batch.status}: no transform job")
+        rows = count_lines(self._blocks(batch.input))
         chunks = -(-rows // batch.rows_per_chunk)
         bucket, key = parse_s3_uri(batch.input)
         folder, _, name = key.rpartition("/")

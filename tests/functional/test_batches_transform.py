@@ -74,3 +74,16 @@ def test_a_failed_job_fails_the_batch_with_its_reason(world: BatchesWorld) -> No
     view = service.view(batch.batch_id, owner=OWNER)
     assert view.status == "failed" and view.error is not None and view.error["type"] == "States.TaskFailed"
     assert "over 6 MB" in view.error["detail"]
+
+
+def test_a_batch_cancelled_before_its_job_starts_none_and_stays_cancelled(world: BatchesWorld) -> None:
+    service, function, batch, state = setup(world, [b'{"x": 1}'])
+    service.cancel(batch.batch_id, owner=OWNER)
+    # Plan fails (no job is created): the state machine's Catch hands Finish the error, as a Lambda error
+    with pytest.raises(Exception) as raised:
+        function.handle({"action": "plan", "batch": state})
+    error = {"Error": type(raised.value).__name__, "Cause": json.dumps({"errorMessage": str(raised.value)})}
+    assert function.handle({"action": "finish", "batch": {**state, "error": error}})["status"] == "cancelled"
+    view = service.view(batch.batch_id, owner=OWNER)
+    assert view.status == "cancelled" and view.error is None and view.finished_at
+    assert not world.clients.s3.list_objects_v2(Bucket=world.bucket, Prefix=f"plans/{batch.batch_id}/").get("Contents")
