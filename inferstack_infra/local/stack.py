@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -106,7 +107,11 @@ class DevStack:
         self.allow_loopback_webhooks = allow_loopback_webhooks
         self.scale_in_after_s = scale_in_after_s
         self.log = log or LogStream()
-        self.workdir = workdir or BUILD_DIR / "dev"
+        #: Staged files (catalog, heavy model dirs, the stack's ports) of this stack alone: by default a folder per
+        #: port, so two stacks of one project (or two test files' stacks at once) never overwrite each other's
+        #: catalog; removed when the stack stops.
+        self.own_workdir = workdir is None
+        self.workdir = workdir or BUILD_DIR / "dev" / str(port)
         self.aws = LocalAws(manifest, separate_process=True, log=self.log.part("aws"))
         self.sagemaker: LocalSageMaker | None = None
         self.states: LocalStepFunctions | None = None
@@ -170,6 +175,8 @@ class DevStack:
 
     def start(self) -> Gateway:
         self.sock = bind_port(self.host, self.port)
+        if self.own_workdir and self.port == 0:
+            self.workdir = BUILD_DIR / "dev" / str(self.sock.getsockname()[1])
         self.workdir.mkdir(parents=True, exist_ok=True)
         catalog_path = self.workdir / "catalog.json"
         catalog = self.catalog = build_catalog(self.manifest, bundled=False)
@@ -332,6 +339,8 @@ class DevStack:
             if self.sock:
                 self.sock.close()
                 self.sock = None
+            if self.own_workdir:
+                shutil.rmtree(self.workdir, ignore_errors=True)
 
 
 def _interrupt(signum: int, frame: Any) -> None:
