@@ -32,7 +32,7 @@ STACK_PORTS_FILE = "INFERSTACK_STACK_PORTS_FILE"
 
 # heavy tier
 #: The container server's event loop (`uvloop` or `asyncio`) and HTTP parser (`httptools` or `h11`); default:
-#: uvloop and httptools where installed.
+#: asyncio's loop (uvloop serializes bursts: see inferstack.heavy.server) and httptools where installed.
 HEAVY_LOOP = "INFERSTACK_LOOP"
 HEAVY_HTTP = "INFERSTACK_HTTP"
 #: Requests with larger bodies are tokenized and encoded in a worker thread instead of on the event loop.

@@ -250,9 +250,11 @@ def _available(module: str) -> bool:
 
 
 def event_loop_and_parser() -> tuple[str, str]:
-    """uvloop and httptools where installed (the container's requirements pin them: measured faster, see
-    `make bench-peers`), else asyncio's loop and h11; `INFERSTACK_LOOP` / `INFERSTACK_HTTP` choose."""
-    loop = os.environ.get(env.HEAVY_LOOP) or ("uvloop" if _available("uvloop") else "asyncio")
+    """asyncio's event loop and httptools' parser where installed, else h11; `INFERSTACK_LOOP` / `INFERSTACK_HTTP`
+    choose. Not uvloop by default: under uvloop a burst of requests already waiting in their sockets reaches the
+    batcher one request per loop turn, each finding the model idle, so 64 such requests ran as 64 inference
+    calls (5 under asyncio's loop: tests/functional/test_heavy.py sends such a burst)."""
+    loop = os.environ.get(env.HEAVY_LOOP) or "asyncio"
     http = os.environ.get(env.HEAVY_HTTP) or ("httptools" if _available("httptools") else "h11")
     return loop, http
 

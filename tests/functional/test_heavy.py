@@ -7,7 +7,6 @@ import signal
 import socket
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +27,7 @@ from inferstack_infra.packaging import stage_heavy_model
 from inferstack_infra.paths import CONTAINER_DIR
 from tests.conftest import ROOT
 from tests.emf import check_emf, emf_documents, metric_values
+from tests.together import post_together
 
 MLP = ROOT / "models" / "mlp.onnx"
 
@@ -95,8 +95,8 @@ def test_bad_input_is_a_4xx_problem(server: ModelServer, payload: bytes, status:
 def test_64_concurrent_requests_are_batched_and_each_gets_its_own_rows(server: ModelServer) -> None:
     before = httpx.get(f"{server.url}/stats").json()
     inputs = [rows(1 + i % 3, seed=i) for i in range(64)]
-    with httpx.Client(timeout=60) as client, ThreadPoolExecutor(64) as pool:
-        answers = list(pool.map(lambda x: client.post(f"{server.url}/invocations", json={"inputs": x}), inputs))
+    # (arriving together, whatever the machine's load: tests/together.py)
+    answers = post_together(server, [{"inputs": x} for x in inputs])
     after = httpx.get(f"{server.url}/stats").json()
     calls = after["inference_calls"] - before["inference_calls"]
     assert after["requests"] - before["requests"] == 64

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +24,7 @@ from inferstack_infra.packaging import stage_heavy_model
 from models.build_minilm import MODEL_SHA256, load_reference, sha256
 from tests.conftest import ROOT, load_event
 from tests.functional.conftest import _import_fresh, _invoke
+from tests.together import post_together
 
 #: The committed reference: texts (accents, CJK, emoji, empty, whitespace, past 256 tokens ...), the upstream
 #: tokenizer's token counts and sentence-transformers' unit embeddings.
@@ -146,9 +146,7 @@ def test_the_heavy_container_batches_concurrent_requests(heavy: ModelServer, pre
     requests = [[f"Sentence number {i} is about {topic}." for topic in ("cats", "the weather")[:1 + i % 2]]
                 for i in range(48)]
     before = httpx.get(f"{heavy.url}/stats").json()
-    with httpx.Client(timeout=60) as client, ThreadPoolExecutor(48) as pool:
-        answers = list(pool.map(lambda t: client.post(f"{heavy.url}/invocations", json={"inputs": {"text": t}}),
-                                requests))
+    answers = post_together(heavy, [{"inputs": {"text": t}} for t in requests])
     after = httpx.get(f"{heavy.url}/stats").json()
     # THEN the dynamic batcher ran them in far fewer inference calls, and each got its own embeddings
     assert after["requests"] - before["requests"] == 48
