@@ -193,11 +193,9 @@ def validate_inputs(raw: Any, specs: Sequence[TensorSpec], *, allow_non_finite: 
         if isinstance(converted, InputProblem):
             problems.append(converted)
             continue
-        if not allow_non_finite and converted.dtype.kind == "f" and not np.isfinite(converted).all():
-            bad = np.argwhere(~np.isfinite(converted))[0].tolist()
-            problems.append(InputProblem(path, f"NaN or infinite value at {path}{bad} (or a number too large for "
-                                         f"{spec.dtype}); this model accepts finite numbers only",
-                                         expected="finite " + spec.dtype))
+        non_finite = None if allow_non_finite else _non_finite(converted, spec, path)
+        if non_finite:
+            problems.append(non_finite)
             continue
         arrays[spec.name] = converted
     if problems:
@@ -274,13 +272,20 @@ def validate_arrays(arrays: dict[str, np.ndarray], specs: Sequence[TensorSpec], 
         if shape_problem:
             problems.append(shape_problem)
             continue
-        if not allow_non_finite and converted.dtype.kind == "f" and not np.isfinite(converted).all():
-            bad = np.argwhere(~np.isfinite(converted))[0].tolist()
-            problems.append(InputProblem(path, f"NaN or infinite value at {path}{bad} (or a number too large for "
-                                         f"{spec.dtype}); this model accepts finite numbers only",
-                                         expected="finite " + spec.dtype))
+        non_finite = None if allow_non_finite else _non_finite(converted, spec, path)
+        if non_finite:
+            problems.append(non_finite)
             continue
         out[spec.name] = converted
     if problems:
         raise InputValidationError(problems)
     return out
+
+
+def _non_finite(arr: np.ndarray, spec: TensorSpec, path: str) -> InputProblem | None:
+    """A float array's first NaN or infinity (or a number too large for its dtype), as the problem to answer."""
+    if arr.dtype.kind != "f" or np.isfinite(arr).all():
+        return None
+    bad = np.argwhere(~np.isfinite(arr))[0].tolist()
+    return InputProblem(path, f"NaN or infinite value at {path}{bad} (or a number too large for {spec.dtype}); "
+                        "this model accepts finite numbers only", expected="finite " + spec.dtype)
