@@ -51,6 +51,11 @@ class AwsClients:
         return self._session.client("sagemaker-runtime", **{**self._kwargs, "config": _ENDPOINT_CONFIG})
 
     @cached_property
+    def sagemaker(self) -> Any:
+        """SageMaker's control plane (untyped: boto3-stubs' sagemaker extra is not installed): StopTransformJob."""
+        return self._session.client("sagemaker", **self._kwargs)
+
+    @cached_property
     def stepfunctions(self) -> Any:
         """Step Functions (untyped: boto3-stubs' stepfunctions extra is not installed)."""
         return self._session.client("stepfunctions", **self._kwargs)

@@ -193,13 +193,28 @@ class BatchService:
         self.store.finish(batch.batch_id, "failed", {"type": f"execution-{status.lower()}", "detail": detail})
         return self.store.get(batch.batch_id)
 
-    def cancel(self, batch_id: str, *, owner: str) -> BatchView:
+    def cancel(self, batch_id: str, *, owner: str, transform: bool = False) -> BatchView:
+        """Mark the batch cancelled; for a heavy model's batch (`transform`) also stop its Batch Transform job
+        (best effort: none yet, or one already ended, answers ValidationException), so that it is not run to
+        its end and billed. Its state machine's .sync task then fails and Finish ends the batch cancelled."""
         batch = self._owned(batch_id, owner)
         if batch.status in TERMINAL and batch.status != "cancelled":
             raise BatchFinishedError(batch_id, batch.status)
         if batch.status != "cancelled" and not self.store.cancel(batch_id):
             raise BatchFinishedError(batch_id, self.store.get(batch_id).status)
+        if transform and batch.status != "cancelled":
+            self._stop_transform_job(batch_id)
         return to_view(self.store.get(batch_id))
+
+    def _stop_transform_job(self, batch_id: str) -> None:
+        from inferstack.batches.transform import job_name
+
+        try:
+            self.aws.sagemaker.stop_transform_job(TransformJobName=job_name(batch_id))
+            logger.info("transform job stopped", extra={"batch_id": batch_id})
+        except ClientError as exc:  # no job (not started yet: Plan sees the cancel) or already ended
+            logger.info("no transform job to stop", extra={"batch_id": batch_id,
+                                                           "error": exc.response.get("Error", {}).get("Code")})
 
     def results(self, batch_id: str, *, owner: str, expires_s: int = 900) -> BatchResults:
         """An ended batch's `_manifest.json`, with a presigned GET for it and for each output and errors file."""

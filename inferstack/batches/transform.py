@@ -82,6 +82,8 @@ class TransformFunction(BatchEnd):
             error = batch.get("error")
             if error and error.get("Error") == BatchEndedError.__name__:  # cancelled before its job: no failure
                 error = None
+            elif error and self.store.get(batch["batch_id"]).status == "cancelled":  # its job was stopped
+                error = self.stopped(batch, error)
             if not error:
                 try:
                     self.collect(batch["batch_id"])
@@ -109,6 +111,15 @@ class TransformFunction(BatchEnd):
                 "manifest": f"s3://{self.settings.bucket}/{manifest_key(batch.batch_id)}",
                 "output": f"s3://{self.settings.bucket}/{transform_prefix(batch.batch_id)}",
                 "rows": rows}
+
+    def stopped(self, state: dict[str, Any], error: dict[str, Any]) -> dict[str, Any]:
+        """The batch was cancelled while its job ran (DELETE stopped the job: the .sync task failed with it
+        Stopped): what it got to, as the cancelled batch's error. A stopped job's answers are not collected."""
+        rows = self.store.get(state["batch_id"]).rows_total
+        name = (state.get("plan") or {}).get("job_name") or job_name(state["batch_id"])
+        status = "Stopped" if "Stopped" in str(error.get("Cause")) else f"ended ({error.get('Error')})"
+        return {"Error": "transform-stopped", "Cause": f"cancelled while its transform job {name} ran: the job "
+                f"was {status} before scoring all {rows} lines; no answers were collected"}
 
     def collect(self, batch_id: str) -> None:
         """The job's answers, paired with their input lines, as the batch's output and errors files."""

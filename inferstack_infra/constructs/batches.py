@@ -134,6 +134,8 @@ class BatchTier(Construct):
         self.outputs = [s3.Bucket.from_bucket_name(self, f"Output{i}", n)
                         for i, n in enumerate(manifest.batches.output_buckets)]
         self.machines: dict[str, sfn.StateMachine] = {}
+        #: Heavy models, whose batches run a Batch Transform job (`add_transform_model`).
+        self.transform_models: list[str] = []
 
     @property
     def environment(self) -> dict[str, str]:
@@ -199,6 +201,7 @@ class BatchTier(Construct):
             timeout=EXECUTION_TIMEOUT, tracing_enabled=True,
             logs=sfn.LogOptions(destination=log_group, level=sfn.LogLevel.ALL, include_execution_data=False))
         self.machines[model] = machine
+        self.transform_models.append(model)
         policy = machine.role.node.find_child("DefaultPolicy").node.default_child
         cfn_machine = machine.node.default_child
         assert isinstance(policy, CfnResource) and isinstance(cfn_machine, CfnResource)
@@ -252,6 +255,15 @@ class BatchTier(Construct):
                    'execution:{"Fn::Select":[6,{"Fn::Split":[":",{"Ref":"' + machine_id + '"}]}]}:*]',
                 reason="states:DescribeExecution on the executions of the batch state machines, named by batch ID "
                 "(unknown at deploy time): GET /v1/batches/{id} ends a batch whose execution died"))
+        if self.transform_models:  # DELETE /v1/batches/{id} stops a heavy batch's job (transform.job_name)
+            jobs = Stack.of(self).format_arn(service="sagemaker", resource="transform-job",
+                                             resource_name="inferstack-batch-*")
+            iam.Grant.add_to_principal(grantee=api.role, actions=["sagemaker:StopTransformJob"], resource_arns=[jobs])
+            Validations.of(api.role).acknowledge(Acknowledgment(
+                id="AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:sagemaker:<AWS::Region>:<AWS::AccountId>:"
+                   "transform-job/inferstack-batch-*]",
+                reason="sagemaker:StopTransformJob on the Batch Transform jobs of batches, named by batch ID "
+                "(unknown at deploy time): DELETE /v1/batches/{id} stops a heavy model's job"))
         self._grant_objects(api.role, "s3:GetObject", [self.bucket, *self.inputs, *self.outputs])  # probe, results
         self._grant_objects(api.role, "s3:PutObject", [self.bucket], "uploads/*")
 

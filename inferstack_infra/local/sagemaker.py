@@ -1,5 +1,6 @@
 """The heavy tier on the local stack: the container's server as a process per heavy model (on the CPU), and a
-`sagemaker-runtime` stand-in that boto3 reaches through `AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME`.
+`sagemaker-runtime` stand-in that boto3 reaches through `AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME` (and, for
+StopTransformJob of a running transform job, `AWS_ENDPOINT_URL_SAGEMAKER`).
 
 The router answers `POST /endpoints/{name}/invocations` as SageMaker does: the container's 2xx as is; its
 other answers as `424 ModelError` carrying `OriginalStatusCode` and `OriginalMessage`; an unknown endpoint as
@@ -40,6 +41,7 @@ from inferstack_infra.local.aws import free_port
 from inferstack_infra.local.functions import prefixed
 from inferstack_infra.local.http import QuietHandler
 from inferstack_infra.local.rollout import LocalRollout, endpoint_failed
+from inferstack_infra.local.transform import TransformJobs
 from inferstack_infra.nodelay import transport
 from inferstack_infra.packaging import stage_heavy_model
 from inferstack_infra.paths import python_path
@@ -145,6 +147,8 @@ class LocalSageMaker:
         self._replacing: set[str] = set()
         self.router: ThreadingHTTPServer | None = None
         self._stopping = threading.Event()
+        #: Running transform jobs (StopTransformJob stops them).
+        self.jobs = TransformJobs()
 
     @property
     def endpoint_url(self) -> str:
@@ -155,6 +159,7 @@ class LocalSageMaker:
         if not self.router:
             return {}
         return {"AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": self.endpoint_url,
+                "AWS_ENDPOINT_URL_SAGEMAKER": self.endpoint_url,
                 env.SCALE_OUT_RETRY_AFTER_S: str(LOCAL_SCALE_OUT_RETRY_AFTER_S)}
 
     def describe(self) -> list[str]:
@@ -168,19 +173,13 @@ class LocalSageMaker:
         """A Batch Transform job (`local.transform`) of a heavy model (its `ModelName` here: the model's name) on
         an instance of its own: a container of the endpoint's model directory started for the job, with the
         job's `Environment`, stopped when it ends. Real-time traffic keeps its endpoint's container."""
-        from inferstack_infra.local.transform import LocalTransform
-
         model = params["ModelName"]
         endpoint = self.servers.get(endpoint_name(self.manifest, model))
         if endpoint is None:
             raise ValueError(f"no heavy model {model!r} on the local stack")
         server = ModelServer(f"{model}:transform", endpoint.model_dir, prefixed(self.log, f"sagemaker {model}:job"),
                              env=dict(params.get("Environment") or {}))
-        server.start()
-        try:
-            return LocalTransform(s3, lambda _: server.url, log=prefixed(self.log, "transform")).run(params)
-        finally:
-            server.stop()
+        return self.jobs.run(params, s3, server, log=prefixed(self.log, "transform"))
 
     def start(self) -> None:
         if not self.manifest.heavy_models:
@@ -371,7 +370,9 @@ class LocalSageMaker:
             def do_POST(self) -> None:
                 body = self.read_body()
                 match = _PATH.match(self.path.split("?", 1)[0])
-                if match is None:
+                if self.headers.get("X-Amz-Target") == "SageMaker.StopTransformJob":  # the control plane's one call
+                    status, headers, payload = local.jobs.stop(json.loads(body or b"{}"))
+                elif match is None:
                     status, headers, payload = _error("UnknownOperationException", 404, f"No operation {self.path}")
                 else:
                     status, headers, payload = local.invoke(

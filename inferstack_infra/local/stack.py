@@ -158,6 +158,8 @@ class DevStack:
                 out.update(batch_env)
             if spec.kind == "api" and self.states:
                 out.update(self.states.environment())
+                if self.sagemaker:  # DELETE /v1/batches/{id} stops a heavy batch's transform job
+                    out.update(self.sagemaker.environment())
             if (spec.endpoint or spec.invokes) and self.sagemaker:
                 out.update(self.aws.environment())
                 out.update(self.sagemaker.environment())

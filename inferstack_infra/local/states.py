@@ -197,16 +197,17 @@ class Interpreter:
 
     def _transform(self, name: str, params: dict[str, Any], execution: Execution) -> Any:
         """The job, to its end: a Failed job fails the state (States.TaskFailed, the job's description as the
-        cause), as the .sync integration does."""
-        from inferstack_infra.local.transform import TransformJobFailed
+        cause), and so does a Stopped one (StopTransformJob), as the .sync integration does."""
+        from inferstack_infra.local.transform import TransformJobFailed, TransformJobStopped
 
         assert self.transform is not None
         execution.history.append(("transform", name, params["TransformJobName"]))
         try:
             return self.transform(params)
         except TransformJobFailed as exc:
+            status = "Stopped" if isinstance(exc, TransformJobStopped) else "Failed"
             raise StatesError("States.TaskFailed", json.dumps({
-                "TransformJobName": exc.name, "TransformJobStatus": "Failed", "FailureReason": exc.reason})) from None
+                "TransformJobName": exc.name, "TransformJobStatus": status, "FailureReason": exc.reason})) from None
 
     def _invoke(self, name: str, state: dict[str, Any], event: Any, execution: Execution) -> Any:
         function = lambda_name(state["Resource"])

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 
 from inferstack.batches.schemas import BatchRequest
 from inferstack.batches.service import BatchService
@@ -87,3 +88,56 @@ def test_a_batch_cancelled_before_its_job_starts_none_and_stays_cancelled(world:
     view = service.view(batch.batch_id, owner=OWNER)
     assert view.status == "cancelled" and view.error is None and view.finished_at
     assert not world.clients.s3.list_objects_v2(Bucket=world.bucket, Prefix=f"plans/{batch.batch_id}/").get("Contents")
+
+
+class TransformJobsStandIn:
+    """SageMaker's StopTransformJob: the running jobs by name; an unknown or ended one is a ValidationException."""
+
+    def __init__(self) -> None:
+        self.running: set[str] = set()
+        self.stopped: list[str] = []
+
+    def stop_transform_job(self, TransformJobName: str) -> dict[str, Any]:
+        if TransformJobName not in self.running:
+            raise ClientError({"Error": {"Code": "ValidationException", "Message": "Could not find job"}},
+                              "StopTransformJob")
+        self.running.discard(TransformJobName)
+        self.stopped.append(TransformJobName)
+        return {}
+
+
+def test_cancel_while_its_job_runs_stops_the_job_and_the_batch_ends_cancelled_saying_so(
+        world: BatchesWorld, monkeypatch: pytest.MonkeyPatch) -> None:
+    service, function, batch, state = setup(world, [b'{"x": 1}', b'{"x": 2}', b'{"x": 3}'])
+    plan = function.handle({"action": "plan", "batch": state})
+    jobs = TransformJobsStandIn()
+    jobs.running.add(plan["job_name"])  # the state machine's CreateTransformJob
+    monkeypatch.setattr(world.clients, "sagemaker", jobs, raising=False)
+    # WHEN the batch is cancelled while its job runs
+    view = service.cancel(batch.batch_id, owner=OWNER, transform=True)
+    # THEN the job is stopped, and the .sync task's failure (the job Stopped) ends the batch cancelled
+    assert view.status == "cancelled" and jobs.stopped == [f"inferstack-batch-{batch.batch_id}"]
+    cause = json.dumps({"TransformJobName": plan["job_name"], "TransformJobStatus": "Stopped"})
+    ended = function.handle({"action": "finish", "batch": {**state, "plan": plan,
+                                                          "error": {"Error": "States.TaskFailed", "Cause": cause}}})
+    assert ended["status"] == "cancelled"
+    view = service.view(batch.batch_id, owner=OWNER)
+    assert view.status == "cancelled" and view.finished_at and view.error is not None
+    assert view.error["type"] == "transform-stopped"
+    assert f"job {plan['job_name']} ran: the job was Stopped before scoring all 3 lines" in view.error["detail"]
+    prefix = batch.output.removeprefix(f"s3://{world.bucket}/")
+    names = [o["Key"] for o in world.clients.s3.list_objects_v2(Bucket=world.bucket, Prefix=prefix)["Contents"]]
+    assert names == [f"{prefix}_manifest.json"]  # no answers collected
+    assert json.loads(world.get(f"{prefix}_manifest.json"))["status"] == "cancelled"
+
+
+def test_cancel_with_no_job_to_stop_still_cancels_and_a_light_batch_stops_none(
+        world: BatchesWorld, monkeypatch: pytest.MonkeyPatch) -> None:
+    jobs = TransformJobsStandIn()
+    monkeypatch.setattr(world.clients, "sagemaker", jobs, raising=False)
+    service, _, batch, _ = setup(world, [b'{"x": 1}'])
+    assert service.cancel(batch.batch_id, owner=OWNER, transform=True).status == "cancelled"  # ValidationException
+    assert service.cancel(batch.batch_id, owner=OWNER, transform=True).status == "cancelled"  # again: no call
+    service, _, light, _ = setup(world, [b'{"x": 2}'])
+    jobs.running.add(f"inferstack-batch-{light.batch_id}")
+    assert service.cancel(light.batch_id, owner=OWNER).status == "cancelled" and jobs.stopped == []

@@ -63,6 +63,10 @@ def test_the_api_may_start_it_and_the_roles_are_scoped(example: Synthesized) -> 
     assert sm["Properties"]["TracingConfiguration"] == {"Enabled": True}
     assert {"Action": "states:StartExecution", "Effect": "Allow", "Resource": {"Ref": sm_id}} in \
         statements(example, "ApiRole")
+    # the API: stops the batches' jobs (DELETE), no other SageMaker control-plane action, no other job
+    api = [st for st in statements(example, "ApiRole") if "sagemaker:" in json.dumps(st["Action"])]
+    assert [st["Action"] for st in api] == ["sagemaker:StopTransformJob"]
+    assert json.dumps(api[0]["Resource"]).endswith(':transform-job/inferstack-batch-*"]]}')
     # the state machine: the jobs (not any other SageMaker action), passing only the model's own role
     role = statements(example, "BatchesMinilmStateMachineRole")
     actions = {a for st in role for a in ([st["Action"]] if isinstance(st["Action"], str) else st["Action"])}

@@ -79,7 +79,11 @@ def batches_router(directory: ModelDirectory, batches: BatchService | None, body
 
     @router.delete("/v1/batches/{batch_id}", tags=["batches"], response_model=BatchView, responses=_CONFLICT)
     async def cancel_batch(batch_id: str, request: Request) -> Response:
-        """Cancel a queued or running batch: chunks not yet scored are skipped; what was scored stays."""
-        return respond(service().cancel(batch_id, owner=caller_key_id(request)))
+        """Cancel a queued or running batch: chunks not yet scored are skipped (a heavy model's transform job is
+        stopped); what was scored stays."""
+        model = service().store.get(batch_id).model
+        info = directory.infos.get(model)  # heavy: its Batch Transform job is stopped too
+        return respond(service().cancel(batch_id, owner=caller_key_id(request),
+                                        transform=info is not None and info.tier == "heavy"))
 
     return router
