@@ -50,3 +50,22 @@ def test_a_heavy_model_takes_json_lines_only(dev_stack: RunningStack) -> None:
     assert response.status_code == 422, response.text
     assert response.json()["errors"][0]["input"] == "format"
     assert httpx.codes.is_client_error(response.status_code)
+
+
+def test_cancel_while_its_transform_job_runs_stops_the_job(dev_stack: RunningStack) -> None:
+    lines = [json.dumps({"id": f"t{i}", "text": [TEXTS[i % len(TEXTS)]]}) for i in range(400)]
+    seen = len(dev_stack.log.read_text())
+    response = dev_stack.client().post("/v1/batches", json={
+        "model": "minilm", "input": upload(dev_stack, ("\n".join(lines) + "\n").encode())})
+    assert response.status_code == 202, response.text
+    batch_id = response.json()["batch_id"]
+    # WHEN the batch is cancelled once its job runs (the job's container is starting or scoring)
+    eventually(lambda: "sagemaker minilm:job" in dev_stack.log.read_text()[seen:], BATCH_S)
+    cancelled = dev_stack.client().delete(f"/v1/batches/{batch_id}")
+    assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled", cancelled.text
+    # THEN the job is stopped (its .sync task fails with it Stopped) and the batch ends cancelled, saying so
+    view = eventually(ended(dev_stack, batch_id), BATCH_S)
+    assert view["status"] == "cancelled" and view["error"]["type"] == "transform-stopped", view
+    assert "the job was Stopped before scoring all 400 lines" in view["error"]["detail"]
+    manifest, outputs, errors = results(dev_stack, batch_id)
+    assert manifest["status"] == "cancelled" and outputs == [] and errors == []
