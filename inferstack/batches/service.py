@@ -215,6 +215,8 @@ class BatchService:
         except ClientError as exc:  # no job (not started yet: Plan sees the cancel) or already ended
             logger.info("no transform job to stop", extra={"batch_id": batch_id,
                                                            "error": exc.response.get("Error", {}).get("Code")})
+        except Exception:  # the batch is cancelled regardless; its job (if any) runs on and is not collected
+            logger.exception("cannot stop a batch's transform job", extra={"batch_id": batch_id})
 
     def results(self, batch_id: str, *, owner: str, expires_s: int = 900) -> BatchResults:
         """An ended batch's `_manifest.json`, with a presigned GET for it and for each output and errors file."""

@@ -141,3 +141,14 @@ def test_cancel_with_no_job_to_stop_still_cancels_and_a_light_batch_stops_none(
     service, _, light, _ = setup(world, [b'{"x": 2}'])
     jobs.running.add(f"inferstack-batch-{light.batch_id}")
     assert service.cancel(light.batch_id, owner=OWNER).status == "cancelled" and jobs.stopped == []
+
+
+def test_cancel_answers_cancelled_when_sagemaker_cannot_be_reached(
+        world: BatchesWorld, monkeypatch: pytest.MonkeyPatch) -> None:
+    class Unreachable:
+        def stop_transform_job(self, **_: Any) -> dict[str, Any]:
+            raise ConnectionError("sagemaker unreachable")
+
+    monkeypatch.setattr(world.clients, "sagemaker", Unreachable(), raising=False)
+    service, _, batch, _ = setup(world, [b'{"x": 1}'])
+    assert service.cancel(batch.batch_id, owner=OWNER, transform=True).status == "cancelled"
