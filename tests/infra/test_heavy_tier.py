@@ -59,7 +59,11 @@ def test_execution_role_reads_only_its_artifact(example: Synthesized) -> None:
     statements = [st for k, p in by_type(example, "AWS::IAM::Policy").items()
                   if k.startswith("HeavyMinilmExecutionRole") for st in p["Properties"]["PolicyDocument"]["Statement"]]
     s3 = [st for st in statements if st["Action"] == "s3:GetObject"]
-    assert len(s3) == 1 and json.dumps(s3[0]["Resource"]).endswith('.gz"]]}')  # one object, no wildcard
+    # its artifact, one object, no wildcard; and, for Batch Transform (which reads a job's input with the model's
+    # role), objects of the stack's batch bucket only
+    artifact = [st for st in s3 if json.dumps(st["Resource"]).endswith('.gz"]]}')]
+    batch_input = [st for st in s3 if "Batches" in json.dumps(st["Resource"])]
+    assert len(artifact) == 1 and len(batch_input) == 1 and len(s3) == 2, s3
     assert not any(str(st["Action"]).startswith("s3:List") for st in statements)
 
 

@@ -111,10 +111,15 @@ def test_endpoint_alarms_watch_the_component(zero: Synthesized) -> None:
 
 
 def test_functions_name_the_component_and_may_invoke_only_it(zero: Synthesized) -> None:
-    functions = [f["Properties"] for f in resources(zero, "AWS::Lambda::Function").values()
-                 if f["Properties"]["Environment"]["Variables"].get("INFERSTACK_MODEL") == "mlp"]
-    assert len(functions) == 2  # the predict proxy and the worker
+    named = {k: f["Properties"] for k, f in resources(zero, "AWS::Lambda::Function").items()
+             if f["Properties"]["Environment"]["Variables"].get("INFERSTACK_MODEL") == "mlp"}
+    # the predict proxy and the worker call the endpoint; the batch function (Batch Transform's plan and finish
+    # steps) never does, so it names no component
+    functions = [f for k, f in named.items() if k.startswith(("PredictMlp", "WorkerMlp"))]
+    assert len(functions) == 2 and len(named) == 3
     assert all(f["Environment"]["Variables"]["INFERSTACK_INFERENCE_COMPONENT"] == COMPONENT for f in functions)
+    (batch,) = [f for k, f in named.items() if k.startswith("BatchMlp")]
+    assert "INFERSTACK_INFERENCE_COMPONENT" not in batch["Environment"]["Variables"]
     grants = [st for k, p in resources(zero, "AWS::IAM::Policy").items() if k.startswith(("PredictMlp", "WorkerMlp"))
               for st in p["Properties"]["PolicyDocument"]["Statement"] if st["Action"] == "sagemaker:InvokeEndpoint"]
     assert len(grants) == 2
