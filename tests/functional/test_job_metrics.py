@@ -9,7 +9,7 @@ import pytest
 
 from inferstack.jobs.schemas import JobRequest
 from inferstack.jobs.webhooks import signing_secret
-from inferstack.observability import emf
+from inferstack.observability import emf, registry
 from inferstack_infra.local.webhook_receiver import WebhookReceiver
 from tests.emf import check_emf, emf_documents, metric_values
 from tests.functional.jobs_world import World, make_world
@@ -38,6 +38,7 @@ def test_jobs_and_webhook_attempts_are_counted_per_model(world: World, receiver:
         body = JobRequest.model_validate({"model": "iris", "inputs": {"features": rows},
                                           **({"webhook": {"url": url}} if url else {})})
         world.service.submit(body, owner="key-owner")
+    registry.flush()  # (what earlier tests in this process left unflushed, e.g. another model's, goes out first)
     capsys.readouterr()
     # WHEN the worker runs them (one batch) and the webhook function delivers, then retries
     messages = world.receive("jobs-iris")
