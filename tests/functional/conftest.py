@@ -10,10 +10,13 @@ from typing import Any
 import pytest
 
 from inferstack import env
+from inferstack.jobs.webhooks import signing_secret
 from inferstack.manifest import load_manifest
 from inferstack_infra.catalog import build_catalog
 from inferstack_infra.local.runtime import LocalContext
+from inferstack_infra.local.webhook_receiver import WebhookReceiver
 from tests.conftest import EXAMPLE_MANIFEST
+from tests.functional.jobs_world import World, make_world
 
 Handler = Callable[[dict[str, Any]], dict[str, Any]]
 
@@ -54,3 +57,20 @@ def predict_handler(catalog_file: Path) -> Iterator[Handler]:
     module = _import_fresh("inferstack.functions.predict.handler", {
         env.CATALOG_PATH: str(catalog_file), env.MODEL_NAME: "iris", env.MAX_BODY_BYTES: str(64 * 1024)})
     yield _invoke(module, "predict-iris")
+
+
+# The jobs tier in moto with the real worker, webhook sender and dead-letter handler (a module may override `world`,
+# e.g. with other settings; `receiver` then follows it).
+@pytest.fixture
+def world(iris_model: Path) -> Iterator[World]:
+    w = make_world(iris_model)
+    yield w
+    w.aws.stop()
+
+
+@pytest.fixture
+def receiver(world: World) -> Iterator[WebhookReceiver]:
+    secret = world.aws.client("secretsmanager").get_secret_value(SecretId=world.settings.secret_id)["SecretString"]
+    r = WebhookReceiver(signing_secret(secret)).start()
+    yield r
+    r.stop()

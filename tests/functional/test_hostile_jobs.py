@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,13 +24,6 @@ from tests.functional.jobs_world import World, make_world
 
 ROWS = [[5.1, 3.5, 1.4, 0.2]]
 POISON = 666.0
-
-
-@pytest.fixture
-def world(iris_model: Path) -> Iterator[World]:
-    w = make_world(iris_model)
-    yield w
-    w.aws.stop()
 
 
 def submit(world: World, rows: Any, owner: str) -> str:

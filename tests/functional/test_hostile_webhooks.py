@@ -14,7 +14,7 @@ import pytest
 from inferstack.jobs.dead_letter import DeadLetterHandler
 from inferstack.jobs.exceptions import UnsafeWebhookUrlError
 from inferstack.jobs.schemas import JobRequest, WebhookMessage
-from inferstack.jobs.webhooks import WebhookHandler, signing_secret
+from inferstack.jobs.webhooks import WebhookHandler
 from inferstack_infra.local.webhook_receiver import WebhookReceiver
 from tests.functional.jobs_world import World, make_world
 
@@ -67,14 +67,6 @@ def world(iris_model: Path) -> Iterator[World]:
     w = make_world(iris_model, settings_overrides={"webhook_timeout_s": DEADLINE_S})
     yield w
     w.aws.stop()
-
-
-@pytest.fixture
-def receiver(world: World) -> Iterator[WebhookReceiver]:
-    secret = world.aws.client("secretsmanager").get_secret_value(SecretId=world.settings.secret_id)["SecretString"]
-    r = WebhookReceiver(signing_secret(secret)).start()
-    yield r
-    r.stop()
 
 
 def finish_job(world: World, url: str, owner: str) -> str:

@@ -2,32 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 
 from inferstack.jobs.schemas import JobRequest
-from inferstack.jobs.webhooks import signing_secret
 from inferstack.observability import emf, registry
 from inferstack_infra.local.webhook_receiver import WebhookReceiver
 from tests.emf import check_emf, emf_documents, metric_values
-from tests.functional.jobs_world import World, make_world
-
-
-@pytest.fixture
-def world(iris_model: Path) -> Iterator[World]:
-    w = make_world(iris_model)
-    yield w
-    w.aws.stop()
-
-
-@pytest.fixture
-def receiver(world: World) -> Iterator[WebhookReceiver]:
-    secret = world.aws.client("secretsmanager").get_secret_value(SecretId=world.settings.secret_id)["SecretString"]
-    r = WebhookReceiver(signing_secret(secret)).start()
-    yield r
-    r.stop()
+from tests.functional.jobs_world import World
 
 
 def test_jobs_and_webhook_attempts_are_counted_per_model(world: World, receiver: WebhookReceiver,

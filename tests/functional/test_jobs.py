@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,28 +17,12 @@ from inferstack.jobs.exceptions import (
     UnsafeWebhookUrlError,
 )
 from inferstack.jobs.schemas import JobRequest
-from inferstack.jobs.webhooks import signing_secret
 from inferstack.jobs.worker import Errored, InProcessRunner, Outcome
 from inferstack_infra.local.webhook_receiver import WebhookReceiver
 from tests.functional.jobs_world import World, make_world
 
 ROWS = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]
 OWNER = "key-owner"
-
-
-@pytest.fixture
-def world(iris_model: Path) -> Iterator[World]:
-    w = make_world(iris_model)
-    yield w
-    w.aws.stop()
-
-
-@pytest.fixture
-def receiver(world: World) -> Iterator[WebhookReceiver]:
-    secret = world.aws.client("secretsmanager").get_secret_value(SecretId=world.settings.secret_id)["SecretString"]
-    r = WebhookReceiver(signing_secret(secret)).start()
-    yield r
-    r.stop()
 
 
 def submit(world: World, rows: Any = ROWS, *, url: str | None = None, key: str | None = None,

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 from typing import Any
 
 import boto3
@@ -26,7 +25,7 @@ from inferstack_infra.catalog import build_catalog
 from inferstack_infra.local.sagemaker import LocalSageMaker
 from tests.conftest import ROOT
 from tests.e2e.conftest import eventually
-from tests.functional.jobs_world import World, make_world
+from tests.functional.jobs_world import World
 
 MLP = ROOT / "models" / "mlp.onnx"
 ENDPOINT = "zerotest-mlp"
@@ -156,13 +155,6 @@ class ScaledToZero:
         if self.calls <= self.cold_calls:
             return [NoCapacityError("starting", retry_after=1) for _ in inputs]
         return [{"label": [0] * len(raw["features"])} for raw in inputs]
-
-
-@pytest.fixture
-def world(iris_model: Path) -> Iterator[World]:
-    w = make_world(iris_model)
-    yield w
-    w.aws.stop()
 
 
 def submit(world: World) -> str:

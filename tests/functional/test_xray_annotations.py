@@ -4,11 +4,8 @@ submission, the worker (a subsegment per job) and the webhook function carry mod
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from inferstack.api.app import create_app
 from inferstack.api.lambda_adapter import lambda_handler
@@ -18,17 +15,10 @@ from inferstack_infra.local.runtime import LocalContext
 from tests.conftest import EVENTS
 from tests.functional import jobs_world
 from tests.functional.conftest import Handler
-from tests.functional.jobs_world import World, make_world
+from tests.functional.jobs_world import World
 from tests.xray import MemoryEmitter, xray_on
 
 __all__ = ["xray_on"]
-
-
-@pytest.fixture
-def world(iris_model: Path) -> Iterator[World]:
-    w = make_world(iris_model)
-    yield w
-    w.aws.stop()
 
 
 def _event(name: str, **changes: Any) -> dict[str, Any]:
