@@ -8,6 +8,7 @@ from fastapi import Request
 
 from inferstack import env
 from inferstack.api import problems
+from inferstack.api.body import read_limited
 from inferstack.api.problems import ProblemError
 from inferstack.protocol.compression import decode_body
 
@@ -32,12 +33,5 @@ async def read_body(request: Request, limit: int) -> bytes:
     """The request body, or a 413 once it passes `limit` bytes (read no further); decoded if it still carries
     its Content-Encoding (API Gateway decodes before the function; a direct call may not have), a 413 if it
     decodes past `limit`."""
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise ProblemError(problems.PAYLOAD_TOO_LARGE, f"The body is {declared} bytes; at most {limit}")
-    raw = bytearray()
-    async for chunk in request.stream():
-        raw += chunk
-        if len(raw) > limit:
-            raise ProblemError(problems.PAYLOAD_TOO_LARGE, f"The body is over {limit} bytes")
-    return decode_body(bytes(raw), request.headers.get("content-encoding"), limit)
+    raw = await read_limited(request, limit)
+    return decode_body(raw, request.headers.get("content-encoding"), limit)

@@ -39,9 +39,9 @@ from starlette.routing import Route
 
 from inferstack import env
 from inferstack.api import problems
+from inferstack.api.body import read_limited
 from inferstack.api.errors import Problem, to_problem
 from inferstack.api.predict import predict_body, predict_inputs
-from inferstack.api.problems import ProblemError
 from inferstack.catalog import CatalogEntry
 from inferstack.heavy import jsonlines
 from inferstack.heavy.batching import DynamicBatcher
@@ -91,20 +91,6 @@ def providers() -> list[str]:
 
 def _answer(predictor: Predictor, prepared: Prepared, outputs: Arrays) -> bytes:
     return predict_body(predictor.name, predictor.version, predictor.respond(prepared, outputs))
-
-
-async def read_body(request: Request, limit: int) -> bytes:
-    """The body, or a 413 as soon as it passes `limit` bytes (what was declared, or what arrived): a client that
-    sends more than SageMaker would pass costs no more than the limit."""
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise ProblemError(problems.PAYLOAD_TOO_LARGE, f"The body is {declared} bytes; at most {limit} are accepted")
-    raw = bytearray()
-    async for chunk in request.stream():
-        raw += chunk
-        if len(raw) > limit:
-            raise ProblemError(problems.PAYLOAD_TOO_LARGE, f"The body is over {limit} bytes, the limit")
-    return bytes(raw)
 
 
 def _problem(problem: Problem, version: str) -> Response:
@@ -173,7 +159,7 @@ def create_app(config: ServerConfig) -> Starlette:
         from inferstack.protocol.tensors import encode_response
 
         with batcher.arriving():
-            body = await read_body(request, MAX_BODY_BYTES)
+            body = await read_limited(request, MAX_BODY_BYTES)
             parsed = parse_infer_request(body, header_length(str(header_size(request.headers.get("content-type"))
                                                                  or ""), len(body)))
             off_loop = predictor.handler is not None and len(body) > config.offload_bytes
@@ -201,7 +187,7 @@ def create_app(config: ServerConfig) -> Starlette:
         if jsonlines.is_jsonlines(request.headers.get("content-type")):
             try:
                 with batcher.arriving():
-                    raw = await read_body(request, jsonlines.max_payload_bytes())
+                    raw = await read_limited(request, jsonlines.max_payload_bytes())
                 body = await jsonlines.score(raw, predictor, batcher)
             except Exception as exc:
                 return _problem(to_problem(exc, context={"model": predictor.name}), predictor.version)
@@ -213,7 +199,7 @@ def create_app(config: ServerConfig) -> Starlette:
                 return _problem(to_problem(exc, context={"model": predictor.name}), predictor.version)
         try:
             with batcher.arriving():  # an idle model waits for it only while it is on its way
-                raw = await read_body(request, MAX_BODY_BYTES)
+                raw = await read_limited(request, MAX_BODY_BYTES)
                 inputs = predict_inputs(raw, MAX_BODY_BYTES)
                 # A handler's pre- and post-processing (tokenizers, numpy, JSON) of a large request may take
                 # milliseconds: off the event loop. For a small one the hop to a thread costs more than the work.
