@@ -17,7 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from inferstack import __version__
 from inferstack.api import problems
 from inferstack.api.deps import max_body_bytes
-from inferstack.api.errors import Problem, to_problem
+from inferstack.api.errors import ANSWERED, Problem, to_problem
 from inferstack.api.instrument import PROBLEM_KIND, ModelMetricsMiddleware
 from inferstack.api.openapi import document_bodies
 from inferstack.api.problems import PROBLEM_JSON, ProblemType
@@ -77,7 +77,20 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     app.add_exception_handler(StarletteHTTPException, on_http)
     app.add_exception_handler(RequestValidationError, on_validation)
+    # one handler per answered class, for Starlette's ExceptionMiddleware to answer: a handler for `Exception`
+    # alone sits in ServerErrorMiddleware, which answers and then re-raises (Mangum and uvicorn log a traceback)
+    for cls in (*ANSWERED, *_aws_failures()):
+        app.add_exception_handler(cls, on_error)
     app.add_exception_handler(Exception, on_error)
+
+
+def _aws_failures() -> tuple[type[Exception], ...]:
+    """botocore's two roots, where botocore is installed: answered 503 with a warning, not a traceback."""
+    try:
+        from botocore.exceptions import BotoCoreError, ClientError
+    except ImportError:  # pragma: no cover - the API function always has boto3
+        return ()
+    return BotoCoreError, ClientError
 
 
 class _App(FastAPI):

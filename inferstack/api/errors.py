@@ -45,6 +45,16 @@ QUEUE_FULL_RETRY_AFTER_S = 5
 AWS_RETRY_AFTER_S = 2
 INTERNAL_DETAIL = "An internal error occurred; it has been logged."
 
+#: The exceptions that mean a client's request was wrong, or a service it needs is busy: answered with their
+#: own status, never logged as a failure. A front door registers a handler for each class (Starlette answers a
+#: handler registered for `Exception` in its outermost middleware, then re-raises: a traceback per 4xx).
+ANSWERED: tuple[type[Exception], ...] = (
+    ProblemError, InputValidationError, InferRequestError, BinaryDataError, DecodedTooLargeError,
+    UnsupportedEncodingError, EndpointError, UnsafeWebhookUrlError, IdempotencyConflictError,
+    IdempotencyInProgressError, QueueFullError, JobNotFoundError, BatchRequestError, BatchNotFoundError,
+    BatchNotFinishedError, BatchFinishedError,
+)
+
 
 @dataclass(frozen=True)
 class Problem:

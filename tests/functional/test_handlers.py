@@ -57,6 +57,15 @@ def test_unknown_model_is_a_404_problem(api_handler: Handler) -> None:
     assert problem["type"] == "urn:inferstack:problem:model-not-found" and problem["status"] == 404
 
 
+def test_an_answered_4xx_is_not_logged_as_a_failure(api_handler: Handler, caplog: Any) -> None:
+    """A client's mistake is answered by its handler, not re-raised: Mangum logged "An error occurred running
+    the application" with a traceback for every 404 when the handler sat in Starlette's outermost middleware."""
+    caplog.set_level("DEBUG")
+    response = api_handler(load_event("apiGatewayProxyEvent_unknownModelPredict.json"))
+    assert response["statusCode"] == 404
+    assert not [r for r in caplog.records if r.exc_info or "error occurred" in r.getMessage()]
+
+
 def test_predict_returns_one_row_per_input_row_matching_onnxruntime(predict_handler: Handler,
                                                                      iris_model: Path) -> None:
     rows = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3], [5.9, 3.0, 4.2, 1.5]]
