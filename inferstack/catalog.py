@@ -59,6 +59,8 @@ class CatalogEntry(ModelInfo):
     handler: str | None = None
     #: The onnxruntime optimization level the artifact was saved at (`optimize.graph` in the manifest).
     graph_optimized: Literal["none", "basic", "extended"] = "none"
+    #: Inputs padded to stack requests of different lengths (`pad` in the manifest, `inference.ragged`).
+    pad: dict[str, int | float] | None = None
     #: A/B variants (`variants` in the manifest): each request goes to one, by weight; `artifact` is the first's.
     variants: list[VariantEntry] | None = None  # type: ignore[assignment]
 

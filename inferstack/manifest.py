@@ -73,6 +73,10 @@ class Model(_Strict):
     version: Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]{1,64}$")] | None = None
     #: Accept NaN and +/-inf in inputs (rejected with 422 by default).
     allow_non_finite: bool = False
+    #: Inputs that requests may send at different lengths along their named (symbolic) axes, and the value to pad
+    #: them with, so that such requests still run as one batch (`inferstack.inference.ragged`). Declare only when
+    #: padding leaves the answer for the real positions unchanged (a transformer under its attention mask).
+    pad: dict[Annotated[str, Field(min_length=1)], int | float] | None = None
     #: Per-route throttle on this model's predict route (in addition to the stage and plan throttles).
     throttle: Throttle | None = None
     #: p99 latency (ms) the model's callers can accept: `inferstack advise` picks the cheapest tier that meets it.

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from inferstack.catalog import CascadeInfo, Catalog, CatalogEntry, VariantEntry
 from inferstack.inference.handlers import load_handler
+from inferstack.inference.ragged import Padding, PaddingError
 from inferstack.inference.session import create_session, read_signature
 from inferstack.inference.spec import TensorSpec
 from inferstack.manifest import Manifest, ManifestError, Model
@@ -45,13 +46,19 @@ def build_catalog(manifest: Manifest, *, bundled: bool = True) -> Catalog:
         inputs, outputs = read_signature(create_session(path, threads=1))
         handler_file = manifest.handler_file(m)
         handler = load_handler(handler_file) if handler_file else None
+        if m.pad:
+            try:
+                Padding.from_signature(m.pad, inputs, outputs)
+            except PaddingError as exc:
+                raise ManifestError(str(manifest.root / "inferstack.toml"),
+                                    [(f"models[{m.name}].{exc.field}", exc.detail)]) from None
         handler_path = None
         if handler_file:
             handler_path = bundled_handler(manifest, m) if bundled else str(handler_file.resolve())
         entries.append(CatalogEntry(
             name=m.name, tier=m.tier, version=m.version or model_version(manifest, m), inputs=inputs,
             outputs=outputs, artifact=bundled_artifact(m.name) if bundled else str(path.resolve()),
-            allow_non_finite=m.allow_non_finite,
+            allow_non_finite=m.allow_non_finite, pad=m.pad,
             handler=handler_path, graph_optimized=m.optimize.graph if m.optimize else "none",
             request_schema=handler.request_schema() if handler else None,
             response_schema=handler.response_schema() if handler else None,

@@ -249,7 +249,7 @@ def heavy_model_config(entry: CatalogEntry, model: Model, manifest: Manifest) ->
     handler = manifest.handler_file(model)
     return {"name": entry.name, "tier": "heavy", "version": entry.version,
             "allow_non_finite": entry.allow_non_finite, "batching": model.batching.model_dump(),
-            "graph_optimized": entry.graph_optimized,
+            "graph_optimized": entry.graph_optimized, "pad": entry.pad,
             "handler": f"{HEAVY_CODE_DIR}/{handler.name}" if handler else None}
 
 

@@ -10,8 +10,10 @@ model holds a forming batch for those, never past `max_delay_ms` after its first
 `max_batch_size` rows is the upper bound of every call.
 
 Requests whose arrays cannot be stacked with the batch's (other dtypes or non-batch dims) wait for a later
-batch. Each caller gets exactly its own rows back. If a stacked run fails, its requests run one by one, so one
-bad request never fails the others (`inference.stacking`).
+batch. A model that declares padding (`inference.ragged`) stacks requests of different lengths, and the batch
+is chosen among the waiting ones by length (`heavy.windows`): like lengths together, so that little is padded.
+Each caller gets exactly its own rows back. If a stacked run fails, its requests run one by one, so one bad
+request never fails the others (`inference.stacking`).
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from inferstack.heavy.windows import CallCost, partition
+from inferstack.inference.ragged import Padding
 from inferstack.inference.stacking import Arrays, RunFn, rows_of, run_stacked, stack_key
 
 __all__ = ["BatchStats", "DynamicBatcher", "rows_of", "stack_key"]
@@ -35,11 +39,18 @@ class _Pending:
     arrays: Arrays
     future: asyncio.Future[Arrays]
     submitted: float
+    padding: Padding | None = None
     rows: int = field(init=False)
     key: tuple[Any, ...] = field(init=False)
+    #: Elements per row along the padded axes (1 without padding).
+    size: int = field(init=False)
 
     def __post_init__(self) -> None:
-        self.rows, self.key = rows_of(self.arrays), stack_key(self.arrays)
+        self.rows = rows_of(self.arrays)
+        if self.padding is None:
+            self.key, self.size = stack_key(self.arrays), 1
+        else:
+            self.key, self.size = self.padding.key(self.arrays), self.padding.size(self.arrays)
 
 
 #: Hears of each batched run: rows, requests waiting, milliseconds the model took.
@@ -55,16 +66,24 @@ class BatchStats:
     #: Batches that waited for requests on their way (the model idle meanwhile), and how long in all.
     held_batches: int = 0
     held_s: float = 0.0
+    #: Ragged batching: elements run (padding included) and the real ones among them.
+    padded_elements: int = 0
+    real_elements: int = 0
 
 
 class DynamicBatcher:
     def __init__(self, run: RunFn, *, max_batch_size: int = 32, max_delay_ms: float = 5,
                  executor: Executor | None = None, inline_alone: bool = True,
-                 on_batch: BatchObserver | None = None) -> None:
+                 on_batch: BatchObserver | None = None, padding: Padding | None = None,
+                 cost: CallCost | None = None) -> None:
         """`inline_alone`: run a lone request on an idle server on the event loop's own thread, sparing two
         thread hand-offs (the loop has nothing else to do meanwhile). `on_batch(rows, queue_depth, run_ms)` hears
-        of every batched run: its rows, the requests left waiting, and the model's time (the metrics)."""
+        of every batched run: its rows, the requests left waiting, and the model's time (the metrics).
+        `padding`: the model's, where it declares one: requests of different lengths stack, chosen by length with
+        `cost`, what a call costs (learnt from the calls run)."""
         self._run_fn = run
+        self.padding = padding
+        self.cost = cost or CallCost()
         self.on_batch = on_batch
         self.inline_alone = inline_alone
         self.max_batch_size, self.max_delay_s = max_batch_size, max_delay_ms / 1000
@@ -114,7 +133,7 @@ class DynamicBatcher:
         assert self._changed is not None, "start() the batcher first"
         future: asyncio.Future[Arrays] = asyncio.get_running_loop().create_future()
         self.stats.requests += 1
-        self._pending.append(_Pending(arrays, future, time.monotonic()))
+        self._pending.append(_Pending(arrays, future, time.monotonic(), self.padding))
         self._notify()
         return await future
 
@@ -139,10 +158,11 @@ class DynamicBatcher:
         while True:
             while not self._pending:
                 await self._changes(None)
-            batch = await self._gather()
+            batches = [await self._gather()] if self.padding is None else await self._gather_round()
             self._busy = True
             try:
-                await self._execute(batch)
+                for batch in batches:
+                    await self._execute(batch)
             finally:
                 self._busy = False
 
@@ -179,14 +199,49 @@ class DynamicBatcher:
         self._pending.extendleft(reversed(skipped))
         return batch
 
+    async def _gather_round(self) -> list[list[_Pending]]:
+        """The next round of a padded model: the oldest waiting requests that stack, up to `max_batch_size` rows
+        (once those on their way are in, or `max_delay_ms` after the oldest), split into batches of like
+        lengths (`windows.partition`), shortest first."""
+        first = self._pending[0]
+        deadline = first.submitted + self.max_delay_s
+        held_since: float | None = None
+        while self.enabled:
+            rows = sum(p.rows for p in self._pending if p.key == first.key)
+            now = time.monotonic()
+            if rows >= self.max_batch_size or not self._arriving or now >= deadline:
+                break
+            held_since = held_since or now
+            if not await self._changes(deadline - now):
+                break
+        if held_since is not None:
+            self.stats.held_batches += 1
+            self.stats.held_s += time.monotonic() - held_since
+        round_: list[_Pending] = []
+        rows, kept = 0, deque[_Pending]()
+        for p in self._pending:
+            if p.key == first.key and (not round_ or (self.enabled and rows + p.rows <= self.max_batch_size)):
+                round_.append(p)
+                rows += p.rows
+            else:
+                kept.append(p)
+        self._pending = kept
+        batches = [[round_[i] for i in batch] for batch in partition(
+            [p.size for p in round_], [p.rows for p in round_], max_rows=self.max_batch_size,
+            overhead=self.cost.overhead)]
+        for batch in batches:
+            self.stats.padded_elements += sum(p.rows for p in batch) * max(p.size for p in batch)
+            self.stats.real_elements += sum(p.rows * p.size for p in batch)
+        return batches
+
     async def _execute(self, batch: list[_Pending]) -> None:
         arrays = [p.arrays for p in batch]
         if self.inline_alone and len(batch) == 1 and not self._pending and not self._arriving:
             # Alone on an idle server: no thread hand-off (on a busy CPU each costs a scheduler wait)
-            results = run_stacked(self._run, arrays)
+            results = run_stacked(self._run, arrays, self.padding)
         else:
             loop = asyncio.get_running_loop()
-            results = await loop.run_in_executor(self.executor, run_stacked, self._run, arrays)
+            results = await loop.run_in_executor(self.executor, run_stacked, self._run, arrays, self.padding)
         for p, result in zip(batch, results, strict=True):
             if isinstance(result, Exception):
                 self._settle_error(p, result)
@@ -198,11 +253,13 @@ class DynamicBatcher:
         rows = rows_of(arrays)
         self.stats.rows += rows
         self.stats.largest_batch_rows = max(self.stats.largest_batch_rows, rows)
-        if self.on_batch is None:
-            return self._run_fn(arrays)
         started = time.perf_counter()
         outputs = self._run_fn(arrays)
-        self.on_batch(rows, len(self._pending), (time.perf_counter() - started) * 1000)
+        ms = (time.perf_counter() - started) * 1000
+        if self.padding is not None:
+            self.cost.observe(rows * self.padding.size(arrays), ms)
+        if self.on_batch is not None:
+            self.on_batch(rows, len(self._pending), ms)
         return outputs
 
     @staticmethod

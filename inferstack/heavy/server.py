@@ -124,7 +124,8 @@ def create_app(config: ServerConfig) -> Starlette:
                                            "cuda": "CUDAExecutionProvider" in session.get_providers(),
                                            "handler": entry.handler,
                                            "max_batch_size": config.max_batch_size,
-                                           "max_delay_ms": config.max_delay_ms})
+                                           "max_delay_ms": config.max_delay_ms,
+                                           "pad": sorted(predictor.padding.values) if predictor.padding else None})
         predictor.warm_up()
         metrics = registry.model(entry.name, entry.version)
         # SageMaker's log is not EMF-extracted: the deployment's metric filters read these sums instead
@@ -136,7 +137,8 @@ def create_app(config: ServerConfig) -> Starlette:
             metrics.add(emf.INFERENCE_LATENCY, run_ms)
 
         batcher = DynamicBatcher(predictor.run, max_batch_size=config.max_batch_size,
-                                 max_delay_ms=config.max_delay_ms, on_batch=on_batch)
+                                 max_delay_ms=config.max_delay_ms, on_batch=on_batch,
+                                 padding=predictor.padding)
         batcher.start()
         # who answered, through SageMaker's custom attributes (the only answer header it passes back)
         answered_by = {CUSTOM_ATTRIBUTES_HEADER: version_attribute(entry.version), MODEL_VERSION_HEADER: entry.version}
@@ -221,7 +223,8 @@ def create_app(config: ServerConfig) -> Starlette:
                              "MaxPayloadInMB": jsonlines.max_payload_bytes() // (1024 * 1024)})
 
     async def stats(_: Request) -> Response:
-        return JSONResponse(dataclasses.asdict(state["batcher"].stats))
+        batcher: DynamicBatcher = state["batcher"]
+        return JSONResponse({**dataclasses.asdict(batcher.stats), "call_overhead_elements": batcher.cost.overhead})
 
     return Starlette(lifespan=lifespan, routes=[
         Route("/ping", ping, methods=["GET"]),

@@ -16,6 +16,7 @@ import onnxruntime as ort
 
 from inferstack import env
 from inferstack.inference.exceptions import HandlerError, ModelLoadError
+from inferstack.inference.ragged import Padding
 from inferstack.inference.spec import TensorSpec
 from inferstack.inference.validation import ORT_TYPES, check_tensors, validate_inputs
 from inferstack.observability import logger
@@ -121,6 +122,9 @@ class Predictor:
         self.handler = handler
         self.inputs, self.outputs = read_signature(session)
         self._output_names = [o.name for o in self.outputs]
+        pad = getattr(entry, "pad", None)
+        #: How requests of different lengths stack (the manifest's `pad`), or None: they stack only alike.
+        self.padding = Padding.from_signature(pad, self.inputs, self.outputs) if pad else None
 
     @classmethod
     def load(cls, entry: Entry, root: Path, *, warm_up: bool = True, providers: list[str] | None = None,

@@ -40,6 +40,8 @@ class ModelEntry:
     handler: str | None = None
     #: The onnxruntime optimization level the artifact was saved at ("none", "basic", "extended").
     graph_optimized: str = "none"
+    #: Inputs padded to stack requests of different lengths (`inference.ragged`), or None.
+    pad: dict[str, int | float] | None = None
     #: A/B variants: (name, weight in percent, version, artifact) each.
     variants: tuple[tuple[str, int, str, str], ...] = ()
 
@@ -53,6 +55,7 @@ def load_model_entry(name: str | None = None, path: str | None = None) -> tuple[
             entry = ModelEntry(name=raw["name"], tier=raw["tier"], version=raw["version"], artifact=raw["artifact"],
                                allow_non_finite=bool(raw.get("allow_non_finite", False)),
                                handler=raw.get("handler"), graph_optimized=raw.get("graph_optimized", "none"),
+                               pad=raw.get("pad"),
                                variants=tuple((v["name"], int(v["weight"]), v["version"], v["artifact"])
                                               for v in raw.get("variants") or []))
             return entry, Path(os.environ.get(env.MODEL_ROOT) or where.parent)

@@ -2,16 +2,20 @@
 
 Used by the heavy container's dynamic batcher, the job worker, and every other place that runs several
 requests at once. Requests stack when their tensors share names, dtypes and every dimension but the leading
-(batch) one (`stack_key`). When a stacked call raises, each request runs alone, so one bad request fails
-only itself.
+(batch) one (`stack_key`), or, for a model that declares padding (`inference.ragged`), every dimension but the
+batch and padded ones. When a stacked call raises, each request runs alone, so one bad request fails only
+itself.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from inferstack.inference.ragged import Padding
 
 Arrays = dict[str, np.ndarray]
 RunFn = Callable[[Arrays], Arrays]
@@ -41,20 +45,24 @@ def split(outputs: Arrays, rows: Sequence[int]) -> list[Arrays]:
     return out
 
 
-def group(requests: Sequence[Arrays]) -> list[list[int]]:
-    """The requests' indices grouped by `stack_key`, each group in order, groups by first appearance."""
+def group(requests: Sequence[Arrays], padding: Padding | None = None) -> list[list[int]]:
+    """The requests' indices grouped by `stack_key` (or `padding.key`), each group in order, groups by first
+    appearance."""
+    key = padding.key if padding else stack_key
     groups: dict[tuple[Any, ...], list[int]] = {}
     for i, arrays in enumerate(requests):
-        groups.setdefault(stack_key(arrays), []).append(i)
+        groups.setdefault(key(arrays), []).append(i)
     return list(groups.values())
 
 
-def run_stacked(run: RunFn, requests: Sequence[Arrays]) -> list[Arrays | Exception]:
-    """Run requests that share a `stack_key` as one call; if it raises, run each alone. Returns each request's
-    outputs, or the exception its own run raised."""
+def run_stacked(run: RunFn, requests: Sequence[Arrays], padding: Padding | None = None) -> list[Arrays | Exception]:
+    """Run requests that share a `stack_key` (or a `padding.key`: padded to the longest) as one call; if it
+    raises, run each alone. Returns each request's outputs, or the exception its own run raised."""
     if not requests:
         return []
     try:
+        if padding is not None and len(requests) > 1:
+            return list(padding.split(run(padding.stack(requests)), requests))
         return list(split(run(stack(requests)), [rows_of(r) for r in requests]))
     except Exception as exc:
         if len(requests) == 1:

@@ -154,8 +154,9 @@ class InProcessRunner:
             except HandlerError:
                 logger.exception("the model's handler failed", extra={"model": self.predictor.name})
                 outcomes[i] = Errored("the model's handler failed on the job (its log has the details)")
-        for members in group([p.arrays for _, p in ready]):
-            results = run_stacked(self._run, [ready[m][1].arrays for m in members])
+        padding = self.predictor.padding
+        for members in group([p.arrays for _, p in ready], padding):
+            results = run_stacked(self._run, [ready[m][1].arrays for m in members], padding)
             for m, result in zip(members, results, strict=True):
                 i, prepared = ready[m]
                 outcomes[i] = self._respond(prepared, result)

@@ -27,8 +27,8 @@ def infer_many(predictor: Predictor, run: RunFn, documents: Sequence[Any]) -> li
             ready.append((i, request, prepare(predictor, request)))
         except Exception as exc:
             results[i] = exc
-    for members in group([p.arrays for _, _, p in ready]):
-        outputs = run_stacked(run, [ready[m][2].arrays for m in members])
+    for members in group([p.arrays for _, _, p in ready], predictor.padding):
+        outputs = run_stacked(run, [ready[m][2].arrays for m in members], predictor.padding)
         for m, out in zip(members, outputs, strict=True):
             i, request, prepared = ready[m]
             try:

@@ -25,9 +25,9 @@ MAX_CHARS = 20_000
 
 tokenizer = Tokenizer.from_file(str(Path(__file__).with_name("tokenizer.json")))
 tokenizer.enable_truncation(max_length=MAX_TOKENS)
-# Padded to a multiple of 8: requests of similar lengths get the same shape, so the heavy tier's dynamic
-# batcher and the job worker can stack them into one run. The attention mask keeps padding out of the result.
-tokenizer.enable_padding(pad_id=0, pad_token="[PAD]", pad_to_multiple_of=8)
+# The texts of one request are padded to its longest; requests of different lengths are padded to a batch's
+# longest where they run together (the manifest's `pad`). The attention mask keeps padding out of the result.
+tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")
 
 
 class Request(BaseModel):

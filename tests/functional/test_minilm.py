@@ -17,7 +17,7 @@ from inferstack import env
 from inferstack.inference.exceptions import InputValidationError
 from inferstack.inference.session import Predictor
 from inferstack.jobs.worker import InProcessRunner, Invalid, Succeeded
-from inferstack.manifest import Manifest, parse_manifest
+from inferstack.manifest import Manifest, ManifestError, parse_manifest
 from inferstack_infra.catalog import build_catalog
 from inferstack_infra.local.sagemaker import ModelServer
 from inferstack_infra.packaging import stage_heavy_model
@@ -39,6 +39,7 @@ def minilm_manifest(tier: str) -> Manifest:
                              "handler": "models/minilm/handler.py"}
     if tier == "heavy":
         model.update(instance_type="ml.g5.xlarge", batching={"max_batch_size": 64, "max_delay_ms": 20})
+    model["pad"] = {"input_ids": 0, "attention_mask": 0, "token_type_ids": 0}
     return parse_manifest({"name": "minilm", "models": [model]}, root=ROOT)
 
 
@@ -118,7 +119,7 @@ def test_the_predict_function_serves_it_on_the_light_tier(tmp_path: Path, minilm
 
 
 def test_the_job_worker_stacks_jobs_of_similar_length(predictor: Predictor) -> None:
-    # GIVEN jobs of one to three short texts (the handler pads to a multiple of 8 tokens), and a bad one
+    # GIVEN jobs of one to three texts of different lengths, and a bad one
     jobs: list[Any] = [{"text": SENTENCES[i:i + 1 + i % 3]} for i in range(5)] + [{"text": [None]}]
     runner = InProcessRunner(predictor)
     outcomes = runner.run(jobs)
@@ -127,7 +128,8 @@ def test_the_job_worker_stacks_jobs_of_similar_length(predictor: Predictor) -> N
         assert isinstance(outcome, Succeeded)
         np.testing.assert_allclose(outcome.outputs["embeddings"], embed(predictor, job["text"]), atol=1e-5)
     assert isinstance(outcomes[-1], Invalid)
-    assert runner.calls < 5
+    # (the manifest's `pad`: texts of every length are padded to the longest and run as one call)
+    assert runner.calls == 1
 
 
 @pytest.fixture(scope="module")
@@ -156,6 +158,23 @@ def test_the_heavy_container_batches_concurrent_requests(heavy: ModelServer, pre
         np.testing.assert_allclose(answer.json()["outputs"]["embeddings"], embed(predictor, texts), atol=1e-5)
 
 
+def test_the_heavy_container_batches_texts_of_different_lengths(heavy: ModelServer, predictor: Predictor) -> None:
+    # GIVEN 40 concurrent requests of one text each, 2 to 40 words long (5 to 43 tokens: no two alike apart)
+    requests = [[" ".join(["word"] * (2 + i % 39)) + f" number {i}."] for i in range(40)]
+    before = httpx.get(f"{heavy.url}/stats").json()
+    answers = post_together(heavy, [{"inputs": {"text": t}} for t in requests])
+    after = httpx.get(f"{heavy.url}/stats").json()
+    # THEN they ran padded together, in calls of like lengths (how many: what a call costs on this machine), with
+    # little padding: all of them padded to the longest would be 2x the real tokens
+    assert after["inference_calls"] - before["inference_calls"] <= 20
+    padded, real = (after[k] - before[k] for k in ("padded_elements", "real_elements"))
+    assert real <= padded < 1.5 * real
+    # AND each got the embedding of its text run alone, at its own length
+    for texts, answer in zip(requests, answers, strict=True):
+        assert answer.status_code == 200, answer.text
+        np.testing.assert_allclose(answer.json()["outputs"]["embeddings"], embed(predictor, texts), atol=1e-5)
+
+
 def test_the_heavy_container_serves_the_reference_embeddings(heavy: ModelServer) -> None:
     answer = httpx.post(f"{heavy.url}/invocations", json={"inputs": {"text": TEXTS}}, timeout=60)
     assert answer.status_code == 200, answer.text
@@ -167,3 +186,22 @@ def test_the_heavy_container_answers_bad_requests_with_422(heavy: ModelServer) -
     assert response.status_code == 422
     assert response.json()["errors"][0]["input"] == "inputs.text[0]"
 
+
+
+@pytest.mark.parametrize(("pad", "field"), [({"input_ids": 0, "tokens": 0}, "models[minilm].pad.tokens")])
+def test_a_pad_naming_no_input_is_refused_at_build_naming_the_field(minilm_model: Path, pad: dict[str, int],
+                                                                    field: str) -> None:
+    manifest = minilm_manifest("light")
+    manifest.models[0] = manifest.models[0].model_copy(update={"pad": pad})
+    with pytest.raises(ManifestError) as caught:
+        build_catalog(manifest, bundled=False)
+    assert [where for where, _ in caught.value.problems] == [field]
+    assert "no input 'tokens'" in str(caught.value)
+
+
+def test_the_heavy_container_reads_the_pad_from_its_model_directory(tmp_path: Path, minilm_model: Path) -> None:
+    manifest = minilm_manifest("heavy")
+    model_dir = stage_heavy_model(manifest.models[0], manifest, build_catalog(manifest), tmp_path / "model",
+                                  dependencies=False)
+    assert json.loads((model_dir / "inferstack.json").read_text())["pad"] == {
+        "input_ids": 0, "attention_mask": 0, "token_type_ids": 0}

@@ -1,5 +1,5 @@
 """The work every server in the peer benchmark does per text, identical for all of them: all-MiniLM-L6-v2's
-tokenizer (truncated at 256 tokens, padded to a multiple of 8), one onnxruntime session with the same options
+tokenizer (truncated at 256 tokens, a batch padded to its longest text), one onnxruntime session with the same options
 as inferstack's heavy container (as many intra-op threads as cores, no spinning, every graph optimization),
 mean pooling under the attention mask and L2 normalisation. Runs in the peers' own virtualenv: it imports
 nothing from inferstack.
@@ -29,7 +29,7 @@ PORT = int(os.environ.get("PEER_PORT", "8080"))
 def tokenizer() -> Tokenizer:
     tok = Tokenizer.from_file(str(MODEL_DIR / "tokenizer.json"))
     tok.enable_truncation(max_length=256)
-    tok.enable_padding(pad_id=0, pad_token="[PAD]", pad_to_multiple_of=8)
+    tok.enable_padding(pad_id=0, pad_token="[PAD]")
     return tok
 
 

@@ -177,3 +177,51 @@ def test_batching_off_runs_one_call_per_request() -> None:
         return batcher.stats.inference_calls
 
     assert asyncio.run(scenario()) == 10
+
+
+def test_a_padded_model_batches_requests_of_like_lengths_and_answers_each_at_its_own() -> None:
+    from inferstack.heavy.windows import CallCost
+    from inferstack.inference.ragged import Padding
+    from inferstack.inference.spec import TensorSpec
+
+    padding = Padding.from_signature({"ids": 0}, [TensorSpec("ids", "int64", ["batch", "sequence"])],
+                                     [TensorSpec("out", "int64", ["batch", "sequence"])])
+    shapes: list[tuple[int, ...]] = []
+    gate, running = threading.Event(), threading.Event()
+
+    def run(arrays: Arrays) -> Arrays:
+        shapes.append(arrays["ids"].shape)
+        if len(shapes) == 1:
+            running.set()
+            gate.wait(30)
+        return {"out": arrays["ids"] * 10}
+
+    def ids(n: int) -> Arrays:
+        return {"ids": np.arange(1, n + 1, dtype=np.int64)[None, :]}
+
+    async def scenario(overhead: float) -> list[Arrays]:
+        shapes.clear()
+        gate.clear()
+        running.clear()
+        batcher = DynamicBatcher(run, max_batch_size=32, max_delay_ms=0, inline_alone=False, padding=padding,
+                                 cost=CallCost(prior=overhead))
+        batcher.start()
+        first = asyncio.ensure_future(batcher.submit(ids(5)))
+        await asyncio.to_thread(running.wait, 30)
+        # GIVEN requests of 3 or 4 and of 8 or 9 tokens waiting while a batch runs
+        rest = [asyncio.ensure_future(batcher.submit(ids(n))) for n in (9, 3, 8, 4, 9, 3)]
+        await asyncio.sleep(0.05)
+        gate.set()
+        results = await asyncio.gather(first, *rest)
+        await batcher.stop()
+        return results
+
+    # WHEN a call costs little beside its elements (a CPU) THEN like lengths run together, the short ones first
+    results = asyncio.run(scenario(overhead=3))
+    assert shapes == [(1, 5), (3, 4), (3, 9)]
+    # AND every request gets its own answer at its own length
+    for n, result in zip((5, 9, 3, 8, 4, 9, 3), results, strict=True):
+        assert result["out"].tolist() == [[10 * (i + 1) for i in range(n)]]
+    # WHEN a call costs much whatever its size (a GPU) THEN they all run as one batch
+    asyncio.run(scenario(overhead=1000))
+    assert shapes == [(1, 5), (6, 9)]
