@@ -202,7 +202,7 @@ class DynamicBatcher:
     async def _gather_round(self) -> list[list[_Pending]]:
         """The next round of a padded model: the oldest waiting requests that stack, up to `max_batch_size` rows
         (once those on their way are in, or `max_delay_ms` after the oldest), split into batches of like
-        lengths (`windows.partition`), shortest first."""
+        lengths (`windows.partition`), the one holding the oldest request first."""
         first = self._pending[0]
         deadline = first.submitted + self.max_delay_s
         held_since: float | None = None
@@ -229,6 +229,9 @@ class DynamicBatcher:
         batches = [[round_[i] for i in batch] for batch in partition(
             [p.size for p in round_], [p.rows for p in round_], max_rows=self.max_batch_size,
             overhead=self.cost.overhead)]
+        # the batch holding the oldest request first: shortest first would leave long requests last round after
+        # round (their clients come back after the round has formed), the tail of the latencies
+        batches.sort(key=lambda batch: min(p.submitted for p in batch))
         for batch in batches:
             self.stats.padded_elements += sum(p.rows for p in batch) * max(p.size for p in batch)
             self.stats.real_elements += sum(p.rows * p.size for p in batch)

@@ -5,7 +5,7 @@ requests into many batches of exact lengths pays a model call's fixed cost each 
 `a + b * padded elements` (rows times the padded length), and the waiting requests are batched to cost the least
 work: requests are taken in rounds, the oldest `max_batch_size` rows waiting (what one batch would hold
 without padding awareness), and a round is split into batches of like lengths where that costs less than
-padding them all to its longest (`partition`), then run shortest first. So a request waits at most for the
+padding them all to its longest (`partition`), then run oldest first. So a request waits at most for the
 round before its own, as with plain batching, while far less is padded.
 
 `a/b`, a call's fixed cost in elements, depends on the model and the hardware: small on a CPU (work grows

@@ -216,9 +216,10 @@ def test_a_padded_model_batches_requests_of_like_lengths_and_answers_each_at_its
         await batcher.stop()
         return results
 
-    # WHEN a call costs little beside its elements (a CPU) THEN like lengths run together, the short ones first
+    # WHEN a call costs little beside its elements (a CPU) THEN like lengths run together, the batch holding the
+    # oldest request (of 9 tokens) first
     results = asyncio.run(scenario(overhead=3))
-    assert shapes == [(1, 5), (3, 4), (3, 9)]
+    assert shapes == [(1, 5), (3, 9), (3, 4)]
     # AND every request gets its own answer at its own length
     for n, result in zip((5, 9, 3, 8, 4, 9, 3), results, strict=True):
         assert result["out"].tolist() == [[10 * (i + 1) for i in range(n)]]
