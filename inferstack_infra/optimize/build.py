@@ -2,9 +2,13 @@
 
 The steps, in order, each checked against the float model (`gate.compare`) and refused past `max_drift`:
 
-1. `quantize = "int8-dynamic"`: `onnxruntime.quantization.quantize_dynamic` with 8-bit unsigned weights
-   quantized per output channel (on all-MiniLM-L6-v2 the most accurate of its dynamic recipes: mean cosine
-   0.990 to the float embeddings, against 0.940 for signed per-tensor weights);
+1. `quantize = "int8-dynamic"`: `onnxruntime.quantization.quantize_dynamic` with 8-bit weights quantized per
+   output channel, signed (`weights = "int8"`, onnxruntime's U8S8 kernels: fast with VNNI or ARM's dot-product
+   instructions) or unsigned (`weights = "uint8"`, U8U8: for x86 without VNNI, where U8S8 can saturate), and
+   only matrix products with a constant weight quantized (`MatMulConstBOnly`: attention's activation x activation
+   products stay in float). On all-MiniLM-L6-v2 at batch 32 on an AVX-512 VNNI CPU: signed per channel 2.4x
+   faster than float at a mean cosine of 0.991 to its embeddings; unsigned per channel 1.7x at 0.991; signed per
+   tensor 0.941; signed per channel with `reduce_range` (7-bit weights) 0.989;
 2. `graph = "basic" | "extended"`: an onnxruntime session at that optimization level writes its optimized graph
    (`SessionOptions.optimized_model_filepath`); run time then loads it without re-running those passes.
 
@@ -32,7 +36,7 @@ from inferstack_infra.optimize.exceptions import AccuracyGateError, Optimization
 from inferstack_infra.optimize.gate import Drift, answers, compare, load_predictor, reference_inputs
 
 #: Bump when the recipe changes: cached artifacts of older recipes are rebuilt.
-RECIPE_VERSION = "1"
+RECIPE_VERSION = "2"  # 2: signed weights by default (optimize.weights)
 ARTIFACT, REPORT = "model.onnx", "report.json"
 
 
@@ -75,10 +79,12 @@ def _digest(*parts: bytes | Path | None) -> str:
     return h.hexdigest()
 
 
-def _quantize(source: Path, out: Path) -> None:
+def _quantize(source: Path, out: Path, weights: str) -> None:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    quantize_dynamic(source, out, weight_type=QuantType.QUInt8, per_channel=True)
+    weight_type = {"int8": QuantType.QInt8, "uint8": QuantType.QUInt8}[weights]
+    quantize_dynamic(source, out, weight_type=weight_type, per_channel=True, reduce_range=False,
+                     extra_options={"MatMulConstBOnly": True})
 
 
 def _optimize_graph(source: Path, out: Path, level: str) -> None:
@@ -102,7 +108,7 @@ def optimize_model(name: str, source: Path, settings: Optimize, *, handler: Path
     current, drifts = source, []
     plan: list[tuple[str, Callable[[Path, Path], None]]] = []
     if settings.quantize != "none":
-        plan.append(("int8-dynamic quantization", _quantize))
+        plan.append(("int8-dynamic quantization", lambda src, dst: _quantize(src, dst, settings.weights)))
     if settings.graph != "none":
         plan.append((f"{settings.graph} graph optimization",
                      lambda src, dst: _optimize_graph(src, dst, settings.graph)))

@@ -79,9 +79,34 @@ def test_quantized_and_pre_optimized_model_passes_its_gate_and_is_smaller(projec
     assert optimization(m, m.models[0]).artifact == report.artifact  # type: ignore[union-attr]
 
 
-def test_a_model_that_drifts_past_max_drift_is_refused_and_nothing_is_left(project: Path) -> None:
-    # GIVEN a gate tighter than INT8 can meet
-    m = manifest(project, quantize="int8-dynamic", max_drift=1e-9)
+def quantized_weight_types(model: Path) -> set[str]:
+    """The element types of the weights the quantized graph's integer matrix products read."""
+    graph = onnx.load(str(model)).graph
+    initializers = {i.name: i.data_type for i in graph.initializer}
+    weights = {n.input[1] for n in graph.node if n.op_type in {"MatMulInteger", "DynamicQuantizeMatMul"}}
+    return {TensorProto.DataType.Name(initializers[w]) for w in weights}
+
+
+@pytest.mark.parametrize(("weights", "expected"), [(None, "INT8"), ("int8", "INT8"), ("uint8", "UINT8")])
+def test_quantized_weights_are_signed_by_default_and_unsigned_on_request(project: Path, weights: str | None,
+                                                                         expected: str) -> None:
+    # GIVEN INT8 quantization with the default weight type, or one the manifest names
+    m = manifest(project, quantize="int8-dynamic", max_drift=0.05, **({"weights": weights} if weights else {}))
+    # WHEN it is built
+    report = optimization(m, m.models[0])
+    # THEN both matrix products read weights of that type, per output channel (one scale per column)
+    assert report is not None
+    assert quantized_weight_types(report.artifact) == {expected}
+    graph = onnx.load(str(report.artifact)).graph
+    scales = {i.name: list(i.dims) for i in graph.initializer if i.name.endswith("_scale")}
+    assert scales["w1_scale"] == [HIDDEN] and scales["w2_scale"] == [CLASSES]
+    assert max(d.drift for d in report.drifts) <= 0.05
+
+
+@pytest.mark.parametrize("weights", ["int8", "uint8"])
+def test_a_model_that_drifts_past_max_drift_is_refused_and_nothing_is_left(project: Path, weights: str) -> None:
+    # GIVEN a gate tighter than INT8 can meet, with either weight type
+    m = manifest(project, quantize="int8-dynamic", weights=weights, max_drift=1e-9)
     # WHEN it is built THEN the build is refused, naming the step, the drift and the outputs
     with pytest.raises(AccuracyGateError) as info:
         optimization(m, m.models[0])
