@@ -155,3 +155,6 @@ def test_doctor_shows_sizes_before_and_after_and_the_drift(project: Path, capsys
     assert "model clf: INT8 dynamic quantization: 0.1 MB -> 0.0 MB" in out
     assert "label: " in out and "% of 64 rows agree" in out and "probabilities: mean cosine" in out
     assert "GPU endpoint" in out
+    # AND an unsigned-weight build says so in its recipe
+    optimizations(manifest(project, "heavy", quantize="int8-dynamic", weights="uint8", max_drift=0.05))
+    assert "model clf: INT8 dynamic quantization (uint8 weights): 0.1 MB -> 0.0 MB" in capsys.readouterr().out
