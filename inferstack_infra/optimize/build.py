@@ -6,9 +6,9 @@ The steps, in order, each checked against the float model (`gate.compare`) and r
    output channel, signed (`weights = "int8"`, onnxruntime's U8S8 kernels: fast with VNNI or ARM's dot-product
    instructions) or unsigned (`weights = "uint8"`, U8U8: for x86 without VNNI, where U8S8 can saturate), and
    only matrix products with a constant weight quantized (`MatMulConstBOnly`: attention's activation x activation
-   products stay in float). On all-MiniLM-L6-v2 at batch 32 on an AVX-512 VNNI CPU: signed per channel 1.9-2.3x
+   products stay in float). On all-MiniLM-L6-v2 at batch 32 on an AVX-512 VNNI CPU: signed per channel 1.7-2.2x
    faster than float at a mean cosine of 0.991 to its embeddings on the reference texts, unsigned per channel
-   1.2-1.7x at 0.991; signed per tensor reaches 0.941, signed per channel with `reduce_range` (7-bit weights)
+   1.3x at 0.991; signed per tensor reaches 0.941, signed per channel with `reduce_range` (7-bit weights)
    0.989 (the README has the figures);
 2. `graph = "basic" | "extended"`: an onnxruntime session at that optimization level writes its optimized graph
    (`SessionOptions.optimized_model_filepath`); run time then loads it without re-running those passes.
