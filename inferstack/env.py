@@ -37,6 +37,8 @@ HEAVY_LOOP = "INFERSTACK_LOOP"
 HEAVY_HTTP = "INFERSTACK_HTTP"
 #: Requests with larger bodies are tokenized and encoded in a worker thread instead of on the event loop.
 HEAVY_OFFLOAD_BYTES = "INFERSTACK_OFFLOAD_BYTES"
+#: The heavy container's model instances on a CPU (overrides `batching.instances`): a number, or "auto".
+HEAVY_INSTANCES = "INFERSTACK_INSTANCES"
 #: The largest JSON Lines body `/invocations` takes, in MB (a Batch Transform job's MaxPayloadInMB; default 6).
 HEAVY_MAX_PAYLOAD_MB = "INFERSTACK_MAX_PAYLOAD_MB"
 #: The SageMaker endpoint a heavy model's predict proxy and worker invoke.

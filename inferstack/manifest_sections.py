@@ -125,6 +125,9 @@ class Instances(_Strict):
 class Batching(_Strict):
     max_batch_size: Annotated[int, Field(ge=1, le=4096)] = 32
     max_delay_ms: Annotated[float, Field(ge=0, le=1000)] = 5
+    #: Model instances running batches side by side on a CPU instance type (`inferstack.heavy.instances`); on a
+    #: GPU one. "auto": one per 1 to 4 vCPUs, at most 4.
+    instances: Annotated[int, Field(ge=1, le=64)] | Literal["auto"] = "auto"
 
 
 class WebhookConfig(_Strict):

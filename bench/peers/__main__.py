@@ -47,6 +47,7 @@ class Contender:
     command: Callable[[Path, int, Path], list[str]]  # (venv, port, our model dir) -> argv
     body: Callable[[str], dict[str, Any]] = lambda text: {"inputs": {"text": [text]}}
     cwd: Path = SERVERS_DIR
+    env: tuple[tuple[str, str], ...] = ()
 
 
 def _python(venv: Path) -> str:
@@ -63,6 +64,10 @@ CONTENDERS = [
               body=lambda text: {"inputs": [{"text": [text]}]}),
     Contender("LitServe", lambda venv, port, model: [_python(venv), "litserve_server.py"]),
     Contender("mosec", lambda venv, port, model: [_python(venv), "mosec_server.py"]),
+    # mosec tuned as our container runs on a CPU (inferstack.heavy.instances): a worker per core, one onnxruntime
+    # thread each, so that the comparison is not only between defaults
+    Contender("mosec 2x1", lambda venv, port, model: [_python(venv), "mosec_server.py"],
+              env=(("PEER_WORKERS", str(len(os.sched_getaffinity(0)))), ("PEER_THREADS", "1"))),
 ]
 
 
@@ -84,7 +89,7 @@ def serving(contender: Contender, venv: Path, model_dir: Path, sentence: bytes) 
                "SM_MODEL_DIR": str(model_dir), "SAGEMAKER_BIND_TO_PORT": str(port),
                "INFERSTACK_BIND_HOST": "127.0.0.1", "INFERSTACK_MAX_BATCH_SIZE": str(MAX_BATCH_SIZE),
                "INFERSTACK_MAX_DELAY_MS": str(MAX_DELAY_MS), "BENTOML_DO_NOT_TRACK": "True",
-               "PYTHONUNBUFFERED": "1"}
+               "PYTHONUNBUFFERED": "1", **dict(contender.env)}
     log = tempfile.NamedTemporaryFile("w+", prefix="peer-", suffix=".log", delete=False)  # noqa: SIM115
     proc = subprocess.Popen(contender.command(venv, port, model_dir), cwd=contender.cwd, env=environ,
                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)

@@ -1,10 +1,10 @@
 """Dynamic batching that costs nothing when idle: concurrent requests are gathered into one inference call,
 and a lone request never waits for company.
 
-One batch runs at a time (a model instance, and its GPU, runs one call while the next one forms). When the
-model is idle, a request is dispatched at once, together with whatever is already queued. Requests that
-arrive while a batch runs queue up and leave together as soon as it ends: gathering happens only while the
-model is busy anyway. The one other wait is for requests provably on their way: a server marks a request
+Each model instance runs one batch at a time (on a GPU there is one; on a CPU a few, `heavy.instances`). When
+an instance is free, the requests queued are dispatched to it at once. Requests that arrive while every
+instance runs a batch queue up and leave together as soon as one ends: gathering happens only while the model
+is busy anyway. The one other wait is for requests provably on their way: a server marks a request
 `arriving()` from the moment it reads it until it submits its tensors (parsing, tokenization), and an idle
 model holds a forming batch for those, never past `max_delay_ms` after its first request was submitted.
 `max_batch_size` rows is the upper bound of every call.
@@ -20,10 +20,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
-from concurrent.futures import Executor, ThreadPoolExecutor
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -73,28 +74,38 @@ class BatchStats:
 
 class DynamicBatcher:
     def __init__(self, run: RunFn, *, max_batch_size: int = 32, max_delay_ms: float = 5,
-                 executor: Executor | None = None, inline_alone: bool = True,
+                 instances: Sequence[RunFn] | None = None, inline_alone: bool = True,
                  on_batch: BatchObserver | None = None, padding: Padding | None = None,
                  cost: CallCost | None = None) -> None:
-        """`inline_alone`: run a lone request on an idle server on the event loop's own thread, sparing two
-        thread hand-offs (the loop has nothing else to do meanwhile). `on_batch(rows, queue_depth, run_ms)` hears
-        of every batched run: its rows, the requests left waiting, and the model's time (the metrics).
+        """`instances`: model instances that each run one batch at a time, side by side (default: `run` alone).
+        `inline_alone`: run a lone request on an idle server with `run`, on the event loop's own thread, sparing
+        two thread hand-offs (the loop has nothing else to do meanwhile). `on_batch(rows, queue_depth, run_ms)`
+        hears of every batched run: its rows, the requests left waiting, and the model's time (the metrics).
         `padding`: the model's, where it declares one: requests of different lengths stack, chosen by length with
         `cost`, what a call costs (learnt from the calls run)."""
         self._run_fn = run
+        self._instances = list(instances or [run])
         self.padding = padding
         self.cost = cost or CallCost()
         self.on_batch = on_batch
         self.inline_alone = inline_alone
         self.max_batch_size, self.max_delay_s = max_batch_size, max_delay_ms / 1000
-        #: One inference at a time: a model instance (and its GPU) runs one batch while the next one forms.
-        self.executor = executor or ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference")
+        #: A thread per instance: each runs one batch while the next ones form.
+        self._executors = [ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"inference-{i}")
+                           for i in range(len(self._instances))]
+        self._free = list(range(len(self._instances)))[::-1]
         self.stats = BatchStats()
+        self._stats_lock = threading.Lock()
         self._pending: deque[_Pending] = deque()
+        self._ready: deque[list[_Pending]] = deque()  # batches gathered, waiting for an instance
         self._changed: asyncio.Event | None = None
         self._arriving = 0
-        self._busy = False
+        self._running: set[asyncio.Task[None]] = set()
         self._task: asyncio.Task[None] | None = None
+
+    @property
+    def instances(self) -> int:
+        return len(self._instances)
 
     @property
     def enabled(self) -> bool:
@@ -103,7 +114,7 @@ class DynamicBatcher:
     @property
     def busy(self) -> bool:
         """Is a batch running (or about to)? A request submitted now would queue for the next one."""
-        return self._busy or bool(self._pending)
+        return bool(self._running or self._pending or self._ready)
 
     def start(self) -> None:
         self._changed = asyncio.Event()
@@ -111,7 +122,7 @@ class DynamicBatcher:
 
     async def stop(self) -> None:
         """Finish every request already submitted, then stop."""
-        while self._pending or self._busy:
+        while self.busy:
             await asyncio.sleep(0.005)
         if self._task:
             self._task.cancel()
@@ -156,15 +167,16 @@ class DynamicBatcher:
 
     async def _loop(self) -> None:
         while True:
-            while not self._pending:
+            while not self._free:  # every instance runs a batch: requests queue meanwhile
                 await self._changes(None)
-            batches = [await self._gather()] if self.padding is None else await self._gather_round()
-            self._busy = True
-            try:
-                for batch in batches:
-                    await self._execute(batch)
-            finally:
-                self._busy = False
+            if not self._ready:
+                while not self._pending:
+                    await self._changes(None)
+                self._ready.extend([await self._gather()] if self.padding is None else await self._gather_round())
+            instance = self._free.pop()
+            task = asyncio.get_running_loop().create_task(self._execute(self._ready.popleft(), instance))
+            self._running.add(task)
+            task.add_done_callback(self._running.discard)
 
     async def _gather(self) -> list[_Pending]:
         """The next batch: the oldest request, every queued one that stacks with it, and, while requests are
@@ -237,30 +249,37 @@ class DynamicBatcher:
             self.stats.real_elements += sum(p.rows * p.size for p in batch)
         return batches
 
-    async def _execute(self, batch: list[_Pending]) -> None:
+    async def _execute(self, batch: list[_Pending], instance: int) -> None:
         arrays = [p.arrays for p in batch]
-        if self.inline_alone and len(batch) == 1 and not self._pending and not self._arriving:
-            # Alone on an idle server: no thread hand-off (on a busy CPU each costs a scheduler wait)
-            results = run_stacked(self._run, arrays, self.padding)
-        else:
-            loop = asyncio.get_running_loop()
-            results = await loop.run_in_executor(self.executor, run_stacked, self._run, arrays, self.padding)
+        try:
+            alone = len(batch) == 1 and len(self._running) <= 1 and not (self._pending or self._ready or self._arriving)
+            if self.inline_alone and alone:
+                # Alone on an idle server: no thread hand-off (on a busy CPU each costs a scheduler wait)
+                results = run_stacked(lambda a: self._run(self._run_fn, a), arrays, self.padding)
+            else:
+                results = await asyncio.get_running_loop().run_in_executor(
+                    self._executors[instance], run_stacked, lambda a: self._run(self._instances[instance], a),
+                    arrays, self.padding)
+        finally:
+            self._free.append(instance)
+            self._notify()
         for p, result in zip(batch, results, strict=True):
             if isinstance(result, Exception):
                 self._settle_error(p, result)
             else:
                 self._settle(p, result)
 
-    def _run(self, arrays: Arrays) -> Arrays:
-        self.stats.inference_calls += 1
+    def _run(self, run: RunFn, arrays: Arrays) -> Arrays:
         rows = rows_of(arrays)
-        self.stats.rows += rows
-        self.stats.largest_batch_rows = max(self.stats.largest_batch_rows, rows)
         started = time.perf_counter()
-        outputs = self._run_fn(arrays)
+        outputs = run(arrays)
         ms = (time.perf_counter() - started) * 1000
-        if self.padding is not None:
-            self.cost.observe(rows * self.padding.size(arrays), ms)
+        with self._stats_lock:
+            self.stats.inference_calls += 1
+            self.stats.rows += rows
+            self.stats.largest_batch_rows = max(self.stats.largest_batch_rows, rows)
+            if self.padding is not None:
+                self.cost.observe(rows * self.padding.size(arrays), ms)
         if self.on_batch is not None:
             self.on_batch(rows, len(self._pending), ms)
         return outputs

@@ -45,6 +45,7 @@ from inferstack.api.predict import predict_body, predict_inputs
 from inferstack.catalog import CatalogEntry
 from inferstack.heavy import jsonlines
 from inferstack.heavy.batching import DynamicBatcher
+from inferstack.heavy.instances import load_instances, plan
 from inferstack.observability import emf, logger, registry
 from inferstack.protocol.codec import HEADER_LENGTH, header_length, parse_infer_request
 from inferstack.protocol.sagemaker import header_size, is_v2, v2_content_type
@@ -67,6 +68,8 @@ class ServerConfig:
     max_delay_ms: float
     #: Requests with bodies larger than this are tokenized and encoded in a worker thread.
     offload_bytes: int = 16 * 1024
+    #: Model instances on a CPU (`heavy.instances`): a number or "auto".
+    instances: int | str = "auto"
 
     @classmethod
     def from_env(cls) -> ServerConfig:
@@ -77,6 +80,7 @@ class ServerConfig:
         delay = os.environ.get("INFERSTACK_MAX_DELAY_MS") or batching.get("max_delay_ms", 5)
         offload = os.environ.get(env.HEAVY_OFFLOAD_BYTES)
         return cls(model_dir=model_dir, max_batch_size=int(size), max_delay_ms=float(delay),
+                   instances=batching.get("instances", "auto"),
                    **({"offload_bytes": int(offload)} if offload else {}))
 
 
@@ -108,7 +112,7 @@ async def _flush_every(seconds: float) -> None:
 
 
 def create_app(config: ServerConfig) -> Starlette:
-    from inferstack.inference.session import Predictor
+    from inferstack.inference.session import Predictor, available_vcpus
 
     state: dict[str, Any] = {}
 
@@ -136,9 +140,13 @@ def create_app(config: ServerConfig) -> Starlette:
             metrics.add(emf.QUEUE_DEPTH, waiting)
             metrics.add(emf.INFERENCE_LATENCY, run_ms)
 
+        count, threads = plan(config.instances, cuda="CUDAExecutionProvider" in session.get_providers(),
+                              vcpus=available_vcpus())
+        instances = load_instances(entry, config.model_dir, count, threads, providers())
+        logger.info("model instances", extra={"instances": count, "threads_each": threads})
         batcher = DynamicBatcher(predictor.run, max_batch_size=config.max_batch_size,
-                                 max_delay_ms=config.max_delay_ms, on_batch=on_batch,
-                                 padding=predictor.padding)
+                                 max_delay_ms=config.max_delay_ms, on_batch=on_batch, padding=predictor.padding,
+                                 instances=[i.run for i in instances] or None)
         batcher.start()
         # who answered, through SageMaker's custom attributes (the only answer header it passes back)
         answered_by = {CUSTOM_ATTRIBUTES_HEADER: version_attribute(entry.version), MODEL_VERSION_HEADER: entry.version}
@@ -224,7 +232,8 @@ def create_app(config: ServerConfig) -> Starlette:
 
     async def stats(_: Request) -> Response:
         batcher: DynamicBatcher = state["batcher"]
-        return JSONResponse({**dataclasses.asdict(batcher.stats), "call_overhead_elements": batcher.cost.overhead})
+        return JSONResponse({**dataclasses.asdict(batcher.stats), "instances": batcher.instances,
+                             "call_overhead_elements": batcher.cost.overhead})
 
     return Starlette(lifespan=lifespan, routes=[
         Route("/ping", ping, methods=["GET"]),

@@ -128,13 +128,13 @@ class Predictor:
 
     @classmethod
     def load(cls, entry: Entry, root: Path, *, warm_up: bool = True, providers: list[str] | None = None,
-             spin: bool | None = None) -> Predictor:
+             spin: bool | None = None, threads: int | None = None) -> Predictor:
         handler = None
         if entry.handler:
             from inferstack.inference.handlers import load_handler
 
             handler = load_handler(root / entry.handler)
-        session = create_session(root / entry.artifact, providers=providers, spin=spin,
+        session = create_session(root / entry.artifact, providers=providers, spin=spin, threads=threads,
                                  graph_optimized=entry.graph_optimized)
         predictor = cls(entry, session, handler)
         if warm_up:

@@ -175,6 +175,13 @@ def test_the_heavy_container_batches_texts_of_different_lengths(heavy: ModelServ
         np.testing.assert_allclose(answer.json()["outputs"]["embeddings"], embed(predictor, texts), atol=1e-5)
 
 
+def test_the_heavy_container_runs_an_instance_per_core_or_two_on_a_cpu(heavy: ModelServer) -> None:
+    from inferstack.heavy.instances import plan
+    from inferstack.inference.session import available_vcpus
+
+    assert httpx.get(f"{heavy.url}/stats").json()["instances"] == plan("auto", cuda=False, vcpus=available_vcpus())[0]
+
+
 def test_the_heavy_container_serves_the_reference_embeddings(heavy: ModelServer) -> None:
     answer = httpx.post(f"{heavy.url}/invocations", json={"inputs": {"text": TEXTS}}, timeout=60)
     assert answer.status_code == 200, answer.text

@@ -35,7 +35,7 @@ def tokenizer() -> Tokenizer:
 
 def session() -> ort.InferenceSession:
     options = ort.SessionOptions()
-    options.intra_op_num_threads = len(os.sched_getaffinity(0))
+    options.intra_op_num_threads = int(os.environ.get("PEER_THREADS") or len(os.sched_getaffinity(0)))
     options.inter_op_num_threads = 1
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any
 
@@ -22,6 +23,7 @@ class MiniLM(Worker):
 if __name__ == "__main__":
     sys.argv += ["--address", "127.0.0.1", "--port", str(PORT), "--log-level", "warning"]
     server = Server()
-    server.append_worker(MiniLM, num=1, max_batch_size=MAX_BATCH_SIZE, max_wait_time=int(MAX_DELAY_MS),
+    workers = int(os.environ.get("PEER_WORKERS", "1"))
+    server.append_worker(MiniLM, num=workers, max_batch_size=MAX_BATCH_SIZE, max_wait_time=int(MAX_DELAY_MS),
                          route="/invocations")
     server.run()
