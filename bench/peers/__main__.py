@@ -3,7 +3,9 @@
 Every server serves all-MiniLM-L6-v2 from the same ONNX file, with the same tokenizer, onnxruntime session
 options and pooling (`servers/minilm.py`; ours through its handler, `models/minilm/handler.py`), runs from the
 same virtualenv (`build/peers-venv`, from `requirements.txt`: the container's requirements and the peers'),
-and batches at most 32 requests with a 5 ms window where it batches. One neutral load generator
+and batches at most 32 requests with a 5 ms window where it batches. Peers run as a user would start them, with
+onnxruntime over every core; "mosec 2x1" is mosec as our container runs on a CPU (`inferstack.heavy.instances`):
+a worker per core, one thread each. One neutral load generator
 (`bench/loadgen.py`: asyncio, keep-alive connections, closed loop) sends one sentence per request at 1, 8 and
 32 clients. All servers run at once, idle but for the one under load; measurements are short slices taken in
 turn, server by server at each load, the order reversed every round, so that a swing in a shared machine's load
