@@ -251,6 +251,7 @@ class DynamicBatcher:
 
     async def _execute(self, batch: list[_Pending], instance: int) -> None:
         arrays = [p.arrays for p in batch]
+        results: list[Arrays | Exception]
         try:
             alone = len(batch) == 1 and len(self._running) <= 1 and not (self._pending or self._ready or self._arriving)
             if self.inline_alone and alone:
@@ -260,6 +261,8 @@ class DynamicBatcher:
                 results = await asyncio.get_running_loop().run_in_executor(
                     self._executors[instance], run_stacked, lambda a: self._run(self._instances[instance], a),
                     arrays, self.padding)
+        except Exception as exc:  # not the model's (run_stacked answers those per request): no request is lost
+            results = [exc] * len(batch)
         finally:
             self._free.append(instance)
             self._notify()
