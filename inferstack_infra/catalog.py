@@ -41,7 +41,7 @@ def build_catalog(manifest: Manifest, *, bundled: bool = True) -> Catalog:
     """`bundled`: artifact and handler paths as laid out in function bundles; otherwise absolute local paths.
     A model's handler is imported here, for its request and response schemas."""
     entries = []
-    for m in manifest.models:
+    for index, m in enumerate(manifest.models):
         path = artifact(manifest, m)  # the optimized model where the manifest asks for one
         inputs, outputs = read_signature(create_session(path, threads=1))
         handler_file = manifest.handler_file(m)
@@ -51,7 +51,7 @@ def build_catalog(manifest: Manifest, *, bundled: bool = True) -> Catalog:
                 Padding.from_signature(m.pad, inputs, outputs)
             except PaddingError as exc:
                 raise ManifestError(str(manifest.root / "inferstack.toml"),
-                                    [(f"models[{m.name}].{exc.field}", exc.detail)]) from None
+                                    [(f"models[{index}] ({m.name}).{exc.field}", exc.detail)]) from None
         handler_path = None
         if handler_file:
             handler_path = bundled_handler(manifest, m) if bundled else str(handler_file.resolve())

@@ -85,12 +85,13 @@ def install_problem_handlers(app: FastAPI) -> None:
 
 
 def _aws_failures() -> tuple[type[Exception], ...]:
-    """botocore's two roots, where botocore is installed: answered 503 with a warning, not a traceback."""
+    """botocore's two roots and boto3's, where installed: answered 503 with a warning, not a traceback."""
     try:
+        from boto3.exceptions import Boto3Error
         from botocore.exceptions import BotoCoreError, ClientError
     except ImportError:  # pragma: no cover - the API function always has boto3
         return ()
-    return BotoCoreError, ClientError
+    return BotoCoreError, ClientError, Boto3Error
 
 
 class _App(FastAPI):

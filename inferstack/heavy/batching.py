@@ -31,6 +31,7 @@ from typing import Any
 from inferstack.heavy.windows import CallCost, partition
 from inferstack.inference.ragged import Padding
 from inferstack.inference.stacking import Arrays, RunFn, rows_of, run_stacked, stack_key
+from inferstack.observability import logger
 
 __all__ = ["BatchStats", "DynamicBatcher", "rows_of", "stack_key"]
 
@@ -119,14 +120,27 @@ class DynamicBatcher:
     def start(self) -> None:
         self._changed = asyncio.Event()
         self._task = asyncio.get_running_loop().create_task(self._loop(), name="dynamic-batcher")
+        self._task.add_done_callback(self._stopped)
+
+    def _stopped(self, task: asyncio.Task[None]) -> None:
+        """The gathering loop ended (stopped, or a defect): nothing waits for it in vain."""
+        error = None if task.cancelled() else task.exception()
+        failure = error or RuntimeError("the dynamic batcher stopped")
+        if error is not None:
+            logger.error("the dynamic batcher failed", exc_info=error)
+        waiting = [*self._pending, *(p for batch in self._ready for p in batch)]
+        self._pending.clear()
+        self._ready.clear()
+        for p in waiting:
+            self._settle_error(p, failure)
 
     async def stop(self) -> None:
         """Finish every request already submitted, then stop."""
-        while self.busy:
+        while self.busy and self._task is not None and not self._task.done():
             await asyncio.sleep(0.005)
         if self._task:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            with contextlib.suppress(asyncio.CancelledError, Exception):  # a failure: logged by _stopped
                 await self._task
 
     @contextlib.contextmanager
@@ -256,7 +270,7 @@ class DynamicBatcher:
             alone = len(batch) == 1 and len(self._running) <= 1 and not (self._pending or self._ready or self._arriving)
             if self.inline_alone and alone:
                 # Alone on an idle server: no thread hand-off (on a busy CPU each costs a scheduler wait)
-                results = run_stacked(lambda a: self._run(self._run_fn, a), arrays, self.padding)
+                results = run_stacked(lambda a: self._run(self._run_fn, a, observe=False), arrays, self.padding)
             else:
                 results = await asyncio.get_running_loop().run_in_executor(
                     self._executors[instance], run_stacked, lambda a: self._run(self._instances[instance], a),
@@ -272,7 +286,9 @@ class DynamicBatcher:
             else:
                 self._settle(p, result)
 
-    def _run(self, run: RunFn, arrays: Arrays) -> Arrays:
+    def _run(self, run: RunFn, arrays: Arrays, *, observe: bool = True) -> Arrays:
+        """One model call, counted; `observe`: an instance's, what `cost` learns from (the lone request's session
+        over every core costs otherwise)."""
         rows = rows_of(arrays)
         started = time.perf_counter()
         outputs = run(arrays)
@@ -281,8 +297,8 @@ class DynamicBatcher:
             self.stats.inference_calls += 1
             self.stats.rows += rows
             self.stats.largest_batch_rows = max(self.stats.largest_batch_rows, rows)
-            if self.padding is not None:
-                self.cost.observe(rows * self.padding.size(arrays), ms)
+        if observe and self.padding is not None:
+            self.cost.observe(rows * self.padding.size(arrays), ms)
         if self.on_batch is not None:
             self.on_batch(rows, len(self._pending), ms)
         return outputs

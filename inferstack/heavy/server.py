@@ -45,7 +45,7 @@ from inferstack.api.predict import predict_body, predict_inputs
 from inferstack.catalog import CatalogEntry
 from inferstack.heavy import jsonlines
 from inferstack.heavy.batching import DynamicBatcher
-from inferstack.heavy.instances import load_instances, plan
+from inferstack.heavy.instances import fit_memory, load_instances, plan
 from inferstack.observability import emf, logger, registry
 from inferstack.protocol.codec import HEADER_LENGTH, header_length, parse_infer_request
 from inferstack.protocol.sagemaker import header_size, is_v2, v2_content_type
@@ -142,6 +142,7 @@ def create_app(config: ServerConfig) -> Starlette:
 
         count, threads = plan(config.instances, cuda="CUDAExecutionProvider" in session.get_providers(),
                               vcpus=available_vcpus())
+        count = fit_memory(count, (config.model_dir / MODEL_FILE).stat().st_size)
         instances = load_instances(entry, config.model_dir, count, threads, providers())
         logger.info("model instances", extra={"instances": count, "threads_each": threads})
         batcher = DynamicBatcher(predictor.run, max_batch_size=config.max_batch_size,

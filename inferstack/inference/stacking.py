@@ -45,14 +45,29 @@ def split(outputs: Arrays, rows: Sequence[int]) -> list[Arrays]:
     return out
 
 
+#: A padded group of requests (the job worker's, a v2 batch's) runs in batches of like lengths of at most this
+#: many rows, each call's fixed cost taken as this many elements (`ragged.partition`).
+PADDED_MAX_ROWS, PADDED_CALL_OVERHEAD = 64, 64.0
+
+
 def group(requests: Sequence[Arrays], padding: Padding | None = None) -> list[list[int]]:
-    """The requests' indices grouped by `stack_key` (or `padding.key`), each group in order, groups by first
-    appearance."""
+    """The requests' indices grouped by `stack_key`, each group in order, groups by first appearance; with
+    `padding`, by `padding.key`, each group split into batches of like lengths."""
     key = padding.key if padding else stack_key
     groups: dict[tuple[Any, ...], list[int]] = {}
     for i, arrays in enumerate(requests):
         groups.setdefault(key(arrays), []).append(i)
-    return list(groups.values())
+    if padding is None:
+        return list(groups.values())
+    from inferstack.inference.ragged import partition
+
+    out = []
+    for members in groups.values():
+        for batch in partition([padding.size(requests[m]) for m in members],
+                               [rows_of(requests[m]) for m in members], max_rows=PADDED_MAX_ROWS,
+                               overhead=PADDED_CALL_OVERHEAD):
+            out.append([members[i] for i in batch])
+    return out
 
 
 def run_stacked(run: RunFn, requests: Sequence[Arrays], padding: Padding | None = None) -> list[Arrays | Exception]:
@@ -62,7 +77,8 @@ def run_stacked(run: RunFn, requests: Sequence[Arrays], padding: Padding | None 
         return []
     try:
         if padding is not None and len(requests) > 1:
-            return list(padding.split(run(padding.stack(requests)), requests))
+            stacked = padding.stack(requests)
+            return list(padding.split(run(stacked), requests, stacked))
         return list(split(run(stack(requests)), [rows_of(r) for r in requests]))
     except Exception as exc:
         if len(requests) == 1:

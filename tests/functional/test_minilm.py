@@ -195,7 +195,7 @@ def test_the_heavy_container_answers_bad_requests_with_422(heavy: ModelServer) -
 
 
 
-@pytest.mark.parametrize(("pad", "field"), [({"input_ids": 0, "tokens": 0}, "models[minilm].pad.tokens")])
+@pytest.mark.parametrize(("pad", "field"), [({"input_ids": 0, "tokens": 0}, "models[0] (minilm).pad.tokens")])
 def test_a_pad_naming_no_input_is_refused_at_build_naming_the_field(minilm_model: Path, pad: dict[str, int],
                                                                     field: str) -> None:
     manifest = minilm_manifest("light")

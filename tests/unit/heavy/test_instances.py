@@ -75,3 +75,42 @@ def test_while_one_instance_runs_a_batch_the_next_one_runs_on_another() -> None:
     assert [r["y"][0, 0] for r in results] == [1, 2, 3, 4]
     assert seen[0] == ("a", 1) and {name for name, _ in seen[1:]} == {"b"}
     assert sum(rows for _, rows in seen[1:]) == 3
+
+
+def test_a_count_that_is_not_a_whole_number_is_refused_naming_the_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(env.HEAVY_INSTANCES, "AUTO")
+    assert plan(3, cuda=False, vcpus=2) == (2, 1)  # any case of auto
+    monkeypatch.setenv(env.HEAVY_INSTANCES, "2.5")
+    with pytest.raises(ValueError, match=r"batching\.instances: expected a whole number"):
+        plan("auto", cuda=False, vcpus=8)
+
+
+def test_instances_are_fewer_where_their_copies_would_fill_the_memory() -> None:
+    from inferstack.heavy.instances import fit_memory
+
+    gib = 1 << 30
+    assert fit_memory(4, 100 << 20, total_bytes=16 * gib) == 4
+    assert fit_memory(4, 3 * gib, total_bytes=16 * gib) == 1  # a 3 GB model on 16 GB: one copy besides
+    assert fit_memory(4, 1 * gib, total_bytes=16 * gib) == 4
+    assert fit_memory(4, 2 * gib, total_bytes=16 * gib) == 1
+
+
+def test_if_the_gathering_loop_fails_every_waiting_request_fails_and_stop_returns() -> None:
+    def run(arrays: Arrays) -> Arrays:
+        return arrays
+
+    async def scenario() -> BaseException | None:
+        batcher = DynamicBatcher(run, max_batch_size=8, max_delay_ms=0)
+
+        async def broken() -> list:  # type: ignore[type-arg]
+            raise RuntimeError("a defect in gathering")
+
+        batcher._gather = broken  # type: ignore[method-assign]
+        batcher.start()
+        waiting = asyncio.ensure_future(batcher.submit({"x": np.zeros((1, 1))}))
+        done, _ = await asyncio.wait([waiting], timeout=10)
+        await asyncio.wait_for(batcher.stop(), timeout=10)
+        return waiting.exception() if done else None
+
+    error = asyncio.run(scenario())
+    assert isinstance(error, RuntimeError) and "defect" in str(error)

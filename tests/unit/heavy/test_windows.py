@@ -56,3 +56,37 @@ def test_call_cost_keeps_its_prior_while_calls_are_all_alike() -> None:
     for _ in range(100):
         cost.observe(320, 40.0)
     assert cost.overhead == 50
+
+
+def test_without_a_binding_cap_the_split_is_the_cheapest_of_all() -> None:
+    import itertools
+
+    def cost(batches: list[list[int]], sizes: list[int], rows: list[int], overhead: float) -> float:
+        return sum(overhead + sum(rows[i] for i in b) * max(sizes[i] for i in b) for b in batches)
+
+    def splits(items: list[int]) -> list[list[list[int]]]:  # every set partition
+        if not items:
+            return [[]]
+        first, rest = items[0], items[1:]
+        out = []
+        for part in splits(rest):
+            out.append([[first], *part])
+            for k in range(len(part)):
+                out.append([*part[:k], [first, *part[k]], *part[k + 1:]])
+        return out
+
+    rnd = random.Random(5)
+    for _ in range(60):
+        n = rnd.randint(1, 7)
+        sizes, rows = [rnd.randint(1, 9) for _ in range(n)], [rnd.randint(1, 3) for _ in range(n)]
+        overhead = rnd.choice([0.5, 3, 10, 40])
+        best = min(cost(p, sizes, rows, overhead) for p in splits(list(range(n))))
+        got = partition(sizes, rows, max_rows=sum(rows), overhead=overhead)
+        assert cost(got, sizes, rows, overhead) == best
+        assert sorted(itertools.chain.from_iterable(got)) == list(range(n))
+
+
+def test_requests_of_one_length_stay_together() -> None:
+    sizes = [7] * 50 + [3] * 50
+    batches = partition(sizes, [1] * 100, max_rows=100, overhead=1)
+    assert sorted(len(b) for b in batches) == [50, 50]

@@ -86,3 +86,41 @@ def test_a_pad_that_names_no_variable_input_is_refused_naming_it(values: dict[st
     with pytest.raises(PaddingError) as caught:
         Padding.from_signature(values, INPUTS, OUTPUTS)
     assert caught.value.field == field and words in caught.value.detail
+
+
+@pytest.mark.parametrize(("values", "inputs", "words"), [
+    ({"ids": 0.5, "mask": 0}, INPUTS, "not a value of input 'ids'"),
+    ({"ids": -1, "mask": 0}, [TensorSpec("ids", "uint8", ["batch", "sequence"]), *INPUTS[1:]], "uint8"),
+    ({"text": 0}, [TensorSpec("text", "str", ["batch", "sequence"])], "str"),
+])
+def test_a_pad_value_the_input_cannot_hold_is_refused(values: dict[str, float], inputs: list[TensorSpec],
+                                                      words: str) -> None:
+    with pytest.raises(PaddingError, match=words):
+        Padding.from_signature(values, inputs, [])
+
+
+def test_an_output_whose_variable_axis_is_named_otherwise_is_refused() -> None:
+    # an exporter's own name for the sequence axis: the padded rows could never be cut back
+    outputs = [TensorSpec("hidden", "float32", ["batch", "Addh_dim_1", 2])]
+    with pytest.raises(PaddingError) as caught:
+        Padding.from_signature({"ids": 0, "mask": 0}, INPUTS, outputs)
+    assert caught.value.field == "pad" and "'hidden'" in caught.value.detail and "Addh_dim_1" in caught.value.detail
+
+
+def test_an_output_that_does_not_follow_the_padded_length_fails_the_stack_and_each_runs_alone() -> None:
+    calls = []
+
+    def run(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        calls.append(arrays["ids"].shape)
+        out = model(arrays)
+        return {**out, "hidden": out["hidden"][:, :3]}  # a model that answers 3 positions whatever it got
+
+    results = run_stacked(run, [request(3), request(5)], PADDING)
+    assert calls == [(2, 5), (1, 3), (1, 5)]  # the stacked run was refused, then each alone
+    assert [r["hidden"].shape for r in results if not isinstance(r, Exception)] == [(1, 3, 2), (1, 3, 2)]
+
+
+def test_the_job_worker_groups_long_and_short_requests_apart() -> None:
+    # one 40-token request among short ones: padding them all to 40 would be 8x their work
+    requests = [request(5), request(40), request(4), request(5), request(6)]
+    assert group(requests, PADDING) == [[0, 2, 3, 4], [1]]
