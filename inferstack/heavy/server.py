@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import gc
 import importlib.util
 import json
 import os
@@ -152,6 +153,11 @@ def create_app(config: ServerConfig) -> Starlette:
         # who answered, through SageMaker's custom attributes (the only answer header it passes back)
         answered_by = {CUSTOM_ATTRIBUTES_HEADER: version_attribute(entry.version), MODEL_VERSION_HEADER: entry.version}
         flusher = asyncio.get_running_loop().create_task(_flush_every(METRICS_FLUSH_S))
+        # Everything loaded so far lives as long as the process: out of the collector's sight, so that a full
+        # collection scans only what requests allocate (unfrozen, one paused all 32 requests in flight for up to
+        # 24 ms; frozen, minilm's p99 at 32 clients fell from 172-190 to 151-156 ms in the same runs)
+        gc.collect()
+        gc.freeze()
         state.update(predictor=predictor, batcher=batcher, ready=True, answered_by=answered_by, metrics=metrics)
         yield
         state["ready"] = False
@@ -234,6 +240,7 @@ def create_app(config: ServerConfig) -> Starlette:
     async def stats(_: Request) -> Response:
         batcher: DynamicBatcher = state["batcher"]
         return JSONResponse({**dataclasses.asdict(batcher.stats), "instances": batcher.instances,
+                             "gc_frozen_objects": gc.get_freeze_count(),
                              "call_overhead_elements": batcher.cost.overhead})
 
     return Starlette(lifespan=lifespan, routes=[

@@ -179,7 +179,10 @@ def test_the_heavy_container_runs_an_instance_per_core_or_two_on_a_cpu(heavy: Mo
     from inferstack.heavy.instances import plan
     from inferstack.inference.session import available_vcpus
 
-    assert httpx.get(f"{heavy.url}/stats").json()["instances"] == plan("auto", cuda=False, vcpus=available_vcpus())[0]
+    stats = httpx.get(f"{heavy.url}/stats").json()
+    assert stats["instances"] == plan("auto", cuda=False, vcpus=available_vcpus())[0]
+    # and what it loaded is out of the garbage collector's sight (a full collection scans only requests' objects)
+    assert stats["gc_frozen_objects"] > 10_000
 
 
 def test_the_heavy_container_serves_the_reference_embeddings(heavy: ModelServer) -> None:
