@@ -192,43 +192,9 @@ class DynamicBatcher:
             self._running.add(task)
             task.add_done_callback(self._running.discard)
 
-    async def _gather(self) -> list[_Pending]:
-        """The next batch: the oldest request, every queued one that stacks with it, and, while requests are
-        on their way and `max_delay_ms` after the first allows, those too."""
-        first = self._pending.popleft()
-        batch, rows = [first], first.rows
-        skipped: list[_Pending] = []
-        deadline = first.submitted + self.max_delay_s
-        held_since: float | None = None
-        full = not self.enabled or rows >= self.max_batch_size
-        while not full:
-            while self._pending and not full:
-                item = self._pending.popleft()
-                if item.key != first.key:
-                    skipped.append(item)  # another shape: it leads a later batch
-                elif rows + item.rows > self.max_batch_size:
-                    skipped.append(item)  # would overflow: it leads the next batch
-                    full = True
-                else:
-                    batch.append(item)
-                    rows += item.rows
-                    full = rows >= self.max_batch_size
-            now = time.monotonic()
-            if full or not self._arriving or now >= deadline:
-                break
-            held_since = held_since or now
-            if not await self._changes(deadline - now):
-                break
-        if held_since is not None:
-            self.stats.held_batches += 1
-            self.stats.held_s += time.monotonic() - held_since
-        self._pending.extendleft(reversed(skipped))
-        return batch
-
-    async def _gather_round(self) -> list[list[_Pending]]:
-        """The next round of a padded model: the oldest waiting requests that stack, up to `max_batch_size` rows
-        (once those on their way are in, or `max_delay_ms` after the oldest), split into batches of like
-        lengths (`windows.partition`), the one holding the oldest request first."""
+    async def _hold(self) -> _Pending:
+        """While requests are on their way and the oldest's fellows fill no batch yet, wait for them, never past
+        `max_delay_ms` after it was submitted; returns the oldest request (still queued)."""
         first = self._pending[0]
         deadline = first.submitted + self.max_delay_s
         held_since: float | None = None
@@ -243,6 +209,34 @@ class DynamicBatcher:
         if held_since is not None:
             self.stats.held_batches += 1
             self.stats.held_s += time.monotonic() - held_since
+        return first
+
+    async def _gather(self) -> list[_Pending]:
+        """The next batch: the oldest request and every queued one that stacks with it (`_hold` first)."""
+        first = await self._hold()
+        self._pending.popleft()
+        batch, rows = [first], first.rows
+        skipped: list[_Pending] = []
+        full = not self.enabled or rows >= self.max_batch_size
+        while self._pending and not full:
+            item = self._pending.popleft()
+            if item.key != first.key:
+                skipped.append(item)  # another shape: it leads a later batch
+            elif rows + item.rows > self.max_batch_size:
+                skipped.append(item)  # would overflow: it leads the next batch
+                full = True
+            else:
+                batch.append(item)
+                rows += item.rows
+                full = rows >= self.max_batch_size
+        self._pending.extendleft(reversed(skipped))
+        return batch
+
+    async def _gather_round(self) -> list[list[_Pending]]:
+        """The next round of a padded model: the oldest waiting requests that stack, up to `max_batch_size` rows
+        (`_hold` first), split into batches of like lengths (`windows.partition`), the one holding the oldest
+        request first."""
+        first = await self._hold()
         round_: list[_Pending] = []
         rows, kept = 0, deque[_Pending]()
         for p in self._pending:

@@ -124,9 +124,10 @@ def create_app(config: ServerConfig) -> Starlette:
         # No spinning: the event loop that parses and answers requests needs the CPU between batches.
         predictor = Predictor.load(entry, config.model_dir, providers=providers(), spin=False, warm_up=False)
         session = predictor.session
+        cuda = "CUDAExecutionProvider" in session.get_providers()
         logger.info("model loaded", extra={"model": entry.name, "version": entry.version,
                                            "providers": session.get_providers(),
-                                           "cuda": "CUDAExecutionProvider" in session.get_providers(),
+                                           "cuda": cuda,
                                            "handler": entry.handler,
                                            "max_batch_size": config.max_batch_size,
                                            "max_delay_ms": config.max_delay_ms,
@@ -141,8 +142,7 @@ def create_app(config: ServerConfig) -> Starlette:
             metrics.add(emf.QUEUE_DEPTH, waiting)
             metrics.add(emf.INFERENCE_LATENCY, run_ms)
 
-        count, threads = plan(config.instances, cuda="CUDAExecutionProvider" in session.get_providers(),
-                              vcpus=available_vcpus())
+        count, threads = plan(config.instances, cuda=cuda, vcpus=available_vcpus())
         count = fit_memory(count, (config.model_dir / MODEL_FILE).stat().st_size)
         instances = load_instances(entry, config.model_dir, count, threads, providers())
         logger.info("model instances", extra={"instances": count, "threads_each": threads})

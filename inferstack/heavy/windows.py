@@ -19,12 +19,12 @@ from __future__ import annotations
 
 from threading import Lock
 
-from inferstack.inference.ragged import partition
+from inferstack.inference.ragged import DEFAULT_CALL_OVERHEAD, partition
 
 __all__ = ["PRIOR_OVERHEAD", "CallCost", "partition"]
 
-#: A call's fixed cost, in padded elements, until measured: a few rows of a sentence.
-PRIOR_OVERHEAD = 64.0
+#: A call's fixed cost, in padded elements, until measured.
+PRIOR_OVERHEAD = DEFAULT_CALL_OVERHEAD
 
 
 class CallCost:

@@ -21,6 +21,10 @@ from inferstack.inference.spec import TensorSpec
 
 Arrays = dict[str, np.ndarray]
 
+#: A model call's fixed cost, in padded elements, where nothing better is known (`heavy.windows.CallCost` learns
+#: the model's own): a few rows of a sentence.
+DEFAULT_CALL_OVERHEAD = 64.0
+
 
 class PaddingError(ValueError):
     """The manifest's `pad` names something the model cannot be padded along: `field` says which entry."""

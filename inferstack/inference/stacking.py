@@ -46,8 +46,8 @@ def split(outputs: Arrays, rows: Sequence[int]) -> list[Arrays]:
 
 
 #: A padded group of requests (the job worker's, a v2 batch's) runs in batches of like lengths of at most this
-#: many rows, each call's fixed cost taken as this many elements (`ragged.partition`).
-PADDED_MAX_ROWS, PADDED_CALL_OVERHEAD = 64, 64.0
+#: many rows (`ragged.partition`).
+PADDED_MAX_ROWS = 64
 
 
 def group(requests: Sequence[Arrays], padding: Padding | None = None) -> list[list[int]]:
@@ -59,13 +59,13 @@ def group(requests: Sequence[Arrays], padding: Padding | None = None) -> list[li
         groups.setdefault(key(arrays), []).append(i)
     if padding is None:
         return list(groups.values())
-    from inferstack.inference.ragged import partition
+    from inferstack.inference.ragged import DEFAULT_CALL_OVERHEAD, partition
 
     out = []
     for members in groups.values():
         for batch in partition([padding.size(requests[m]) for m in members],
                                [rows_of(requests[m]) for m in members], max_rows=PADDED_MAX_ROWS,
-                               overhead=PADDED_CALL_OVERHEAD):
+                               overhead=DEFAULT_CALL_OVERHEAD):
             out.append([members[i] for i in batch])
     return out
 
